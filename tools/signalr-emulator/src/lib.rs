@@ -1,0 +1,1 @@
+//! A local Azure SignalR Service emulator (work in progress).
