@@ -1,0 +1,634 @@
+//! Configuration: the environment (app settings) and the app's `function.json` files, read once
+//! at start-up into typed structs.
+//!
+//! Parsing happens in two stages: [`RawSettings`] holds what the operator typed, [`Settings`]
+//! what the handler uses (a parsed connection string, algorithms, a key source). Every failure
+//! is a [`ConfigError`] that names the setting and says how to fix it, so a bad deployment
+//! stops at start-up instead of on the first request.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use secrecy::SecretString;
+use url::Url;
+
+use crate::bindings::{self, FunctionBindings};
+use crate::signalr::connection_string::ConnectionString;
+
+/// Functions this handler implements. Each has a folder with a `function.json` at the app root.
+pub const KNOWN_FUNCTIONS: &[&str] = &["negotiate"];
+
+/// Shortest accepted `AUTH_HS256_SECRET`, in bytes: RFC 7518 §3.2 asks for a key at least as
+/// long as the hash output.
+const MIN_HS256_SECRET_BYTES: usize = 32;
+const MAX_CLOCK_SKEW_SECONDS: u64 = 300;
+const MAX_FORWARDED_CLAIMS: usize = 32;
+
+/// A configuration problem, naming the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in `{setting}`: {message}")]
+pub struct ConfigError {
+    setting: String,
+    message: String,
+}
+
+impl ConfigError {
+    /// A problem with `setting`; `message` says what is wrong and how to fix it.
+    pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The setting at fault.
+    pub fn setting(&self) -> &str {
+        &self.setting
+    }
+}
+
+/// Everything the handler needs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// Port to listen on (127.0.0.1). 0 picks a free port (tests).
+    pub port: u16,
+    /// The functions found in the app root.
+    pub functions: Vec<FunctionBindings>,
+    /// The SignalR Service the app's bindings name.
+    pub signalr: ConnectionString,
+    /// Name of the setting `signalr` was read from (for messages).
+    pub signalr_setting: String,
+    /// Hub for tokens the handler mints itself (negotiate without a `signalRConnectionInfo` input).
+    pub mint_hub: Option<String>,
+    /// How callers are authenticated.
+    pub auth: AuthSettings,
+}
+
+/// How the caller's JWT is verified.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Where verification keys come from.
+    pub key_source: KeySource,
+    /// Allowed algorithms; the token header's `alg` must be one of them.
+    pub algorithms: Vec<Algorithm>,
+    /// Claim that holds the user id.
+    pub user_id_claim: String,
+    /// Claims copied from the verified token into the SignalR token.
+    pub forward_claims: Vec<String>,
+    /// Leeway for `exp` and `nbf`.
+    pub clock_skew: Duration,
+    /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
+    pub jwks_refresh_interval: Duration,
+}
+
+/// Where the keys that verify caller tokens come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A shared secret (HS256/384/512).
+    SharedSecret(SecretString),
+    /// A JWKS document at a fixed URL.
+    Jwks(Url),
+    /// OIDC discovery: `{issuer}/.well-known/openid-configuration` names the JWKS.
+    OidcDiscovery(Url),
+}
+
+/// The settings as typed, before validation.
+pub struct RawSettings<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> RawSettings<'a> {
+    /// Wraps a lookup function (the process environment, or a map in tests).
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Self { lookup }
+    }
+
+    /// A setting's value, trimmed; empty counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    }
+
+    fn require(&self, name: &str, hint: &str) -> Result<String, ConfigError> {
+        self.get(name)
+            .ok_or_else(|| ConfigError::new(name, format!("is not set; {hint}")))
+    }
+}
+
+impl Settings {
+    /// Reads the process environment and the app root's `function.json` files.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_lookup(&lookup, None)
+    }
+
+    /// Reads settings through `lookup`. `app_root` overrides `FUNCTIONS_APP_ROOT_PATH`.
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        app_root: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let raw = RawSettings::new(lookup);
+        let port = parse_port(&raw)?;
+        let app_root = match app_root {
+            Some(root) => root.to_path_buf(),
+            None => default_app_root(&raw)?,
+        };
+        let functions = bindings::read_app(&app_root, KNOWN_FUNCTIONS, lookup)?;
+        if functions.is_empty() {
+            return Err(ConfigError::new(
+                "FUNCTIONS_APP_ROOT_PATH",
+                format!(
+                    "no function folders with a function.json under `{}`; point it at the function app root",
+                    app_root.display()
+                ),
+            ));
+        }
+
+        let signalr_setting = connection_string_setting(&functions)?;
+        let signalr_raw = raw.require(
+            &signalr_setting,
+            "set it to the SignalR Service connection string, `Endpoint=https://<name>.service.signalr.net;AccessKey=<key>;Version=1.0;`",
+        )?;
+        let signalr = ConnectionString::parse(&signalr_raw)
+            .map_err(|error| ConfigError::new(&signalr_setting, error.to_string()))?;
+
+        let mint_hub = mint_hub(&raw, &functions)?;
+        let auth = parse_auth(&raw, &signalr)?;
+        Ok(Self {
+            port,
+            functions,
+            signalr,
+            signalr_setting,
+            mint_hub,
+            auth,
+        })
+    }
+
+    /// The bindings of `function_name`, if the app has that function.
+    pub fn function(&self, function_name: &str) -> Option<&FunctionBindings> {
+        self.functions
+            .iter()
+            .find(|function| function.function_name == function_name)
+    }
+}
+
+fn parse_port(raw: &RawSettings) -> Result<u16, ConfigError> {
+    let (name, value) = match raw.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+        Some(value) => ("FUNCTIONS_CUSTOMHANDLER_PORT", value),
+        None => (
+            "FUNCTIONS_CUSTOMHANDLER_PORT",
+            raw.get("FUNCTIONS_HTTPWORKER_PORT").ok_or_else(|| {
+                ConfigError::new(
+                    "FUNCTIONS_CUSTOMHANDLER_PORT",
+                    "is not set; the Functions host sets it when it starts the handler (run `func start`, or set it by hand)",
+                )
+            })?,
+        ),
+    };
+    value
+        .parse()
+        .map_err(|_| ConfigError::new(name, format!("`{value}` is not a port number (0-65535)")))
+}
+
+/// The app root: `FUNCTIONS_APP_ROOT_PATH` (set by the host), else the folder of the executable,
+/// which `host.json` places at the app root. Never the working directory.
+fn default_app_root(raw: &RawSettings) -> Result<PathBuf, ConfigError> {
+    if let Some(root) = raw.get("FUNCTIONS_APP_ROOT_PATH") {
+        return Ok(PathBuf::from(root));
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "FUNCTIONS_APP_ROOT_PATH",
+                "is not set and the executable's folder is unknown; set it to the folder that holds host.json",
+            )
+        })
+}
+
+/// All SignalR bindings must name one connection-string setting: the handler verifies and signs
+/// with one AccessKey.
+fn connection_string_setting(functions: &[FunctionBindings]) -> Result<String, ConfigError> {
+    let mut names: Vec<&str> = functions
+        .iter()
+        .flat_map(|f| [f.connection_info.as_ref(), f.signalr_output.as_ref()])
+        .flatten()
+        .map(|binding| binding.connection_string_setting.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [] => Ok(bindings::DEFAULT_CONNECTION_STRING_SETTING.to_owned()),
+        [one] => Ok((*one).to_owned()),
+        several => Err(ConfigError::new(
+            "function.json",
+            format!(
+                "SignalR bindings name several connection-string settings ({}); use one `connectionStringSetting` for all",
+                several.join(", ")
+            ),
+        )),
+    }
+}
+
+/// `SIGNALR_HUB_NAME` is needed only when negotiate has no `signalRConnectionInfo` input.
+fn mint_hub(
+    raw: &RawSettings,
+    functions: &[FunctionBindings],
+) -> Result<Option<String>, ConfigError> {
+    let needs_hub = functions
+        .iter()
+        .any(|f| f.function_name == "negotiate" && f.connection_info.is_none());
+    let hub = raw.get("SIGNALR_HUB_NAME");
+    match (needs_hub, hub) {
+        (false, _) => Ok(None),
+        (true, None) => Err(ConfigError::new(
+            "SIGNALR_HUB_NAME",
+            "is not set; negotiate/function.json has no signalRConnectionInfo binding, so the handler mints \
+             tokens itself and needs the hub name (or add the binding with `hubName`)",
+        )),
+        (true, Some(hub)) if is_valid_hub_name(&hub) => Ok(Some(hub)),
+        (true, Some(hub)) => Err(ConfigError::new(
+            "SIGNALR_HUB_NAME",
+            format!(
+                "`{hub}` is not a valid hub name: 1-128 characters, a letter first, then letters, digits or _ ` , . [ ]"
+            ),
+        )),
+    }
+}
+
+/// The service's hub pattern `^[A-Za-z][A-Za-z0-9_`,.[\]]{0,127}$` (spec §4.4).
+pub fn is_valid_hub_name(hub: &str) -> bool {
+    let mut chars = hub.chars();
+    hub.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_`,.[]".contains(c))
+}
+
+fn parse_auth(raw: &RawSettings, signalr: &ConnectionString) -> Result<AuthSettings, ConfigError> {
+    let issuer = raw.require(
+        "AUTH_ISSUER",
+        "set it to the `iss` your identity provider writes into tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
+    )?;
+    let audience = raw.require(
+        "AUTH_AUDIENCE",
+        "set it to the `aud` your identity provider writes into tokens for this app (its client id or API URI)",
+    )?;
+    if signalr.is_service_audience(&audience) {
+        return Err(ConfigError::new(
+            "AUTH_AUDIENCE",
+            "names the SignalR Service itself; it must be this app's own audience, or the service's tokens would be accepted at negotiate",
+        ));
+    }
+
+    let secret = raw.get("AUTH_HS256_SECRET");
+    let jwks_url = raw.get("AUTH_JWKS_URL");
+    let key_source = match (secret, jwks_url) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "AUTH_HS256_SECRET",
+                "and AUTH_JWKS_URL are both set; set exactly one key source (or neither, for OIDC discovery from AUTH_ISSUER)",
+            ));
+        }
+        (Some(secret), None) => {
+            if secret.len() < MIN_HS256_SECRET_BYTES {
+                return Err(ConfigError::new(
+                    "AUTH_HS256_SECRET",
+                    format!("is {} bytes; use a random secret of at least {MIN_HS256_SECRET_BYTES} bytes", secret.len()),
+                ));
+            }
+            if signalr.access_key_equals(&secret) {
+                return Err(ConfigError::new(
+                    "AUTH_HS256_SECRET",
+                    "equals the SignalR AccessKey; use a separate secret, or anyone holding a service token could sign app tokens",
+                ));
+            }
+            KeySource::SharedSecret(SecretString::from(secret))
+        }
+        (None, Some(url)) => KeySource::Jwks(parse_fetch_url("AUTH_JWKS_URL", &url)?),
+        (None, None) => {
+            KeySource::OidcDiscovery(parse_fetch_url("AUTH_ISSUER", &issuer).map_err(|error| {
+                ConfigError::new(
+                    "AUTH_ISSUER",
+                    format!("{}; with neither AUTH_HS256_SECRET nor AUTH_JWKS_URL set, keys are discovered from the issuer URL", error.message),
+                )
+            })?)
+        }
+    };
+
+    let algorithms = parse_algorithms(raw.get("AUTH_ALGORITHMS"), &key_source)?;
+    let user_id_claim = raw
+        .get("AUTH_USER_ID_CLAIM")
+        .unwrap_or_else(|| "sub".to_owned());
+    let forward_claims = parse_forward_claims(raw.get("AUTH_FORWARD_CLAIMS"))?;
+    let clock_skew = parse_seconds(raw, "AUTH_CLOCK_SKEW_SECONDS", 60, MAX_CLOCK_SKEW_SECONDS)?;
+    let jwks_refresh_interval = parse_seconds(raw, "AUTH_JWKS_REFRESH_SECONDS", 30, 86_400)?;
+    Ok(AuthSettings {
+        issuer,
+        audience,
+        key_source,
+        algorithms,
+        user_id_claim,
+        forward_claims,
+        clock_skew,
+        jwks_refresh_interval,
+    })
+}
+
+/// A URL the handler fetches keys from: https, or http only to a loopback host (local dev).
+fn parse_fetch_url(setting: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value)
+        .map_err(|_| ConfigError::new(setting, format!("`{value}` is not an absolute URL")))?;
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("`{value}` must be an https URL (plain http is accepted only for localhost)"),
+        )),
+    }
+}
+
+fn parse_algorithms(
+    value: Option<String>,
+    key_source: &KeySource,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    let symmetric = matches!(key_source, KeySource::SharedSecret(_));
+    let Some(value) = value else {
+        return Ok(vec![if symmetric {
+            Algorithm::HS256
+        } else {
+            Algorithm::RS256
+        }]);
+    };
+    let mut algorithms = Vec::new();
+    for name in value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        let algorithm: Algorithm = name.parse().map_err(|_| {
+            ConfigError::new(
+                "AUTH_ALGORITHMS",
+                format!("`{name}` is not a supported algorithm (use HS256/HS384/HS512 with a secret; RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA with JWKS)"),
+            )
+        })?;
+        let is_hmac = matches!(
+            algorithm,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        );
+        if is_hmac != symmetric {
+            return Err(ConfigError::new(
+                "AUTH_ALGORITHMS",
+                if symmetric {
+                    format!(
+                        "`{name}` needs public keys, but the key source is AUTH_HS256_SECRET; list only HS256/HS384/HS512"
+                    )
+                } else {
+                    format!(
+                        "`{name}` is an HMAC algorithm, but keys come from JWKS; mixing them allows algorithm confusion"
+                    )
+                },
+            ));
+        }
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::new(
+            "AUTH_ALGORITHMS",
+            "lists no algorithm; remove it for the default or list at least one",
+        ));
+    }
+    Ok(algorithms)
+}
+
+fn parse_forward_claims(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let mut claims: Vec<String> = Vec::new();
+    for name in value
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        if name.starts_with("asrs.") {
+            return Err(ConfigError::new(
+                "AUTH_FORWARD_CLAIMS",
+                format!("`{name}` is a SignalR system claim; the handler sets those itself"),
+            ));
+        }
+        if !claims.iter().any(|claim| claim == name) {
+            claims.push(name.to_owned());
+        }
+    }
+    if claims.len() > MAX_FORWARDED_CLAIMS {
+        return Err(ConfigError::new(
+            "AUTH_FORWARD_CLAIMS",
+            format!(
+                "lists {} claims; at most {MAX_FORWARDED_CLAIMS} (the SignalR token must stay under 4 KB)",
+                claims.len()
+            ),
+        ));
+    }
+    Ok(claims)
+}
+
+fn parse_seconds(
+    raw: &RawSettings,
+    name: &str,
+    default: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = raw.get(name) else {
+        return Ok(Duration::from_secs(default));
+    };
+    match value.parse::<u64>() {
+        Ok(seconds) if seconds <= max => Ok(Duration::from_secs(seconds)),
+        _ => Err(ConfigError::new(
+            name,
+            format!("`{value}` must be a whole number of seconds from 0 to {max}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const SECRET: &str = "insecure-test-secret-that-is-long-enough-0123";
+    const CONNECTION_STRING: &str = "Endpoint=http://localhost;Port=8888;AccessKey=INSECURE-TEST-ACCESS-KEY-0123456789ABCDEFGH;Version=1.0;";
+
+    fn app_root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn settings(overrides: &[(&str, Option<&str>)]) -> Result<Settings, ConfigError> {
+        let mut values: HashMap<String, String> = [
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "0"),
+            ("AzureSignalRConnectionString", CONNECTION_STRING),
+            ("AUTH_ISSUER", "https://issuer.example.com/"),
+            ("AUTH_AUDIENCE", "api://chat"),
+            ("AUTH_HS256_SECRET", SECRET),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (name, value) in overrides {
+            match value {
+                Some(value) => values.insert((*name).to_owned(), (*value).to_owned()),
+                None => values.remove(*name),
+            };
+        }
+        let lookup = move |name: &str| values.get(name).cloned();
+        Settings::from_lookup(&lookup, Some(&app_root()))
+    }
+
+    fn error_setting(overrides: &[(&str, Option<&str>)]) -> String {
+        settings(overrides)
+            .expect_err("should be refused")
+            .setting()
+            .to_owned()
+    }
+
+    #[test]
+    fn the_repository_app_is_valid_with_defaults() {
+        let settings = settings(&[]).expect("valid");
+        assert_eq!(settings.auth.algorithms, vec![Algorithm::HS256]);
+        assert_eq!(settings.auth.user_id_claim, "sub");
+        assert!(settings.function("negotiate").is_some());
+    }
+
+    #[test]
+    fn each_missing_or_bad_setting_is_named() {
+        type Overrides<'a> = &'a [(&'a str, Option<&'a str>)];
+        let cases: &[(Overrides, &str)] = &[
+            (
+                &[("FUNCTIONS_CUSTOMHANDLER_PORT", None)],
+                "FUNCTIONS_CUSTOMHANDLER_PORT",
+            ),
+            (
+                &[("FUNCTIONS_CUSTOMHANDLER_PORT", Some("http"))],
+                "FUNCTIONS_CUSTOMHANDLER_PORT",
+            ),
+            (
+                &[("AzureSignalRConnectionString", None)],
+                "AzureSignalRConnectionString",
+            ),
+            (
+                &[("AzureSignalRConnectionString", Some("Endpoint=x"))],
+                "AzureSignalRConnectionString",
+            ),
+            (&[("AUTH_ISSUER", None)], "AUTH_ISSUER"),
+            (&[("AUTH_AUDIENCE", None)], "AUTH_AUDIENCE"),
+            (
+                &[("AUTH_AUDIENCE", Some("http://localhost/client/?hub=chat"))],
+                "AUTH_AUDIENCE",
+            ),
+            (&[("AUTH_HS256_SECRET", Some("short"))], "AUTH_HS256_SECRET"),
+            (
+                &[(
+                    "AUTH_HS256_SECRET",
+                    Some("INSECURE-TEST-ACCESS-KEY-0123456789ABCDEFGH"),
+                )],
+                "AUTH_HS256_SECRET",
+            ),
+            (
+                &[("AUTH_JWKS_URL", Some("https://idp.example.com/keys"))],
+                "AUTH_HS256_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_HS256_SECRET", None),
+                    ("AUTH_JWKS_URL", Some("http://idp.example.com/keys")),
+                ],
+                "AUTH_JWKS_URL",
+            ),
+            (
+                &[
+                    ("AUTH_HS256_SECRET", None),
+                    ("AUTH_ISSUER", Some("not a url")),
+                ],
+                "AUTH_ISSUER",
+            ),
+            (&[("AUTH_ALGORITHMS", Some("RS256"))], "AUTH_ALGORITHMS"),
+            (&[("AUTH_ALGORITHMS", Some("none"))], "AUTH_ALGORITHMS"),
+            (
+                &[
+                    ("AUTH_HS256_SECRET", None),
+                    ("AUTH_JWKS_URL", Some("https://idp.example.com/k")),
+                    ("AUTH_ALGORITHMS", Some("RS256,HS256")),
+                ],
+                "AUTH_ALGORITHMS",
+            ),
+            (
+                &[("AUTH_FORWARD_CLAIMS", Some("name,asrs.s.uid"))],
+                "AUTH_FORWARD_CLAIMS",
+            ),
+            (
+                &[("AUTH_CLOCK_SKEW_SECONDS", Some("-1"))],
+                "AUTH_CLOCK_SKEW_SECONDS",
+            ),
+            (
+                &[("AUTH_CLOCK_SKEW_SECONDS", Some("3600"))],
+                "AUTH_CLOCK_SKEW_SECONDS",
+            ),
+        ];
+        for (overrides, expected) in cases {
+            assert_eq!(&error_setting(overrides), expected, "{overrides:?}");
+        }
+    }
+
+    #[test]
+    fn jwks_and_discovery_default_to_rs256() {
+        let jwks = settings(&[
+            ("AUTH_HS256_SECRET", None),
+            ("AUTH_JWKS_URL", Some("http://127.0.0.1:9/keys")),
+        ])
+        .expect("valid");
+        assert!(matches!(jwks.auth.key_source, KeySource::Jwks(_)));
+        assert_eq!(jwks.auth.algorithms, vec![Algorithm::RS256]);
+        let discovery = settings(&[
+            ("AUTH_HS256_SECRET", None),
+            ("AUTH_ALGORITHMS", Some("ES256, EdDSA")),
+        ])
+        .expect("valid");
+        assert!(matches!(
+            discovery.auth.key_source,
+            KeySource::OidcDiscovery(_)
+        ));
+        assert_eq!(
+            discovery.auth.algorithms,
+            vec![Algorithm::ES256, Algorithm::EdDSA]
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let settings = settings(&[]).expect("valid");
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains(SECRET));
+        assert!(!debug.contains("INSECURE-TEST-ACCESS-KEY"));
+    }
+
+    #[test]
+    fn hub_names_follow_the_service_pattern() {
+        for good in ["chat", "Chat_1", "a", "a.b[c]"] {
+            assert!(is_valid_hub_name(good), "{good}");
+        }
+        for bad in ["", "1chat", "my-hub", "chat room", &"a".repeat(129)] {
+            assert!(!is_valid_hub_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The handler's error type and the one place where errors become caller responses.
+//!
+//! Every failure is logged with its exact reason (to `Logs` and stderr) and answered with a
+//! stable error code and nothing internal. The host itself always gets 200 + JSON; the status
+//! below is the caller's, carried in the `http` output (spec §0.2).
+
+use serde_json::json;
+
+use crate::identity::IdentityError;
+use crate::invocation::CallerResponse;
+
+/// Everything that can stop an invocation.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The host's payload could not be read (400).
+    #[error("malformed invocation: {0}")]
+    BadInvocation(String),
+    /// The caller's input is invalid (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The caller is not authenticated (401), or keys to check it are unavailable (503).
+    #[error("authentication failed: {0}")]
+    Unauthenticated(#[from] IdentityError),
+    /// The deployment is misconfigured (500). The message is for the operator's log only.
+    #[error("configuration error: {0}")]
+    Configuration(String),
+    /// The host invoked a function this handler does not serve (404).
+    #[error("unknown function `{0}`")]
+    UnknownFunction(String),
+    /// The invocation body exceeds the cap (413).
+    #[error("the invocation body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+}
+
+impl HandlerError {
+    /// The caller's response for this error.
+    pub fn caller_response(&self) -> CallerResponse {
+        match self {
+            Self::BadInvocation(_) => {
+                error_body(400, "bad_request", "The request could not be read.")
+            }
+            Self::BadRequest(message) => error_body(400, "bad_request", message),
+            Self::Unauthenticated(IdentityError::KeysUnavailable(_)) => error_body(
+                503,
+                "auth_unavailable",
+                "The identity provider's keys could not be loaded; try again later.",
+            )
+            .with_header("Retry-After", "5"),
+            Self::Unauthenticated(error) => {
+                let (code, description) = match error {
+                    IdentityError::MissingCredential => {
+                        ("missing_token", "No bearer token was presented.")
+                    }
+                    IdentityError::Rejected(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+                        ("invalid_token", "The access token expired.")
+                    }
+                    _ => ("invalid_token", "The access token is invalid."),
+                };
+                CallerResponse::json(
+                    401,
+                    &json!({"error": code, "error_description": description}),
+                )
+                .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
+                .with_header("Cache-Control", "no-store")
+            }
+            Self::Configuration(_) => {
+                error_body(500, "configuration_error", "The service is misconfigured.")
+            }
+            Self::UnknownFunction(_) => error_body(404, "unknown_function", "No such function."),
+            Self::PayloadTooLarge(_) => {
+                error_body(413, "payload_too_large", "The request is too large.")
+            }
+        }
+    }
+
+    /// True for errors caused by the deployment rather than the caller, which are logged as
+    /// errors; the rest are logged as warnings (a bad token is not our fault).
+    pub fn is_server_fault(&self) -> bool {
+        matches!(self, Self::Configuration(_))
+            || matches!(
+                self,
+                Self::Unauthenticated(IdentityError::KeysUnavailable(_))
+            )
+    }
+}
+
+fn error_body(status: u16, code: &str, message: &str) -> CallerResponse {
+    CallerResponse::json(status, &json!({"error": code, "message": message}))
+        .with_header("Cache-Control", "no-store")
+}

@@ -1,0 +1,84 @@
+//! `negotiate`: verify the caller, then hand out a SignalR client token that carries the
+//! verified user id.
+//!
+//! Two styles are supported. With a `signalRConnectionInfo` input the host mints a base token;
+//! the handler checks it was signed with the AccessKey it knows (a mismatch means two settings
+//! disagree: a configuration fault) and re-signs it with the verified user. Without the input,
+//! the handler mints the token itself from the connection string.
+
+use serde_json::json;
+
+use crate::bindings::FunctionBindings;
+use crate::error::HandlerError;
+use crate::functions::{AppState, FunctionOutcome, InvocationLog};
+use crate::invocation::{CallerResponse, InvocationRequest};
+use crate::signalr::access_token::{ConnectionInfo, ServiceTokenSigner};
+
+/// Runs negotiate.
+pub async fn run(
+    state: &AppState,
+    bindings: &FunctionBindings,
+    invocation: &InvocationRequest,
+    log: &mut InvocationLog,
+) -> Result<FunctionOutcome, HandlerError> {
+    let request = invocation.http_request(&bindings.trigger)?;
+    let user = state.authenticator.authenticate(&request).await?;
+    let settings = &state.settings;
+    let signer = ServiceTokenSigner::new(&settings.signalr);
+    let forward = &settings.auth.forward_claims;
+
+    let (url, access_token) = match &bindings.connection_info {
+        Some(binding) => {
+            let configuration = |message: String| HandlerError::Configuration(message);
+            let value = invocation
+                .input(&binding.name)
+                .ok_or_else(|| {
+                    configuration(format!(
+                        "function.json declares input `{}` but the host sent no value for it",
+                        binding.name
+                    ))
+                })?
+                .map_err(|_| {
+                    configuration(format!(
+                        "input `{}` is not connection-info JSON",
+                        binding.name
+                    ))
+                })?;
+            let info: ConnectionInfo = serde_json::from_value(value).map_err(|_| {
+                configuration(format!(
+                    "input `{}` lacks `url` or `accessToken`",
+                    binding.name
+                ))
+            })?;
+            let base = signer
+                .verify_binding_token(&info.access_token)
+                .map_err(|error| {
+                    configuration(format!(
+                        "{error}; the handler reads `{}`",
+                        settings.signalr_setting
+                    ))
+                })?;
+            let token = signer
+                .reissue(&base, &user, forward)
+                .map_err(|error| configuration(error.to_string()))?;
+            (info.url, token)
+        }
+        None => {
+            let hub = settings
+                .mint_hub
+                .as_deref()
+                .ok_or_else(|| HandlerError::Configuration("SIGNALR_HUB_NAME is not set".into()))?;
+            let now = jsonwebtoken::get_current_timestamp();
+            let token = signer
+                .mint(hub, &user, forward, now)
+                .map_err(|error| HandlerError::Configuration(error.to_string()))?;
+            (settings.signalr.client_url(hub), token)
+        }
+    };
+    log.info(&format!("token issued for user {:?}", user.user_id()));
+    Ok(FunctionOutcome {
+        response: CallerResponse::json(200, &json!({"url": url, "accessToken": access_token}))
+            .with_header("Cache-Control", "no-store"),
+        outputs: Vec::new(),
+    })
+}

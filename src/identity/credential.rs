@@ -1,0 +1,120 @@
+//! Where a caller's bearer token may come from.
+//!
+//! `Authorization: Bearer …` first; the `access_token` query parameter as well, because browsers
+//! cannot set headers on WebSocket or Server-Sent Events requests and the SignalR client sends
+//! it there. Headers such as `x-ms-client-principal-id` are never read: any client can set them.
+
+use crate::identity::IdentityError;
+use crate::invocation::HttpRequestData;
+
+/// The bearer token of `request`, refusing ambiguous requests (two headers, two query values,
+/// or a header and a query value that differ), so no layer can pick a different token than
+/// the one verified.
+pub fn bearer_token(request: &HttpRequestData) -> Result<&str, IdentityError> {
+    let headers = request.header_values("Authorization");
+    let from_header = match headers.as_slice() {
+        [] => None,
+        [value] => Some(parse_bearer(value)?),
+        _ => {
+            return Err(IdentityError::Unusable(
+                "more than one Authorization header",
+            ));
+        }
+    };
+    let queries = request.query_values("access_token");
+    let from_query = match queries.as_slice() {
+        [] => None,
+        [value] if value.contains(',') => {
+            return Err(IdentityError::Unusable(
+                "more than one access_token query parameter",
+            ));
+        }
+        [value] => Some(value.trim()),
+        _ => {
+            return Err(IdentityError::Unusable(
+                "more than one access_token query parameter",
+            ));
+        }
+    };
+    match (from_header, from_query) {
+        (Some(header), Some(query)) if header != query => Err(IdentityError::Unusable(
+            "the Authorization header and the access_token query parameter differ",
+        )),
+        (Some(token), _) | (None, Some(token)) if !token.is_empty() => Ok(token),
+        _ => Err(IdentityError::MissingCredential),
+    }
+}
+
+fn parse_bearer(value: &str) -> Result<&str, IdentityError> {
+    let value = value.trim();
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim()),
+        _ => Err(IdentityError::Unusable(
+            "the Authorization header is not a Bearer credential",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(headers: serde_json::Value, query: serde_json::Value) -> HttpRequestData {
+        HttpRequestData::from_value(&json!({"Method": "POST", "Headers": headers, "Query": query}))
+            .expect("valid")
+    }
+
+    #[test]
+    fn takes_the_header_or_the_query() {
+        let header = request(json!({"authorization": ["bearer abc"]}), json!({}));
+        assert_eq!(bearer_token(&header).expect("token"), "abc");
+        let query = request(json!({}), json!({"access_token": "xyz"}));
+        assert_eq!(bearer_token(&query).expect("token"), "xyz");
+        let same = request(
+            json!({"Authorization": ["Bearer t"]}),
+            json!({"access_token": "t"}),
+        );
+        assert_eq!(bearer_token(&same).expect("token"), "t");
+    }
+
+    #[test]
+    fn refuses_missing_ambiguous_and_non_bearer_credentials() {
+        let cases = [
+            (json!({}), json!({}), "missing"),
+            (json!({"Authorization": ["Bearer "]}), json!({}), "empty"),
+            (
+                json!({"Authorization": ["Basic dXNlcjpwYXNz"]}),
+                json!({}),
+                "basic",
+            ),
+            (
+                json!({"Authorization": ["Bearer a", "Bearer b"]}),
+                json!({}),
+                "two headers",
+            ),
+            (
+                json!({}),
+                json!({"access_token": "a,b"}),
+                "two query values",
+            ),
+            (
+                json!({"Authorization": ["Bearer a"]}),
+                json!({"access_token": "b"}),
+                "differ",
+            ),
+            (
+                json!({"x-ms-client-principal-id": ["alice"]}),
+                json!({}),
+                "principal header only",
+            ),
+        ];
+        for (headers, query, description) in cases {
+            assert!(
+                bearer_token(&request(headers, query)).is_err(),
+                "{description}"
+            );
+        }
+    }
+}

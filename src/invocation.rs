@@ -1,0 +1,357 @@
+//! The custom-handler wire format: what the Functions host POSTs to `/{functionName}` and what
+//! it expects back (`shared/spec/functions-custom-handler.md` §1-§3).
+//!
+//! Decoding is defensive because the host's encoding is odd: string-valued inputs arrive JSON
+//! encoded twice, `Query` may be an object or a string, header values are arrays, and `Body` is
+//! absent, text or base64. Only `Data.<trigger>` is read for anything security-relevant:
+//! `Metadata` is built from binding data that a JSON request body can override (spec §1.4).
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::HandlerError;
+
+/// The host's invocation payload, `{"Data": {...}, "Metadata": {...}}`.
+#[derive(Debug)]
+pub struct InvocationRequest {
+    data: Map<String, Value>,
+}
+
+impl InvocationRequest {
+    /// Parses the raw body the host sent.
+    pub fn parse(body: &[u8]) -> Result<Self, HandlerError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|_| HandlerError::BadInvocation("the invocation body is not JSON".into()))?;
+        let Value::Object(mut envelope) = value else {
+            return Err(HandlerError::BadInvocation(
+                "the invocation body is not a JSON object".into(),
+            ));
+        };
+        // `Metadata` is deliberately dropped: nothing in it can be trusted (spec §1.4).
+        let data = match envelope.remove("Data") {
+            Some(Value::Object(data)) => data,
+            Some(_) => {
+                return Err(HandlerError::BadInvocation(
+                    "`Data` is not an object".into(),
+                ));
+            }
+            None => Map::new(),
+        };
+        Ok(Self { data })
+    }
+
+    /// The HTTP trigger's request, `Data.<trigger>`.
+    pub fn http_request(&self, trigger: &str) -> Result<HttpRequestData, HandlerError> {
+        let value = self.data.get(trigger).ok_or_else(|| {
+            HandlerError::BadInvocation(format!("`Data.{trigger}` (the HTTP trigger) is missing"))
+        })?;
+        HttpRequestData::from_value(value)
+    }
+
+    /// An input binding's value, decoded from its once- or twice-encoded JSON form.
+    pub fn input(&self, name: &str) -> Option<Result<Value, HandlerError>> {
+        self.data.get(name).map(decode_embedded_json)
+    }
+}
+
+/// Decodes a value the host may have JSON-encoded once or twice: an object stays as it is, a
+/// string is parsed as JSON, and a string that parses to a string is parsed again.
+pub fn decode_embedded_json(value: &Value) -> Result<Value, HandlerError> {
+    let mut current = value.clone();
+    // Two rounds cover the host's double encoding; a third layer is not something it produces.
+    for _ in 0..2 {
+        match current {
+            Value::String(text) => {
+                current = serde_json::from_str(&text).map_err(|_| {
+                    HandlerError::BadInvocation(
+                        "an input value is a string that is not JSON".into(),
+                    )
+                })?;
+            }
+            other => return Ok(other),
+        }
+    }
+    Ok(current)
+}
+
+/// The caller's HTTP request as the host describes it (spec §1.3).
+#[derive(Debug, Clone)]
+pub struct HttpRequestData {
+    /// Original method, upper-case.
+    pub method: String,
+    /// Original URL.
+    pub url: String,
+    /// Query parameters; a repeated parameter arrives comma-joined.
+    pub query: Vec<(String, String)>,
+    headers: Vec<(String, Vec<String>)>,
+    /// Route parameters.
+    pub params: Map<String, Value>,
+    /// The body as bytes, when the caller sent one.
+    pub body: Option<Vec<u8>>,
+}
+
+impl HttpRequestData {
+    /// Reads `Data.req`, accepting the shapes different host versions produce.
+    pub fn from_value(value: &Value) -> Result<Self, HandlerError> {
+        let bad =
+            |message: &str| HandlerError::BadInvocation(format!("the HTTP request {message}"));
+        let request = match value {
+            Value::Object(object) => object.clone(),
+            Value::String(_) => match decode_embedded_json(value)? {
+                Value::Object(object) => object,
+                _ => return Err(bad("is not an object")),
+            },
+            _ => return Err(bad("is not an object")),
+        };
+        let field = |name: &str| {
+            request
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value)
+        };
+        let text = |name: &str| {
+            field(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+
+        let query = match field("Query") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => match decode_embedded_json(value)? {
+                Value::Object(object) => object
+                    .into_iter()
+                    .map(|(key, value)| (key, scalar_to_string(&value)))
+                    .collect(),
+                _ => return Err(bad("has a `Query` that is not an object")),
+            },
+        };
+        let headers = match field("Headers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(value) => match decode_embedded_json(value)? {
+                Value::Object(object) => object
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let values = match value {
+                            Value::Array(items) => items.iter().map(scalar_to_string).collect(),
+                            other => vec![scalar_to_string(&other)],
+                        };
+                        (name, values)
+                    })
+                    .collect(),
+                _ => return Err(bad("has `Headers` that are not an object")),
+            },
+        };
+        let params = match field("Params") {
+            Some(Value::Object(object)) => object.clone(),
+            _ => Map::new(),
+        };
+        let mut this = Self {
+            method: text("Method").to_ascii_uppercase(),
+            url: text("Url"),
+            query,
+            headers,
+            params,
+            body: None,
+        };
+        this.body = match field("Body") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(body)) if this.body_is_base64() => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .map_err(|_| bad("has a binary body that is not valid base64"))?,
+            ),
+            Some(Value::String(body)) => Some(body.clone().into_bytes()),
+            // Older hosts parsed JSON bodies; keep the caller's JSON as text.
+            Some(other) => Some(other.to_string().into_bytes()),
+        };
+        Ok(this)
+    }
+
+    /// All values of a header, looked up case-insensitively.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .flat_map(|(_, values)| values.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// All values of a query parameter (exact name, as ASP.NET Core matches case-insensitively).
+    pub fn query_values(&self, name: &str) -> Vec<&str> {
+        self.query
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+
+    /// The host base64-encodes octet-stream and multipart bodies (spec §1.3).
+    fn body_is_base64(&self) -> bool {
+        self.header_values("Content-Type").iter().any(|value| {
+            let value = value.to_ascii_lowercase();
+            value.starts_with("application/octet-stream") || value.contains("multipart")
+        })
+    }
+}
+
+fn scalar_to_string(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// What the caller of the HTTP function receives, carried in the `http` output binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerResponse {
+    /// HTTP status for the caller.
+    pub status: u16,
+    /// Headers, as strings (the host writes values with `ToString()`).
+    pub headers: Vec<(String, String)>,
+    /// The body, always a string so the host writes it verbatim (an object would be re-indented).
+    pub body: String,
+}
+
+impl CallerResponse {
+    /// A JSON response with a compact body.
+    pub fn json(status: u16, body: &Value) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn to_binding_value(&self) -> Value {
+        let headers: Map<String, Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect();
+        serde_json::json!({
+            "statusCode": self.status,
+            "headers": headers,
+            "body": self.body,
+        })
+    }
+}
+
+/// The handler's answer to the host: `{"Outputs", "Logs", "ReturnValue"}`.
+#[derive(Debug, Serialize)]
+pub struct InvocationResponse {
+    #[serde(rename = "Outputs")]
+    outputs: Map<String, Value>,
+    #[serde(rename = "Logs")]
+    logs: Vec<String>,
+    #[serde(rename = "ReturnValue")]
+    return_value: Value,
+}
+
+impl InvocationResponse {
+    /// An answer that sends `response` to the caller through the `http` output named
+    /// `http_output` (`$return` puts it in `ReturnValue`, spec §3.4).
+    pub fn new(http_output: &str, response: &CallerResponse, logs: Vec<String>) -> Self {
+        let mut outputs = Map::new();
+        let mut return_value = Value::Null;
+        if http_output == "$return" {
+            return_value = response.to_binding_value();
+        } else {
+            outputs.insert(http_output.to_owned(), response.to_binding_value());
+        }
+        Self {
+            outputs,
+            logs,
+            return_value,
+        }
+    }
+
+    /// Adds a non-http output binding value.
+    pub fn with_output(mut self, name: &str, value: Value) -> Self {
+        self.outputs.insert(name.to_owned(), value);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn decodes_objects_and_once_and_twice_encoded_strings_alike() {
+        let object = json!({"url": "u", "accessToken": "t"});
+        let once = Value::String(object.to_string());
+        let twice = Value::String(
+            Value::String(serde_json::to_string_pretty(&object).expect("json")).to_string(),
+        );
+        for value in [&object, &once, &twice] {
+            assert_eq!(
+                decode_embedded_json(value).expect("decodes"),
+                object,
+                "{value}"
+            );
+        }
+        assert!(decode_embedded_json(&json!("not json")).is_err());
+    }
+
+    #[test]
+    fn reads_headers_case_insensitively_and_query_as_string_or_object() {
+        let request = HttpRequestData::from_value(&json!({
+            "Method": "post", "Url": "http://x/api/negotiate",
+            "Query": "{\"negotiateVersion\":\"1\"}",
+            "Headers": {"authorization": ["Bearer a"], "X-One": "single"}
+        }))
+        .expect("valid");
+        assert_eq!(request.method, "POST");
+        assert_eq!(request.header_values("Authorization"), vec!["Bearer a"]);
+        assert_eq!(request.header_values("x-one"), vec!["single"]);
+        assert_eq!(request.query_values("negotiateversion"), vec!["1"]);
+        assert_eq!(request.body, None);
+    }
+
+    #[test]
+    fn decodes_base64_bodies_only_for_binary_content_types() {
+        let binary = HttpRequestData::from_value(&json!({
+            "Headers": {"Content-Type": ["application/octet-stream"]}, "Body": "aGk="
+        }))
+        .expect("valid");
+        assert_eq!(binary.body.as_deref(), Some(&b"hi"[..]));
+        let text = HttpRequestData::from_value(&json!({
+            "Headers": {"Content-Type": ["application/json"]}, "Body": "aGk="
+        }))
+        .expect("valid");
+        assert_eq!(text.body.as_deref(), Some(&b"aGk="[..]));
+        let broken = HttpRequestData::from_value(&json!({
+            "Headers": {"Content-Type": ["application/octet-stream"]}, "Body": "***"
+        }));
+        assert!(broken.is_err());
+    }
+
+    #[test]
+    fn the_response_puts_the_caller_status_in_the_named_output() {
+        let response = CallerResponse::json(401, &json!({"error": "invalid_token"}));
+        let envelope = serde_json::to_value(InvocationResponse::new(
+            "res",
+            &response,
+            vec!["why".into()],
+        ))
+        .expect("serializes");
+        assert_eq!(envelope["Outputs"]["res"]["statusCode"], 401);
+        assert_eq!(
+            envelope["Outputs"]["res"]["body"],
+            "{\"error\":\"invalid_token\"}"
+        );
+        assert_eq!(envelope["Logs"], json!(["why"]));
+        assert_eq!(envelope["ReturnValue"], Value::Null);
+    }
+}

@@ -1,0 +1,104 @@
+//! The HTTP server the host talks to: `GET /` for readiness and health, `POST /{function}` for
+//! invocations. Every invocation is answered 200 + JSON, whatever happens inside, because any
+//! other answer makes the host fail the invocation without reading `Outputs` (spec §0.2).
+
+use std::net::TcpListener;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
+
+use crate::config::Settings;
+use crate::error::HandlerError;
+use crate::functions::{self, AppState};
+use crate::identity::Authenticator;
+
+/// Largest invocation payload read from the host. The caller's body travels inside it; our
+/// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
+pub const MAX_INVOCATION_BYTES: usize = 4 * 1024 * 1024;
+
+/// A built, bound server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `127.0.0.1:{settings.port}` (0 picks a free port) and prepares the server.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let authenticator = Authenticator::new(&settings.auth, &settings.signalr)?;
+        let listener = TcpListener::bind(("127.0.0.1", settings.port))?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            settings,
+            authenticator,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(MAX_INVOCATION_BYTES))
+                .route("/", web::get().to(health))
+                .route("/", web::head().to(health))
+                .route("/{function}", web::post().to(invoke))
+        })
+        .listen(listener)?
+        .shutdown_timeout(10)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains for up to 10 s.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Readiness and health: cheap and unauthenticated, as the host polls it every 25 ms at start.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn invoke(
+    state: web::Data<AppState>,
+    function: web::Path<String>,
+    request: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    let invocation_id = request
+        .headers()
+        .get("X-Azure-Functions-InvocationId")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("-")
+        .chars()
+        .take(64)
+        .collect::<String>();
+    let body = body.map_err(|_| HandlerError::PayloadTooLarge(MAX_INVOCATION_BYTES));
+    let envelope = functions::invoke(
+        &state,
+        &function,
+        body.as_ref()
+            .map(|bytes| bytes.as_ref())
+            .map_err(clone_error),
+        &invocation_id,
+    )
+    .await;
+    match serde_json::to_string(&envelope) {
+        Ok(json) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json),
+        // Serializing a map of JSON values cannot fail; answer an empty envelope regardless.
+        Err(_) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(r#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#),
+    }
+}
+
+fn clone_error(error: &HandlerError) -> HandlerError {
+    match error {
+        HandlerError::PayloadTooLarge(limit) => HandlerError::PayloadTooLarge(*limit),
+        other => HandlerError::BadInvocation(other.to_string()),
+    }
+}
