@@ -5,6 +5,7 @@
 use std::net::TcpListener;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
+use futures_util::StreamExt;
 
 use crate::config::Settings;
 use crate::error::HandlerError;
@@ -14,6 +15,9 @@ use crate::identity::Authenticator;
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
 /// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
 pub const MAX_INVOCATION_BYTES: usize = 4 * 1024 * 1024;
+/// An oversized body is read and discarded up to this size, so the host (which writes the whole
+/// body before reading the answer) gets the 413 envelope instead of a broken pipe.
+const MAX_DRAINED_BYTES: usize = 64 * 1024 * 1024;
 
 /// A built, bound server.
 pub struct Application {
@@ -34,7 +38,6 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(MAX_INVOCATION_BYTES))
                 .route("/", web::get().to(health))
                 .route("/", web::head().to(health))
                 .route("/{function}", web::post().to(invoke))
@@ -65,7 +68,7 @@ async fn invoke(
     state: web::Data<AppState>,
     function: web::Path<String>,
     request: HttpRequest,
-    body: Result<web::Bytes, actix_web::Error>,
+    payload: web::Payload,
 ) -> HttpResponse {
     let invocation_id = request
         .headers()
@@ -75,16 +78,8 @@ async fn invoke(
         .chars()
         .take(64)
         .collect::<String>();
-    let body = body.map_err(|_| HandlerError::PayloadTooLarge(MAX_INVOCATION_BYTES));
-    let envelope = functions::invoke(
-        &state,
-        &function,
-        body.as_ref()
-            .map(|bytes| bytes.as_ref())
-            .map_err(clone_error),
-        &invocation_id,
-    )
-    .await;
+    let body = read_capped(payload).await;
+    let envelope = functions::invoke(&state, &function, body, &invocation_id).await;
     match serde_json::to_string(&envelope) {
         Ok(json) => HttpResponse::Ok()
             .content_type("application/json")
@@ -96,9 +91,24 @@ async fn invoke(
     }
 }
 
-fn clone_error(error: &HandlerError) -> HandlerError {
-    match error {
-        HandlerError::PayloadTooLarge(limit) => HandlerError::PayloadTooLarge(*limit),
-        other => HandlerError::BadInvocation(other.to_string()),
+/// Reads the invocation body up to [`MAX_INVOCATION_BYTES`].
+async fn read_capped(mut payload: web::Payload) -> Result<Vec<u8>, HandlerError> {
+    let mut body = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            HandlerError::BadInvocation(format!("reading the invocation body failed: {error}"))
+        })?;
+        total += chunk.len();
+        if total > MAX_DRAINED_BYTES {
+            break;
+        }
+        if total <= MAX_INVOCATION_BYTES {
+            body.extend_from_slice(&chunk);
+        }
     }
+    if total > MAX_INVOCATION_BYTES {
+        return Err(HandlerError::PayloadTooLarge(MAX_INVOCATION_BYTES));
+    }
+    Ok(body)
 }

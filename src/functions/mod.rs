@@ -68,7 +68,7 @@ impl InvocationLog {
 pub async fn invoke(
     state: &AppState,
     function_name: &str,
-    body: Result<&[u8], HandlerError>,
+    body: Result<Vec<u8>, HandlerError>,
     invocation_id: &str,
 ) -> InvocationResponse {
     let mut log = InvocationLog::new(function_name, invocation_id);
@@ -77,7 +77,7 @@ pub async fn invoke(
         log.refusal(&error);
         return InvocationResponse::new("res", &error.caller_response(), log.lines);
     };
-    let result = match body.and_then(InvocationRequest::parse) {
+    let result = match body.and_then(|body| InvocationRequest::parse(&body)) {
         Ok(request) => match function_name {
             "negotiate" => negotiate::run(state, bindings, &request, &mut log).await,
             other => Err(HandlerError::UnknownFunction(other.to_owned())),

@@ -84,13 +84,17 @@ impl JwtVerifier {
         if self.names_the_signalr_service(token) {
             return Err(IdentityError::ServiceTokenReplayed);
         }
+        // jsonwebtoken wants one key family per `Validation`; the header's algorithm is already
+        // known to be allowed, so validate against exactly that one.
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![header.alg];
         let data = match &self.keys {
             Keys::Secret(key) => {
-                jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+                jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
             }
             Keys::Jwks(cache) => {
                 let key = cache.key_for(header.kid.as_deref(), header.alg).await?;
-                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation)
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             }
         }
         .map_err(|error| IdentityError::Rejected(error.into_kind()))?;

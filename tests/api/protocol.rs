@@ -1,0 +1,98 @@
+//! The custom-handler protocol itself: readiness, envelopes for every outcome, start-up checks.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn get_root_answers_for_readiness_without_credentials() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let response = app.http.get(app.url("/")).send().await.expect("answers");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn an_unknown_function_gets_a_404_in_the_envelope() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let outcome = app
+        .invoke("deleteEverything", &json!({"Data": {}, "Metadata": {}}))
+        .await;
+    assert_eq!(outcome.status, 404);
+    assert_eq!(outcome.body["error"], "unknown_function");
+    assert!(outcome.logs_text().contains("deleteEverything"));
+}
+
+#[tokio::test]
+async fn malformed_payloads_get_400_in_the_envelope() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"not json".to_vec(), "not JSON"),
+        (b"[1,2]".to_vec(), "not an object"),
+        (br#"{"Data": 5}"#.to_vec(), "Data not an object"),
+        (br#"{"Data": {}}"#.to_vec(), "no request"),
+        (br#"{"Data": {"req": 5}}"#.to_vec(), "request not an object"),
+        (
+            br#"{"Data": {"req": {"Headers": ["x"]}}}"#.to_vec(),
+            "headers not an object",
+        ),
+    ];
+    for (body, description) in cases {
+        let outcome = app.invoke_raw("negotiate", body).await;
+        assert_eq!(outcome.status, 400, "{description}: {outcome:#?}");
+        assert_eq!(outcome.body["error"], "bad_request", "{description}");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_invocation_gets_413_in_the_envelope() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let body = format!(
+        r#"{{"Data": {{"pad": "{}"}}}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let outcome = app.invoke_raw("negotiate", body.into_bytes()).await;
+    assert_eq!(outcome.status, 413, "{outcome:#?}");
+}
+
+#[tokio::test]
+async fn a_binding_declared_but_not_sent_is_a_configuration_error() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let mut request = payload(
+        "negotiate-binding.json",
+        &[
+            ("APP_TOKEN", &hs256_token(&claims("alice"))),
+            ("BINDING_TOKEN", "x"),
+        ],
+    );
+    request["Data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("connectionInfo");
+    let outcome = app.invoke("negotiate", &request).await;
+    assert_eq!(outcome.status, 500, "{outcome:#?}");
+    assert_eq!(outcome.body["error"], "configuration_error");
+}
+
+#[test]
+fn the_handler_refuses_to_start_with_a_bad_setting_and_names_it() {
+    let cases = [
+        ("AUTH_ISSUER", None, "AUTH_ISSUER"),
+        ("AUTH_HS256_SECRET", Some("short"), "AUTH_HS256_SECRET"),
+        (
+            "AzureSignalRConnectionString",
+            Some("Endpoint=https://x;Version=9"),
+            "AzureSignalRConnectionString",
+        ),
+        ("AUTH_ALGORITHMS", Some("none"), "AUTH_ALGORITHMS"),
+    ];
+    for (name, value, expected) in cases {
+        let mut config = AppConfig::hs256();
+        match value {
+            Some(value) => config.set(name, value),
+            None => config.unset(name),
+        };
+        let stderr = start_expecting_failure(&config);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(!stderr.contains(ACCESS_KEY), "no secret in the message");
+    }
+}
