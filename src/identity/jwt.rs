@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{AuthSettings, KeySource};
 use crate::identity::jwks::JwksCache;
-use crate::identity::{IdentityError, VerifiedUser};
+use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
 use crate::signalr::connection_string::ConnectionString;
 
 /// Longest token accepted. Real ID/access tokens are 1-3 KB; anything far beyond is an attack on
@@ -110,7 +110,12 @@ impl JwtVerifier {
             .get("exp")
             .and_then(Value::as_f64)
             .map_or(0, |exp| exp as u64);
-        Ok(VerifiedUser::new(user_id, claims, expires_at))
+        Ok(VerifiedUser::new(
+            user_id,
+            claims,
+            expires_at,
+            IdentitySource::Jwt,
+        ))
     }
 
     /// True when the (unverified) payload's `aud` names the SignalR Service. Used only to refuse

@@ -18,21 +18,35 @@ use crate::config::AuthSettings;
 use crate::invocation::HttpRequestData;
 use crate::signalr::connection_string::ConnectionString;
 
+/// Which kind of credential proved the caller's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A JWT from the app's identity provider.
+    Jwt,
+}
+
 /// A caller whose credential was verified. Only `identity` constructs it.
 #[derive(Debug, Clone)]
 pub struct VerifiedUser {
     user_id: String,
     claims: Map<String, Value>,
     expires_at: u64,
+    source: IdentitySource,
 }
 
 impl VerifiedUser {
     /// Builds a user from verified claims. Private to `identity` and its submodules.
-    fn new(user_id: String, claims: Map<String, Value>, expires_at: u64) -> Self {
+    fn new(
+        user_id: String,
+        claims: Map<String, Value>,
+        expires_at: u64,
+        source: IdentitySource,
+    ) -> Self {
         Self {
             user_id,
             claims,
             expires_at,
+            source,
         }
     }
 
@@ -49,6 +63,27 @@ impl VerifiedUser {
     /// When the credential expires (unix seconds).
     pub fn expires_at(&self) -> u64 {
         self.expires_at
+    }
+
+    /// The kind of credential that proved this identity.
+    pub fn source(&self) -> IdentitySource {
+        self.source
+    }
+
+    /// True for a signed-in user (as opposed to an anonymous visitor), which policies may
+    /// require.
+    pub fn is_signed_in(&self) -> bool {
+        matches!(self.source, IdentitySource::Jwt)
+    }
+
+    /// The claim's values as strings: an array's string items, or a single string (roles come in
+    /// both shapes depending on the identity provider).
+    pub fn claim_strings(&self, name: &str) -> Vec<&str> {
+        match self.claims.get(name) {
+            Some(Value::String(value)) => vec![value.as_str()],
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
