@@ -61,11 +61,7 @@ pub fn resolve(
         let claims =
             read_unverified_claims(&id_token).map_err(|error| format!("idToken: {error}"))?;
         for (claim_type, value) in claims {
-            if binding
-                .claim_type_list
-                .iter()
-                .any(|wanted| *wanted == claim_type)
-            {
+            if binding.claim_type_list.contains(&claim_type) {
                 custom_claims.push((claim_type, value));
             }
         }

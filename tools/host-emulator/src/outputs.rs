@@ -285,7 +285,7 @@ fn looks_like_base64(text: &str) -> bool {
         .chars()
         .filter(|c| !matches!(c, ' ' | '\t' | '\r' | '\n'))
         .collect();
-    compact.len() % 4 == 0
+    compact.len().is_multiple_of(4)
         && base64::engine::general_purpose::STANDARD
             .decode(&compact)
             .is_ok()

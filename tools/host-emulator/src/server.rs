@@ -159,7 +159,11 @@ impl HostEmulator {
                 })
                 .into_future(),
         );
-        let announce = announce_when_ready(self.app.clone(), self.port, state_receiver);
+        let announce = tokio::spawn(announce_when_ready(
+            self.app.clone(),
+            self.port,
+            state_receiver,
+        ));
         let outcome = tokio::select! {
             _ = shutdown => Ok(()),
             result = supervisor => match result {
@@ -167,19 +171,15 @@ impl HostEmulator {
                 Ok(Err(error)) => Err(error),
                 Err(join) => Err(anyhow::anyhow!("the handler supervisor failed: {join}")),
             },
-            _ = announce => {
-                // Announcing ends only if the handler stopped before it was ever ready; the
-                // supervisor's result above says why, so wait for it through the loop below.
-                std::future::pending::<anyhow::Result<()>>().await
-            }
         };
+        announce.abort();
         stop_sender.send_replace(true);
         let _ = server.await;
         outcome
     }
 }
 
-/// Prints the function URLs and the listening line once the handler first answers.
+/// Logs the function URLs and the listening line once the handler first answers.
 async fn announce_when_ready(
     app: Arc<AppDefinition>,
     port: u16,
@@ -189,7 +189,6 @@ async fn announce_when_ready(
         return;
     }
     let base = format!("http://localhost:{port}");
-    println!("Functions:");
     for function in &app.functions {
         let methods = function
             .methods
@@ -201,15 +200,14 @@ async fn announce_when_ready(
         } else {
             format!("/{}", app.route_prefix)
         };
-        println!(
-            "    {}: [{methods}] {base}{prefix}/{}",
+        tracing::info!(
+            "function {}: [{methods}] {base}{prefix}/{}",
             function.name,
             function.route.as_str()
         );
     }
     // Tests and scripts read this line to learn the port (it is the real one with --port 0).
-    println!("host-emulator listening on {base}");
-    std::future::pending::<()>().await
+    tracing::info!("host-emulator listening on {base}");
 }
 
 /// App settings for the handler: `Values`, except those the environment already sets (which
@@ -420,7 +418,7 @@ async fn invoke(
     let bytes = read_capped(response).await?;
     let mut result = invocation::parse_response(status, content_type.as_deref(), &bytes)?;
     for line in &result.logs {
-        println!("[{invocation_id}] {}: {line}", function.name);
+        tracing::info!("[{invocation_id}] {}: {line}", function.name);
     }
     let has_return_binding = function.outputs.iter().any(|output| match output {
         OutputBinding::Http { name } | OutputBinding::SignalR { name, .. } => name == "$return",

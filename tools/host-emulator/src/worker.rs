@@ -198,13 +198,13 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
-/// Prints the handler's stdout and stderr line by line, as the host captures them into its log.
+/// Logs the handler's stdout (info) and stderr (warn) line by line, as the host captures them.
 fn forward_output(child: &mut Child) {
     if let Some(stdout) = child.stdout.take() {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                println!("[handler] {line}");
+                tracing::info!("[handler] {line}");
             }
         });
     }
@@ -212,7 +212,7 @@ fn forward_output(child: &mut Child) {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[handler] {line}");
+                tracing::warn!("[handler] {line}");
             }
         });
     }

@@ -1,0 +1,305 @@
+//! What the handler receives, and how the host reads its answer.
+
+use host_emulator::HandlerLaunch;
+use serde_json::{Value, json};
+
+use crate::helpers::{AppRoot, FakeHandler, HandlerAnswer, TestHost, http_function};
+
+async fn fixture(answer: HandlerAnswer) -> (AppRoot, FakeHandler, TestHost) {
+    let app = AppRoot::with_handler("handler", &[]);
+    app.function(
+        "sendToGroup",
+        &http_function("groups/{group}/send", &["post"], json!([])),
+    );
+    app.function("files", &http_function("app/{*path}", &["get"], json!([])));
+    let handler = FakeHandler::start(answer).await;
+    let host = TestHost::start(&app, HandlerLaunch::Attach { port: handler.port }).await;
+    (app, handler, host)
+}
+
+#[tokio::test]
+async fn the_invocation_carries_data_metadata_and_host_headers() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(
+        json!({"res": {"statusCode": 202, "body": "ok"}}),
+    ))
+    .await;
+    let response = host
+        .http
+        .post(host.url("/api/groups/room%201/send?code=k&x=1&x=2"))
+        .header("Authorization", "Bearer real")
+        .header("Content-Type", "application/json")
+        .body(r#"{"text":"hi","n":2,"flag":true,"nested":{"a":1},"list":[1]}"#)
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.text().await.expect("text"), "ok");
+    let invocation = handler.last();
+    assert_eq!(invocation.path, "/sendToGroup");
+    assert!(
+        invocation
+            .headers
+            .contains_key("x-azure-functions-invocationid")
+    );
+    assert!(
+        invocation
+            .headers
+            .contains_key("x-azure-functions-hostversion")
+    );
+    assert_eq!(
+        invocation.headers["transfer-encoding"], "chunked",
+        "the host's ObjectContent has no length"
+    );
+    let req = &invocation.body["Data"]["req"];
+    assert_eq!(req["Method"], "POST");
+    assert!(
+        req["Url"]
+            .as_str()
+            .expect("url")
+            .ends_with("/api/groups/room%201/send?code=k&x=1&x=2")
+    );
+    assert_eq!(req["Query"], json!({"code": "k", "x": "1,2"}));
+    assert_eq!(req["Params"], json!({"group": "room 1"}));
+    assert_eq!(req["Headers"]["Authorization"], json!(["Bearer real"]));
+    assert_eq!(req["Identities"], json!([]));
+    assert_eq!(
+        req["Body"],
+        json!(r#"{"text":"hi","n":2,"flag":true,"nested":{"a":1},"list":[1]}"#)
+    );
+    let metadata = &invocation.body["Metadata"];
+    assert_eq!(metadata["text"], json!("\"hi\""));
+    assert_eq!(metadata["n"], json!("\"2\""));
+    assert_eq!(metadata["flag"], json!("\"True\""));
+    assert_eq!(metadata["nested"], json!({"a": 1}));
+    assert!(
+        metadata.get("list").is_none(),
+        "arrays are not binding data"
+    );
+    assert!(metadata.get("code").is_none(), "`code` is not binding data");
+    assert_eq!(metadata["x"], json!("\"1,2\""));
+    assert_eq!(metadata["group"], json!("\"room 1\""));
+    assert_eq!(metadata["Headers"]["Authorization"], json!("Bearer real"));
+    assert_eq!(metadata["sys"]["MethodName"], json!("sendToGroup"));
+}
+
+#[tokio::test]
+async fn a_body_headers_object_replaces_the_headers_in_metadata_only() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    host.http
+        .post(host.url("/api/groups/g/send"))
+        .header("Authorization", "Bearer real")
+        .header("Content-Type", "application/json")
+        .body(r#"{"headers":{"Authorization":"Bearer forged"},"query":{"q":"forged"}}"#)
+        .send()
+        .await
+        .expect("reachable");
+    let invocation = handler.last();
+    let metadata = &invocation.body["Metadata"];
+    assert_eq!(
+        metadata["headers"],
+        json!({"Authorization": "Bearer forged"})
+    );
+    assert!(metadata.get("Headers").is_none());
+    assert_eq!(metadata["query"], json!({"q": "forged"}));
+    assert_eq!(
+        invocation.body["Data"]["req"]["Headers"]["Authorization"],
+        json!(["Bearer real"]),
+        "Data.req.Headers always holds the real headers"
+    );
+}
+
+#[tokio::test]
+async fn catch_all_routes_methods_and_empty_bodies() {
+    let (_app, handler, host) =
+        fixture(HandlerAnswer::outputs(json!({"res": {"body": "x"}}))).await;
+    let response = host
+        .http
+        .get(host.url("/api/app/css/site.css"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 200);
+    let req = handler.last().body["Data"]["req"].clone();
+    assert_eq!(req["Params"], json!({"path": "css/site.css"}));
+    assert!(
+        req.get("Body").is_none(),
+        "no Body without Content-Length > 0"
+    );
+    let wrong_method = host
+        .http
+        .post(host.url("/api/app/x"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(wrong_method.status(), 404);
+    let unknown = host
+        .http
+        .get(host.url("/api/nothing"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(unknown.status(), 404);
+    let no_prefix = host
+        .http
+        .get(host.url("/app/x"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(no_prefix.status(), 404);
+}
+
+#[tokio::test]
+async fn binary_bodies_are_sent_as_base64() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    host.http
+        .post(host.url("/api/groups/g/send"))
+        .header("Content-Type", "application/octet-stream")
+        .body(vec![0u8, 1, 2, 255])
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(
+        handler.last().body["Data"]["req"]["Body"],
+        json!("AAEC/w==")
+    );
+}
+
+#[tokio::test]
+async fn invalid_handler_answers_give_the_caller_500() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    let cases = [
+        (
+            HandlerAnswer {
+                status: 500,
+                content_type: Some("application/json"),
+                body: "{}".into(),
+            },
+            "non-2xx",
+        ),
+        (
+            HandlerAnswer {
+                status: 200,
+                content_type: Some("text/plain"),
+                body: "{}".into(),
+            },
+            "text/plain",
+        ),
+        (
+            HandlerAnswer {
+                status: 200,
+                content_type: None,
+                body: "{}".into(),
+            },
+            "no content type",
+        ),
+        (
+            HandlerAnswer {
+                status: 200,
+                content_type: Some("application/json"),
+                body: "{not json".into(),
+            },
+            "invalid JSON",
+        ),
+        (
+            HandlerAnswer {
+                status: 200,
+                content_type: Some("application/json"),
+                body: "null".into(),
+            },
+            "null",
+        ),
+        (
+            HandlerAnswer {
+                status: 200,
+                content_type: Some("application/json"),
+                body: "[]".into(),
+            },
+            "an array",
+        ),
+        (
+            HandlerAnswer::outputs(json!({"res": "hello"})),
+            "res not an object",
+        ),
+        (
+            HandlerAnswer::outputs(json!({"res": {"statusCode": "abc"}})),
+            "bad statusCode",
+        ),
+        (
+            HandlerAnswer::outputs(json!({"res": {"headers": {"X-Bad\n": "v"}}})),
+            "bad header name",
+        ),
+    ];
+    for (answer, reason) in cases {
+        handler.answer(answer);
+        let response = host
+            .http
+            .post(host.url("/api/groups/g/send"))
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(response.status(), 500, "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn http_outputs_follow_the_expando_rules() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    let send = || async {
+        let response = host
+            .http
+            .post(host.url("/api/groups/g/send"))
+            .send()
+            .await
+            .expect("reachable");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.expect("text"))
+    };
+
+    handler.answer(HandlerAnswer::outputs(
+        json!({"res": {"status": 404, "body": "s"}}),
+    ));
+    assert_eq!(
+        send().await.0,
+        200,
+        "`status` is ignored in a named http output"
+    );
+
+    handler.answer(HandlerAnswer::outputs(
+        json!({"res": {"statusCode": "201", "body": {"a": 1}}}),
+    ));
+    let (status, _, body) = send().await;
+    assert_eq!(
+        (status, body.as_str()),
+        (201, "{\n  \"a\": 1\n}"),
+        "object bodies are indented"
+    );
+
+    handler.answer(HandlerAnswer::outputs(json!({"res": r#"{"statusCode":403,"headers":{"Content-Type":"application/json","X-N":2},"body":"{\"error\":\"forbidden\"}"}"#})));
+    let (status, headers, body) = send().await;
+    assert_eq!(status, 403);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["x-n"], "2");
+    assert_eq!(body, r#"{"error":"forbidden"}"#);
+
+    handler.answer(HandlerAnswer::outputs(json!({})));
+    let (status, _, body) = send().await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "{}"),
+        "a missing res binds an empty Expando"
+    );
+
+    handler.answer(HandlerAnswer {
+        status: 200,
+        content_type: Some("application/json"),
+        body: json!({"Outputs": {}, "ReturnValue": {"res": {"statusCode": 202, "body": "from return"}}}).to_string(),
+    });
+    let (status, _, body) = send().await;
+    assert_eq!(
+        (status, body.as_str()),
+        (202, "from return"),
+        "ReturnValue properties become outputs"
+    );
+    let _: Value = json!(null);
+}
