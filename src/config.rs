@@ -14,10 +14,28 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::bindings::{self, FunctionBindings};
+use crate::policy::Policy;
 use crate::signalr::connection_string::ConnectionString;
 
 /// Functions this handler implements. Each has a folder with a `function.json` at the app root.
-pub const KNOWN_FUNCTIONS: &[&str] = &["negotiate"];
+pub const KNOWN_FUNCTIONS: &[&str] = &[
+    "negotiate",
+    "addToGroup",
+    "removeFromGroup",
+    "removeFromAllGroups",
+    "sendToGroup",
+    "sendToUser",
+    "index",
+];
+
+/// Functions that emit SignalR items and so need a `signalR` output binding with a `hubName`.
+const FUNCTIONS_WITH_SIGNALR_OUTPUT: &[&str] = &[
+    "addToGroup",
+    "removeFromGroup",
+    "removeFromAllGroups",
+    "sendToGroup",
+    "sendToUser",
+];
 
 /// Shortest accepted `AUTH_HS256_SECRET`, in bytes: RFC 7518 §3.2 asks for a key at least as
 /// long as the hash output.
@@ -63,6 +81,10 @@ pub struct Settings {
     pub mint_hub: Option<String>,
     /// How callers are authenticated.
     pub auth: AuthSettings,
+    /// Who may do what to which group.
+    pub policy: Policy,
+    /// The function app root (static files of the `index` function live under `www/`).
+    pub app_root: PathBuf,
 }
 
 /// How the caller's JWT is verified.
@@ -158,8 +180,10 @@ impl Settings {
         let signalr = ConnectionString::parse(&signalr_raw)
             .map_err(|error| ConfigError::new(&signalr_setting, error.to_string()))?;
 
+        check_signalr_outputs(&functions)?;
         let mint_hub = mint_hub(&raw, &functions)?;
         let auth = parse_auth(&raw, &signalr)?;
+        let policy = load_policy(&raw, &app_root)?;
         Ok(Self {
             port,
             functions,
@@ -167,6 +191,8 @@ impl Settings {
             signalr_setting,
             mint_hub,
             auth,
+            policy,
+            app_root,
         })
     }
 
@@ -211,6 +237,58 @@ fn default_app_root(raw: &RawSettings) -> Result<PathBuf, ConfigError> {
                 "is not set and the executable's folder is unknown; set it to the folder that holds host.json",
             )
         })
+}
+
+/// Functions that emit SignalR items must declare where they go.
+fn check_signalr_outputs(functions: &[FunctionBindings]) -> Result<(), ConfigError> {
+    for function in functions {
+        if !FUNCTIONS_WITH_SIGNALR_OUTPUT.contains(&function.function_name.as_str()) {
+            continue;
+        }
+        let hub = function
+            .signalr_output
+            .as_ref()
+            .and_then(|output| output.hub_name.as_deref());
+        match hub {
+            Some(hub) if is_valid_hub_name(hub) => {}
+            Some(hub) => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{}/function.json`: hubName `{hub}` is not a valid hub name",
+                        function.function_name
+                    ),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{}/function.json` needs a `signalR` output binding with a `hubName` \
+                         (`{{\"type\": \"signalR\", \"direction\": \"out\", \"name\": \"signalRMessages\", \"hubName\": \"chat\"}}`)",
+                        function.function_name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POLICY_FILE` (relative to the app root) must exist when set; when unset, `policy.json` is
+/// used if present, else the built-in default, which allows only the caller's own groups.
+fn load_policy(raw: &RawSettings, app_root: &Path) -> Result<Policy, ConfigError> {
+    match raw.get("POLICY_FILE") {
+        Some(file) => Policy::load(&app_root.join(file), "POLICY_FILE"),
+        None => {
+            let path = app_root.join("policy.json");
+            if path.is_file() {
+                Policy::load(&path, "policy.json")
+            } else {
+                Ok(Policy::default_policy())
+            }
+        }
+    }
 }
 
 /// All SignalR bindings must name one connection-string setting: the handler verifies and signs
@@ -584,6 +662,11 @@ mod tests {
                 &[("AUTH_CLOCK_SKEW_SECONDS", Some("3600"))],
                 "AUTH_CLOCK_SKEW_SECONDS",
             ),
+            (
+                &[("POLICY_FILE", Some("no-such-policy.json"))],
+                "POLICY_FILE",
+            ),
+            (&[("POLICY_FILE", Some("host.json"))], "POLICY_FILE"),
         ];
         for (overrides, expected) in cases {
             assert_eq!(&error_setting(overrides), expected, "{overrides:?}");
