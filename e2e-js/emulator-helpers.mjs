@@ -30,14 +30,18 @@ export async function startEmulator() {
   });
   let stderr = '';
   child.stderr.on('data', (chunk) => { stderr += chunk; });
-  const exited = once(child, 'exit');
+  const exited = new Promise((resolveExit) => {
+    child.on('exit', (code, signal) => resolveExit([code, signal]));
+  });
   const lines = createInterface({ input: child.stdout });
   const printed = new Promise((resolvePrinted, reject) => {
     lines.on('line', (line) => {
       const match = /^Endpoint=(http:\/\/[^;]+);Port=(\d+);AccessKey=([^;]+);Version=1\.0;$/.exec(line);
       if (match) resolvePrinted({ connectionString: line, port: Number(match[2]), accessKey: match[3] });
     });
-    child.on('error', reject);
+    child.on('error', (error) => reject(new Error(
+      `cannot start ${binaryPath('signalr-emulator')} (${error.code}); build it first with cargo build --workspace --bins`,
+    )));
     exited.then(([code]) => reject(new Error(`the emulator exited (${code}) before printing: ${stderr}`)));
   });
   const info = await printed;
@@ -46,7 +50,7 @@ export async function startEmulator() {
     process: child,
     /** Sends SIGTERM and resolves to the exit code. */
     async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
+      if (child.exitCode === null && child.pid !== undefined) child.kill('SIGTERM');
       const [code] = await exited;
       return code;
     },
