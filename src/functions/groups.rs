@@ -11,6 +11,7 @@ use crate::bindings::FunctionBindings;
 use crate::error::HandlerError;
 use crate::functions::{
     AppState, FunctionOutcome, InvocationLog, authorize, parse_json_body, signalr_output,
+    verified_request,
 };
 use crate::identity::VerifiedUser;
 use crate::invocation::{CallerResponse, InvocationRequest};
@@ -49,8 +50,7 @@ pub async fn change_membership(
     log: &mut InvocationLog,
     change: Change,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let request = invocation.http_request(&bindings.trigger)?;
-    let user = state.authenticator.authenticate(&request).await?;
+    let (request, user) = verified_request(state, bindings, invocation).await?;
     let body: GroupBody = parse_json_body(&request)?;
     let group = GroupName::parse(&body.group).map_err(HandlerError::BadRequest)?;
     let (target, for_someone_else) = target_user(&user, body.user_id.as_deref())?;
@@ -102,8 +102,7 @@ pub async fn remove_from_all_groups(
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let request = invocation.http_request(&bindings.trigger)?;
-    let user = state.authenticator.authenticate(&request).await?;
+    let (request, user) = verified_request(state, bindings, invocation).await?;
     let body: UserBody = parse_json_body(&request)?;
     let (target, _) = target_user(&user, body.user_id.as_deref())?;
     let output = signalr_output(bindings)?;

@@ -8,6 +8,7 @@ use crate::bindings::FunctionBindings;
 use crate::error::HandlerError;
 use crate::functions::{
     AppState, FunctionOutcome, InvocationLog, authorize, parse_json_body, signalr_output,
+    verified_request,
 };
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::policy::{GroupName, Operation, Request, TargetUser};
@@ -16,115 +17,83 @@ use crate::signalr::output::{Message, Recipient};
 /// Longest client method name accepted.
 const MAX_TARGET_CHARS: usize = 128;
 
+/// Which kind of recipient a function sends to.
+#[derive(Clone, Copy)]
+pub enum To {
+    /// `sendToGroup`: body `{"group", "target", "arguments"}`.
+    Group,
+    /// `sendToUser`: body `{"userId", "target", "arguments"}`.
+    User,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GroupMessageBody {
-    group: String,
+struct MessageBody {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(rename = "userId", default)]
+    user_id: Option<String>,
     target: String,
     #[serde(default)]
     arguments: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserMessageBody {
-    #[serde(rename = "userId")]
-    user_id: String,
-    target: String,
-    #[serde(default)]
-    arguments: Option<Value>,
-}
-
-/// Runs `sendToGroup`.
-pub async fn send_to_group(
+/// Runs `sendToGroup` or `sendToUser`.
+pub async fn send(
     state: &AppState,
     bindings: &FunctionBindings,
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
+    to: To,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let request = invocation.http_request(&bindings.trigger)?;
-    let user = state.authenticator.authenticate(&request).await?;
-    let body: GroupMessageBody = parse_json_body(&request)?;
-    let group = GroupName::parse(&body.group).map_err(HandlerError::BadRequest)?;
+    let (request, user) = verified_request(state, bindings, invocation).await?;
+    let body: MessageBody = parse_json_body(&request)?;
+    let recipient = match (to, body.group, body.user_id) {
+        (To::Group, Some(group), None) => {
+            Recipient::Group(GroupName::parse(&group).map_err(HandlerError::BadRequest)?)
+        }
+        (To::User, None, Some(user_id)) => {
+            Recipient::User(TargetUser::parse(&user_id).map_err(HandlerError::BadRequest)?)
+        }
+        (To::Group, _, _) => {
+            return Err(HandlerError::BadRequest(
+                "the body needs `group` (and no `userId`)".into(),
+            ));
+        }
+        (To::User, _, _) => {
+            return Err(HandlerError::BadRequest(
+                "the body needs `userId` (and no `group`)".into(),
+            ));
+        }
+    };
     let target = parse_target(&body.target)?;
     let arguments = parse_arguments(body.arguments)?;
     let output = signalr_output(bindings)?;
     let caller = TargetUser::caller(&user);
-    authorize(
-        state,
-        &user,
-        &Request {
+    let policy_request = match &recipient {
+        Recipient::Group(group) => Request {
             operation: Operation::SendToGroup,
-            group: Some(&group),
+            group: Some(group),
             user: Some(&caller),
         },
-        output,
-        log,
-    )
-    .await?;
-    log.info(&format!(
-        "sendToGroup by {:?} to group {:?}: {target}",
-        user.user_id(),
-        group.as_str()
-    ));
-    send(
-        output.name.clone(),
-        target,
-        arguments,
-        Recipient::Group(group),
-    )
-}
-
-/// Runs `sendToUser`.
-pub async fn send_to_user(
-    state: &AppState,
-    bindings: &FunctionBindings,
-    invocation: &InvocationRequest,
-    log: &mut InvocationLog,
-) -> Result<FunctionOutcome, HandlerError> {
-    let request = invocation.http_request(&bindings.trigger)?;
-    let user = state.authenticator.authenticate(&request).await?;
-    let body: UserMessageBody = parse_json_body(&request)?;
-    let recipient = TargetUser::parse(&body.user_id).map_err(HandlerError::BadRequest)?;
-    let target = parse_target(&body.target)?;
-    let arguments = parse_arguments(body.arguments)?;
-    let output = signalr_output(bindings)?;
-    authorize(
-        state,
-        &user,
-        &Request {
+        Recipient::User(recipient) => Request {
             operation: Operation::SendToUser,
             group: None,
-            user: Some(&recipient),
+            user: Some(recipient),
         },
-        output,
-        log,
-    )
-    .await?;
-    log.info(&format!(
-        "sendToUser by {:?} to user {:?}: {target}",
-        user.user_id(),
-        recipient.as_str()
-    ));
-    send(
-        output.name.clone(),
-        target,
-        arguments,
-        Recipient::User(recipient),
-    )
-}
+    };
+    authorize(state, &user, &policy_request, output, log).await?;
 
-fn send(
-    binding: String,
-    target: String,
-    arguments: Vec<Value>,
-    recipient: Recipient,
-) -> Result<FunctionOutcome, HandlerError> {
     let mut response = json!({"sent": true, "target": target});
     match &recipient {
         Recipient::Group(group) => response["group"] = json!(group.as_str()),
-        Recipient::User(user) => response["userId"] = json!(user.as_str()),
+        Recipient::User(recipient) => response["userId"] = json!(recipient.as_str()),
     }
+    log.info(&format!(
+        "{} by {:?} to {recipient:?}: {target}",
+        policy_request.operation.name(),
+        user.user_id()
+    ));
     let message = Message {
         target,
         arguments,
@@ -132,7 +101,7 @@ fn send(
     };
     Ok(FunctionOutcome {
         response: CallerResponse::json(202, &response),
-        outputs: vec![(binding, json!([message.to_item()]))],
+        outputs: vec![(output.name.clone(), json!([message.to_item()]))],
     })
 }
 

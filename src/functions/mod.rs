@@ -109,8 +109,12 @@ pub async fn invoke(
             "removeFromAllGroups" => {
                 groups::remove_from_all_groups(state, bindings, &request, &mut log).await
             }
-            "sendToGroup" => messages::send_to_group(state, bindings, &request, &mut log).await,
-            "sendToUser" => messages::send_to_user(state, bindings, &request, &mut log).await,
+            "sendToGroup" => {
+                messages::send(state, bindings, &request, &mut log, messages::To::Group).await
+            }
+            "sendToUser" => {
+                messages::send(state, bindings, &request, &mut log, messages::To::User).await
+            }
             "index" => index::run(state, bindings, &request).await,
             other => Err(HandlerError::UnknownFunction(other.to_owned())),
         },
@@ -130,6 +134,18 @@ pub async fn invoke(
             InvocationResponse::new(&bindings.http_output, &error.caller_response(), log.lines)
         }
     }
+}
+
+/// The HTTP request of an invocation and its verified caller: the first step of every function
+/// that acts for a user.
+pub async fn verified_request(
+    state: &AppState,
+    bindings: &FunctionBindings,
+    invocation: &InvocationRequest,
+) -> Result<(HttpRequestData, VerifiedUser), HandlerError> {
+    let request = invocation.http_request(&bindings.trigger)?;
+    let user = state.authenticator.authenticate(&request).await?;
+    Ok((request, user))
 }
 
 /// The caller's JSON body as `T`: required, capped, unknown fields refused (by `T`).

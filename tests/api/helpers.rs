@@ -490,6 +490,19 @@ pub fn header_with_kid(alg: Algorithm, kid: &str) -> Header {
     header
 }
 
+/// Reads an HTTP request's head (request line and headers) from a stand-in server's socket.
+async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => request.extend_from_slice(&buffer[..read]),
+        }
+    }
+    Some(String::from_utf8_lossy(&request).into_owned())
+}
+
 /// A real HTTP server on loopback serving a JWKS and an OIDC discovery document, counting
 /// requests, and able to go down.
 pub struct IdentityProvider {
@@ -523,15 +536,9 @@ impl IdentityProvider {
                 let shared = shared.clone();
                 let issuer = issuer.clone();
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                        match socket.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => request.extend_from_slice(&buffer[..read]),
-                        }
-                    }
-                    let request = String::from_utf8_lossy(&request);
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
                     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     let (status, body) = match path.as_str() {
                         "/keys" => {
@@ -690,15 +697,9 @@ impl RestStandIn {
                 };
                 let (members, requests) = (shared_members.clone(), shared_requests.clone());
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                        match socket.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => request.extend_from_slice(&buffer[..read]),
-                        }
-                    }
-                    let request = String::from_utf8_lossy(&request).to_string();
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
                     let mut lines = request.lines();
                     let request_line = lines.next().unwrap_or_default().to_owned();
                     let authorization = lines
