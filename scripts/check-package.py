@@ -275,7 +275,7 @@ def check(app_root, zip_path, log=print):
         except UnicodeDecodeError:
             continue
         for match in HS256_SECRET_SETTING.finditer(text):
-            if not re.fullmatch(r"<[^>]*>|\.\.\.|…|\$\{?\w+\}?|%\w+%", match.group(1)):
+            if not re.match(r"<|\.\.\.|…|\$\{?\w+\}?$|%\w+%$|@Microsoft\.KeyVault\(", match.group(1)):
                 problems.append(f"{name}: sets AUTH_HS256_SECRET to a value")
 
     # 5. glibc baseline of the handler.
@@ -412,6 +412,10 @@ def self_test(good_zip):
     placeholder = b"Endpoint=https://<name>.service.signalr.net;AccessKey=<key>;Version=1.0;"
     run_case("an AccessKey placeholder passes", None,
              files={**good_files, f"{function_folder}/example.txt": placeholder})
+    run_case("HS256 secret placeholders and Key Vault references pass", None,
+             files={**good_files, f"{function_folder}/example.json":
+                    b'{"AUTH_HS256_SECRET": "<32+ random bytes>", "b": "AUTH_HS256_SECRET=${SECRET}",'
+                    b' "c": "AUTH_HS256_SECRET=@Microsoft.KeyVault(SecretUri=https://v/secrets/s)"}'})
     run_case("a settings file with an HS256 secret fails", "sets AUTH_HS256_SECRET",
              files={**good_files, f"{function_folder}/settings.json": b'{"AUTH_HS256_SECRET": "hunter2hunter2"}'})
     no_secret_lines = "".join(line for line in funcignore.splitlines(True)
