@@ -14,10 +14,29 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::bindings::{self, FunctionBindings};
+use crate::policy::Policy;
 use crate::signalr::connection_string::ConnectionString;
 
 /// Functions this handler implements. Each has a folder with a `function.json` at the app root.
-pub const KNOWN_FUNCTIONS: &[&str] = &["negotiate", "connect"];
+pub const KNOWN_FUNCTIONS: &[&str] = &[
+    "negotiate",
+    "addToGroup",
+    "removeFromGroup",
+    "removeFromAllGroups",
+    "sendToGroup",
+    "sendToUser",
+    "index",
+    "connect",
+];
+
+/// Functions that emit SignalR items and so need a `signalR` output binding with a `hubName`.
+const FUNCTIONS_WITH_SIGNALR_OUTPUT: &[&str] = &[
+    "addToGroup",
+    "removeFromGroup",
+    "removeFromAllGroups",
+    "sendToGroup",
+    "sendToUser",
+];
 
 /// Shortest accepted `AUTH_HS256_SECRET`, in bytes: RFC 7518 §3.2 asks for a key at least as
 /// long as the hash output.
@@ -69,6 +88,10 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The Web PubSub event handler (`connect`), when the app has that function.
     pub web_pubsub: Option<WebPubSubSettings>,
+    /// Who may do what to which group.
+    pub policy: Policy,
+    /// The function app root (static files of the `index` function live under `www/`).
+    pub app_root: PathBuf,
 }
 
 /// How callers are authenticated: the enabled identity sources in order, and each source's
@@ -285,6 +308,7 @@ impl Settings {
         let signalr = ConnectionString::parse(&signalr_raw)
             .map_err(|error| ConfigError::new(&signalr_setting, error.to_string()))?;
 
+        check_signalr_outputs(&functions)?;
         let mint_hub = mint_hub(&raw, &functions)?;
         let web_pubsub = if functions.iter().any(|f| f.function_name == "connect") {
             Some(parse_web_pubsub(&raw, &signalr)?)
@@ -292,6 +316,7 @@ impl Settings {
             None
         };
         let auth = parse_auth(&raw, &signalr, web_pubsub.as_ref())?;
+        let policy = load_policy(&raw, &app_root)?;
         Ok(Self {
             port,
             functions,
@@ -300,6 +325,8 @@ impl Settings {
             mint_hub,
             auth,
             web_pubsub,
+            policy,
+            app_root,
         })
     }
 
@@ -344,6 +371,58 @@ fn default_app_root(raw: &RawSettings) -> Result<PathBuf, ConfigError> {
                 "is not set and the executable's folder is unknown; set it to the folder that holds host.json",
             )
         })
+}
+
+/// Functions that emit SignalR items must declare where they go.
+fn check_signalr_outputs(functions: &[FunctionBindings]) -> Result<(), ConfigError> {
+    for function in functions {
+        if !FUNCTIONS_WITH_SIGNALR_OUTPUT.contains(&function.function_name.as_str()) {
+            continue;
+        }
+        let hub = function
+            .signalr_output
+            .as_ref()
+            .and_then(|output| output.hub_name.as_deref());
+        match hub {
+            Some(hub) if is_valid_hub_name(hub) => {}
+            Some(hub) => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{}/function.json`: hubName `{hub}` is not a valid hub name",
+                        function.function_name
+                    ),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{}/function.json` needs a `signalR` output binding with a `hubName` \
+                         (`{{\"type\": \"signalR\", \"direction\": \"out\", \"name\": \"signalRMessages\", \"hubName\": \"chat\"}}`)",
+                        function.function_name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POLICY_FILE` (relative to the app root) must exist when set; when unset, `policy.json` is
+/// used if present, else the built-in default, which allows only the caller's own groups.
+fn load_policy(raw: &RawSettings, app_root: &Path) -> Result<Policy, ConfigError> {
+    match raw.get("POLICY_FILE") {
+        Some(file) => Policy::load(&app_root.join(file), "POLICY_FILE"),
+        None => {
+            let path = app_root.join("policy.json");
+            if path.is_file() {
+                Policy::load(&path, "policy.json")
+            } else {
+                Ok(Policy::default_policy())
+            }
+        }
+    }
 }
 
 /// All SignalR bindings must name one connection-string setting: the handler verifies and signs
@@ -937,6 +1016,9 @@ mod tests {
 
     const SECRET: &str = "insecure-test-secret-that-is-long-enough-0123";
     const CONNECTION_STRING: &str = "Endpoint=http://localhost;Port=8888;AccessKey=INSECURE-TEST-ACCESS-KEY-0123456789ABCDEFGH;Version=1.0;";
+    const WEBPUBSUB: &str = "Endpoint=https://insecure-test.webpubsub.azure.com;AccessKey=INSECURE-TEST-WPS-KEY-0123456789ABCDEFGH;Version=1.0;";
+    const THUMBPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01";
+    const VISITOR_SECRET: &str = "insecure-test-visitor-secret-0123456789-abcdef";
 
     fn app_root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -949,6 +1031,9 @@ mod tests {
             ("AUTH_ISSUER", "https://issuer.example.com/"),
             ("AUTH_AUDIENCE", "api://chat"),
             ("AUTH_HS256_SECRET", SECRET),
+            ("WEBPUBSUB_CONNECTION_STRING", WEBPUBSUB),
+            ("WEBPUBSUB_REQUIRE_CLIENT_CERT", "false"),
+            ("WEBPUBSUB_CONNECT_JWT", "required"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -973,8 +1058,8 @@ mod tests {
     #[test]
     fn the_repository_app_is_valid_with_defaults() {
         let settings = settings(&[]).expect("valid");
-        assert_eq!(settings.auth.algorithms, vec![Algorithm::HS256]);
-        assert_eq!(settings.auth.user_id_claim, "sub");
+        assert_eq!(settings.auth.jwt.as_ref().expect("jwt").algorithms, vec![Algorithm::HS256]);
+        assert_eq!(settings.auth.jwt.as_ref().expect("jwt").user_id_claim, "sub");
         assert!(settings.function("negotiate").is_some());
     }
 
@@ -1052,6 +1137,175 @@ mod tests {
                 &[("AUTH_CLOCK_SKEW_SECONDS", Some("3600"))],
                 "AUTH_CLOCK_SKEW_SECONDS",
             ),
+            (
+                &[("POLICY_FILE", Some("no-such-policy.json"))],
+                "POLICY_FILE",
+            ),
+            (&[("POLICY_FILE", Some("host.json"))], "POLICY_FILE"),
+        ];
+        for (overrides, expected) in cases {
+            assert_eq!(&error_setting(overrides), expected, "{overrides:?}");
+        }
+    }
+
+    #[test]
+    fn identity_sources_are_ordered_and_each_needs_its_settings() {
+        let all = settings(&[
+            ("AUTH_SOURCES", Some("clientcert, appservice,anonymous,jwt")),
+            ("CLIENT_CERT_THUMBPRINTS", Some(&format!("{THUMBPRINT}=device-1"))),
+            ("AUTH_ANONYMOUS_SECRET", Some(VISITOR_SECRET)),
+            ("AUTH_ANONYMOUS_ISSUER", Some("cdp.test")),
+            ("WEBSITE_AUTH_ENABLED", Some("True")),
+        ])
+        .expect("valid");
+        assert_eq!(
+            all.auth.sources,
+            vec![
+                SourceKind::ClientCert,
+                SourceKind::AppService,
+                SourceKind::Anonymous,
+                SourceKind::Jwt
+            ]
+        );
+        let certs = all.auth.client_cert.expect("certs");
+        assert_eq!(certs.allowed[0].0, THUMBPRINT.replace(':', ""));
+        assert!(all.auth.app_service.expect("app service").platform_enabled);
+
+        // Without the platform variable the source is configured but not trusted.
+        let off = settings(&[("AUTH_SOURCES", Some("appservice,jwt"))]).expect("valid");
+        assert!(!off.auth.app_service.expect("app service").platform_enabled);
+
+        // Without `jwt` among the sources nor at connect, the JWT settings are not needed.
+        let no_jwt = settings(&[
+            ("AUTH_SOURCES", Some("anonymous")),
+            ("AUTH_ANONYMOUS_SECRET", Some(VISITOR_SECRET)),
+            ("AUTH_ANONYMOUS_ISSUER", Some("cdp.test")),
+            ("AUTH_ISSUER", None),
+            ("AUTH_AUDIENCE", None),
+            ("AUTH_HS256_SECRET", None),
+            ("WEBPUBSUB_CONNECT_JWT", Some("off")),
+            ("WEBPUBSUB_REQUIRE_CLIENT_CERT", Some("true")),
+            ("CLIENT_CERT_THUMBPRINTS", Some(&format!("{THUMBPRINT}=device-1"))),
+        ])
+        .expect("valid");
+        assert!(no_jwt.auth.jwt.is_none());
+        let web_pubsub = no_jwt.web_pubsub.expect("connect is configured");
+        assert_eq!(web_pubsub.jwt, ConnectJwt::Off);
+        assert!(web_pubsub.require_client_cert);
+    }
+
+    #[test]
+    fn each_bad_identity_source_setting_is_named() {
+        let thumbprint_with_user = format!("{THUMBPRINT}=device-1");
+        type Overrides<'a> = &'a [(&'a str, Option<&'a str>)];
+        let cases: &[(Overrides, &str)] = &[
+            (&[("AUTH_SOURCES", Some("jwt,ldap"))], "AUTH_SOURCES"),
+            (&[("AUTH_SOURCES", Some("jwt,jwt"))], "AUTH_SOURCES"),
+            (&[("AUTH_SOURCES", Some(" , "))], "AUTH_SOURCES"),
+            (
+                &[("AUTH_SOURCES", Some("clientcert"))],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some(THUMBPRINT)),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some("ABC=device")),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    (
+                        "CLIENT_CERT_THUMBPRINTS",
+                        Some(&format!("{THUMBPRINT}=anon:device")),
+                    ),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some(&thumbprint_with_user)),
+                    ("CLIENT_CERT_USER_ID_FROM", Some("subject-cn")),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some(&thumbprint_with_user)),
+                    ("CLIENT_CERT_USER_ID_FROM", Some("email")),
+                ],
+                "CLIENT_CERT_USER_ID_FROM",
+            ),
+            (
+                &[("AUTH_SOURCES", Some("anonymous"))],
+                "AUTH_ANONYMOUS_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("jwt,anonymous")),
+                    ("AUTH_ANONYMOUS_SECRET", Some(SECRET)),
+                    ("AUTH_ANONYMOUS_ISSUER", Some("cdp.test")),
+                ],
+                "AUTH_ANONYMOUS_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("anonymous")),
+                    ("AUTH_ANONYMOUS_SECRET", Some("short")),
+                ],
+                "AUTH_ANONYMOUS_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("anonymous")),
+                    ("AUTH_ANONYMOUS_SECRET", Some(VISITOR_SECRET)),
+                ],
+                "AUTH_ANONYMOUS_ISSUER",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("appservice")),
+                    ("AUTH_APPSERVICE_FORMAT", Some("swa")),
+                ],
+                "AUTH_APPSERVICE_FORMAT",
+            ),
+            (
+                &[("WEBPUBSUB_CONNECTION_STRING", None)],
+                "WEBPUBSUB_CONNECTION_STRING",
+            ),
+            (
+                &[(
+                    "WEBPUBSUB_CONNECTION_STRING",
+                    Some(CONNECTION_STRING),
+                )],
+                "WEBPUBSUB_CONNECTION_STRING",
+            ),
+            (
+                &[("WEBPUBSUB_CONNECT_JWT", Some("optional"))],
+                "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+            ),
+            (
+                &[("WEBPUBSUB_CONNECT_JWT", Some("sometimes"))],
+                "WEBPUBSUB_CONNECT_JWT",
+            ),
+            (
+                &[("WEBPUBSUB_REQUIRE_CLIENT_CERT", Some("yes"))],
+                "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+            ),
+            (
+                &[("WEBPUBSUB_REQUIRE_CLIENT_CERT", Some("true"))],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
         ];
         for (overrides, expected) in cases {
             assert_eq!(&error_setting(overrides), expected, "{overrides:?}");
@@ -1065,19 +1319,19 @@ mod tests {
             ("AUTH_JWKS_URL", Some("http://127.0.0.1:9/keys")),
         ])
         .expect("valid");
-        assert!(matches!(jwks.auth.key_source, KeySource::Jwks(_)));
-        assert_eq!(jwks.auth.algorithms, vec![Algorithm::RS256]);
+        assert!(matches!(jwks.auth.jwt.as_ref().expect("jwt").key_source, KeySource::Jwks(_)));
+        assert_eq!(jwks.auth.jwt.as_ref().expect("jwt").algorithms, vec![Algorithm::RS256]);
         let discovery = settings(&[
             ("AUTH_HS256_SECRET", None),
             ("AUTH_ALGORITHMS", Some("ES256, EdDSA")),
         ])
         .expect("valid");
         assert!(matches!(
-            discovery.auth.key_source,
+            discovery.auth.jwt.as_ref().expect("jwt").key_source,
             KeySource::OidcDiscovery(_)
         ));
         assert_eq!(
-            discovery.auth.algorithms,
+            discovery.auth.jwt.as_ref().expect("jwt").algorithms,
             vec![Algorithm::ES256, Algorithm::EdDSA]
         );
     }

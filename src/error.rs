@@ -30,6 +30,20 @@ pub enum HandlerError {
     /// The invocation body exceeds the cap (413).
     #[error("the invocation body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// The policy does not allow the operation (403). The reason is for the log only.
+    #[error("`{operation}` denied: {reason}")]
+    Forbidden {
+        /// The operation's policy name.
+        operation: &'static str,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// The SignalR Service could not answer a check the decision needs (503).
+    #[error("SignalR Service unavailable: {0}")]
+    ServiceUnavailable(String),
+    /// No such resource (404), e.g. a static file.
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 impl HandlerError {
@@ -70,13 +84,29 @@ impl HandlerError {
             Self::PayloadTooLarge(_) => {
                 error_body(413, "payload_too_large", "The request is too large.")
             }
+            Self::Forbidden { operation, .. } => CallerResponse::json(
+                403,
+                &json!({
+                    "error": "forbidden",
+                    "operation": operation,
+                    "message": "The policy does not allow this operation.",
+                }),
+            )
+            .with_header("Cache-Control", "no-store"),
+            Self::ServiceUnavailable(_) => error_body(
+                503,
+                "signalr_unavailable",
+                "The SignalR Service could not be reached; try again later.",
+            )
+            .with_header("Retry-After", "5"),
+            Self::NotFound(_) => error_body(404, "not_found", "Not found."),
         }
     }
 
     /// True for errors caused by the deployment rather than the caller, which are logged as
     /// errors; the rest are logged as warnings (a bad token is not our fault).
     pub fn is_server_fault(&self) -> bool {
-        matches!(self, Self::Configuration(_))
+        matches!(self, Self::Configuration(_) | Self::ServiceUnavailable(_))
             || matches!(
                 self,
                 Self::Unauthenticated(IdentityError::KeysUnavailable(_))

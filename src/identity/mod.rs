@@ -112,6 +112,19 @@ impl VerifiedUser {
     }
 }
 
+#[cfg(test)]
+impl VerifiedUser {
+    /// A user for unit tests of code that consumes `VerifiedUser` (never compiled into the
+    /// handler itself).
+    pub(crate) fn for_tests(user_id: &str, claims: Value) -> Self {
+        let claims = match claims {
+            Value::Object(claims) => claims,
+            _ => Map::new(),
+        };
+        Self::new(user_id.to_owned(), claims, u64::MAX, IdentitySource::Jwt)
+    }
+}
+
 /// Why a caller was not authenticated. The `Display` text is for logs: it names the reason, and
 /// never includes the token.
 #[derive(Debug, thiserror::Error)]

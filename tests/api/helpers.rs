@@ -230,6 +230,7 @@ pub struct Outcome {
     pub body: Value,
     pub body_text: String,
     pub logs: Vec<String>,
+    pub envelope: Value,
 }
 
 impl Outcome {
@@ -318,6 +319,7 @@ impl TestApp {
                 .iter()
                 .filter_map(|line| line.as_str().map(str::to_owned))
                 .collect(),
+            envelope,
         }
     }
 
@@ -419,6 +421,19 @@ pub fn decode_service_token(token: &str) -> (Value, Map<String, Value>) {
     (header, payload)
 }
 
+/// The claims of a service token if its HS256 signature over the AccessKey is valid.
+pub fn checked_service_claims(token: &str) -> Option<Map<String, Value>> {
+    let segments: Vec<&str> = token.split('.').collect();
+    let [header, payload, signature] = segments.as_slice() else {
+        return None;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(ACCESS_KEY.as_bytes()).ok()?;
+    mac.update(format!("{header}.{payload}").as_bytes());
+    mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?)
+        .ok()?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
 pub fn segment(token: &str, index: usize) -> &str {
     token.split('.').nth(index).expect("segment")
 }
@@ -475,6 +490,19 @@ pub fn header_with_kid(alg: Algorithm, kid: &str) -> Header {
     header
 }
 
+/// Reads an HTTP request's head (request line and headers) from a stand-in server's socket.
+async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => request.extend_from_slice(&buffer[..read]),
+        }
+    }
+    Some(String::from_utf8_lossy(&request).into_owned())
+}
+
 /// A real HTTP server on loopback serving a JWKS and an OIDC discovery document, counting
 /// requests, and able to go down.
 pub struct IdentityProvider {
@@ -508,15 +536,9 @@ impl IdentityProvider {
                 let shared = shared.clone();
                 let issuer = issuer.clone();
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                        match socket.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => request.extend_from_slice(&buffer[..read]),
-                        }
-                    }
-                    let request = String::from_utf8_lossy(&request);
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
                     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     let (status, body) = match path.as_str() {
                         "/keys" => {
@@ -560,6 +582,193 @@ impl IdentityProvider {
     }
 
     /// Stops listening: later connections are refused.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// A host-shaped invocation of `function` with `body` as the caller's JSON body, built as the
+/// host builds it: `Body` as text with its length, and every top-level body property copied into
+/// `Metadata` (objects as objects, other values double-encoded).
+pub fn function_payload(function: &str, app_token: Option<&str>, body: &Value) -> Value {
+    let mut payload = payload(
+        "function-invocation.json",
+        &[
+            ("FUNCTION", function),
+            ("APP_TOKEN", app_token.unwrap_or("unused")),
+        ],
+    );
+    let text = body.to_string();
+    let request = &mut payload["Data"]["req"];
+    request["Body"] = json!(text);
+    request["Headers"]["Content-Length"] = json!([text.len().to_string()]);
+    if app_token.is_none() {
+        request["Headers"]
+            .as_object_mut()
+            .expect("headers")
+            .remove("Authorization");
+        payload["Metadata"]["Headers"]
+            .as_object_mut()
+            .expect("headers")
+            .remove("Authorization");
+    }
+    if let Value::Object(properties) = body {
+        for (name, value) in properties {
+            let metadata_value = match value {
+                Value::Array(_) => continue,
+                Value::Object(_) => value.clone(),
+                Value::String(text) => json!(json!(text).to_string()),
+                other => json!(json!(other.to_string()).to_string()),
+            };
+            payload["Metadata"][name] = metadata_value;
+        }
+    }
+    payload
+}
+
+impl TestApp {
+    /// Invokes `function` as the caller holding `app_token` with `body`.
+    pub async fn call(&self, function: &str, app_token: &str, body: Value) -> Outcome {
+        self.invoke(
+            function,
+            &function_payload(function, Some(app_token), &body),
+        )
+        .await
+    }
+}
+
+impl Outcome {
+    /// The envelope's output binding `name`.
+    pub fn output(&self, name: &str) -> Option<&Value> {
+        self.envelope["Outputs"].get(name)
+    }
+
+    /// Asserts a 403 naming `operation` that emits no SignalR item.
+    pub fn assert_forbidden(&self, operation: &str) {
+        assert_eq!(self.status, 403, "{self:#?}");
+        assert_eq!(self.body["error"], "forbidden");
+        assert_eq!(self.body["operation"], operation);
+        self.assert_no_signalr_output();
+    }
+
+    /// Asserts the envelope carries no output other than `res`.
+    pub fn assert_no_signalr_output(&self) {
+        let outputs = self.envelope["Outputs"].as_object().expect("outputs");
+        assert!(
+            outputs.keys().all(|key| key == "res"),
+            "unexpected outputs: {outputs:?}"
+        );
+    }
+}
+
+/// A user token with extra claims.
+pub fn token_with(user: &str, extra: Value) -> String {
+    let mut claims = claims(user);
+    if let Value::Object(extra) = extra {
+        claims.extend(extra);
+    }
+    hs256_token(&claims)
+}
+
+/// A real HTTP server standing in for the SignalR REST API's membership check: answers
+/// `HEAD /api/hubs/{hub}/users/{user}/groups/{group}` with 200 for listed members, else 404,
+/// after checking the bearer token's signature against the AccessKey.
+pub struct RestStandIn {
+    pub port: u16,
+    members: Arc<Mutex<Vec<(String, String)>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RestStandIn {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let members: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (shared_members, shared_requests) = (members.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (members, requests) = (shared_members.clone(), shared_requests.clone());
+                tokio::spawn(async move {
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
+                    let mut lines = request.lines();
+                    let request_line = lines.next().unwrap_or_default().to_owned();
+                    let authorization = lines
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("authorization")
+                                .then(|| value.trim().to_owned())
+                        })
+                        .unwrap_or_default();
+                    requests.lock().expect("lock").push(request_line.clone());
+                    let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+                    let path = path.split('?').next().unwrap_or_default();
+                    // The REST token must be signed with the AccessKey and name this path.
+                    let token_ok = authorization
+                        .strip_prefix("Bearer ")
+                        .and_then(checked_service_claims)
+                        .and_then(|claims| {
+                            claims.get("aud").and_then(Value::as_str).map(str::to_owned)
+                        })
+                        .is_some_and(|aud| {
+                            aud.split('?').next().is_some_and(|aud| aud.ends_with(path))
+                        });
+                    let segments: Vec<&str> = path.split('/').collect();
+                    let status = match (token_ok, segments.as_slice()) {
+                        (false, _) => "401 Unauthorized",
+                        (true, ["", "api", "hubs", "chat", "users", user, "groups", group]) => {
+                            let member = members
+                                .lock()
+                                .expect("lock")
+                                .iter()
+                                .any(|(u, g)| u == user && g == group);
+                            if member { "200 OK" } else { "404 Not Found" }
+                        }
+                        _ => "400 Bad Request",
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            port,
+            members,
+            requests,
+            task,
+        }
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "Endpoint=http://127.0.0.1;Port={};AccessKey={ACCESS_KEY};Version=1.0;",
+            self.port
+        )
+    }
+
+    pub fn add_member(&self, user: &str, group: &str) {
+        self.members
+            .lock()
+            .expect("lock")
+            .push((user.into(), group.into()));
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
