@@ -565,7 +565,9 @@ fn parse_sources(value: Option<String>) -> Result<Vec<SourceKind>, ConfigError> 
             _ => {
                 return Err(ConfigError::new(
                     "AUTH_SOURCES",
-                    format!("`{name}` is not an identity source; use jwt, appservice, clientcert or anonymous"),
+                    format!(
+                        "`{name}` is not an identity source; use jwt, appservice, clientcert or anonymous"
+                    ),
                 ));
             }
         };
@@ -598,7 +600,9 @@ fn parse_app_service(raw: &RawSettings) -> Result<AppServiceSettings, ConfigErro
         Some(other) => {
             return Err(ConfigError::new(
                 "AUTH_APPSERVICE_FORMAT",
-                format!("`{other}` is not a principal format; use appservice (App Service / Functions) or staticwebapps"),
+                format!(
+                    "`{other}` is not a principal format; use appservice (App Service / Functions) or staticwebapps"
+                ),
             ));
         }
     };
@@ -635,7 +639,9 @@ fn parse_client_cert(raw: &RawSettings) -> Result<ClientCertSettings, ConfigErro
         Some(other) => {
             return Err(ConfigError::new(
                 "CLIENT_CERT_USER_ID_FROM",
-                format!("`{other}` is not a user id source; use map (THUMBPRINT=user-id entries) or subject-cn"),
+                format!(
+                    "`{other}` is not a user id source; use map (THUMBPRINT=user-id entries) or subject-cn"
+                ),
             ));
         }
     };
@@ -656,25 +662,33 @@ fn parse_client_cert(raw: &RawSettings) -> Result<ClientCertSettings, ConfigErro
             (CertUserId::Mapped, None) => {
                 return Err(ConfigError::new(
                     SETTING,
-                    format!("`{thumbprint}` has no user id; write `{thumbprint}=<user-id>`, or set CLIENT_CERT_USER_ID_FROM=subject-cn"),
+                    format!(
+                        "`{thumbprint}` has no user id; write `{thumbprint}=<user-id>`, or set CLIENT_CERT_USER_ID_FROM=subject-cn"
+                    ),
                 ));
             }
             (CertUserId::Mapped, Some(id)) if !crate::identity::is_acceptable_user_id(id) => {
                 return Err(ConfigError::new(
                     SETTING,
-                    format!("the user id of `{thumbprint}` is empty, too long or has control characters"),
+                    format!(
+                        "the user id of `{thumbprint}` is empty, too long or has control characters"
+                    ),
                 ));
             }
             (CertUserId::Mapped, Some(id)) if crate::identity::is_anonymous_id(id) => {
                 return Err(ConfigError::new(
                     SETTING,
-                    format!("the user id of `{thumbprint}` starts with `anon:`, which is reserved for anonymous visitors"),
+                    format!(
+                        "the user id of `{thumbprint}` starts with `anon:`, which is reserved for anonymous visitors"
+                    ),
                 ));
             }
             (CertUserId::SubjectCommonName, Some(_)) => {
                 return Err(ConfigError::new(
                     SETTING,
-                    format!("`{thumbprint}` maps a user id, but CLIENT_CERT_USER_ID_FROM=subject-cn; use one or the other"),
+                    format!(
+                        "`{thumbprint}` maps a user id, but CLIENT_CERT_USER_ID_FROM=subject-cn; use one or the other"
+                    ),
                 ));
             }
             _ => {}
@@ -767,8 +781,7 @@ fn parse_web_pubsub(
             "has the same AccessKey as the SignalR connection string; each service needs its own key",
         ));
     }
-    let require_client_cert =
-        parse_bool(raw, "WEBPUBSUB_REQUIRE_CLIENT_CERT", true)?;
+    let require_client_cert = parse_bool(raw, "WEBPUBSUB_REQUIRE_CLIENT_CERT", true)?;
     let jwt = match raw.get("WEBPUBSUB_CONNECT_JWT").as_deref() {
         None | Some("off") => ConnectJwt::Off,
         Some("optional") => ConnectJwt::Optional,
@@ -806,7 +819,11 @@ impl WebPubSubSettings {
 }
 
 fn parse_bool(raw: &RawSettings, name: &str, default: bool) -> Result<bool, ConfigError> {
-    match raw.get(name).map(|value| value.to_ascii_lowercase()).as_deref() {
+    match raw
+        .get(name)
+        .map(|value| value.to_ascii_lowercase())
+        .as_deref()
+    {
         None => Ok(default),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
@@ -1058,8 +1075,14 @@ mod tests {
     #[test]
     fn the_repository_app_is_valid_with_defaults() {
         let settings = settings(&[]).expect("valid");
-        assert_eq!(settings.auth.jwt.as_ref().expect("jwt").algorithms, vec![Algorithm::HS256]);
-        assert_eq!(settings.auth.jwt.as_ref().expect("jwt").user_id_claim, "sub");
+        assert_eq!(
+            settings.auth.jwt.as_ref().expect("jwt").algorithms,
+            vec![Algorithm::HS256]
+        );
+        assert_eq!(
+            settings.auth.jwt.as_ref().expect("jwt").user_id_claim,
+            "sub"
+        );
         assert!(settings.function("negotiate").is_some());
     }
 
@@ -1152,7 +1175,10 @@ mod tests {
     fn identity_sources_are_ordered_and_each_needs_its_settings() {
         let all = settings(&[
             ("AUTH_SOURCES", Some("clientcert, appservice,anonymous,jwt")),
-            ("CLIENT_CERT_THUMBPRINTS", Some(&format!("{THUMBPRINT}=device-1"))),
+            (
+                "CLIENT_CERT_THUMBPRINTS",
+                Some(&format!("{THUMBPRINT}=device-1")),
+            ),
             ("AUTH_ANONYMOUS_SECRET", Some(VISITOR_SECRET)),
             ("AUTH_ANONYMOUS_ISSUER", Some("cdp.test")),
             ("WEBSITE_AUTH_ENABLED", Some("True")),
@@ -1185,7 +1211,10 @@ mod tests {
             ("AUTH_HS256_SECRET", None),
             ("WEBPUBSUB_CONNECT_JWT", Some("off")),
             ("WEBPUBSUB_REQUIRE_CLIENT_CERT", Some("true")),
-            ("CLIENT_CERT_THUMBPRINTS", Some(&format!("{THUMBPRINT}=device-1"))),
+            (
+                "CLIENT_CERT_THUMBPRINTS",
+                Some(&format!("{THUMBPRINT}=device-1")),
+            ),
         ])
         .expect("valid");
         assert!(no_jwt.auth.jwt.is_none());
@@ -1284,10 +1313,7 @@ mod tests {
                 "WEBPUBSUB_CONNECTION_STRING",
             ),
             (
-                &[(
-                    "WEBPUBSUB_CONNECTION_STRING",
-                    Some(CONNECTION_STRING),
-                )],
+                &[("WEBPUBSUB_CONNECTION_STRING", Some(CONNECTION_STRING))],
                 "WEBPUBSUB_CONNECTION_STRING",
             ),
             (
@@ -1319,8 +1345,14 @@ mod tests {
             ("AUTH_JWKS_URL", Some("http://127.0.0.1:9/keys")),
         ])
         .expect("valid");
-        assert!(matches!(jwks.auth.jwt.as_ref().expect("jwt").key_source, KeySource::Jwks(_)));
-        assert_eq!(jwks.auth.jwt.as_ref().expect("jwt").algorithms, vec![Algorithm::RS256]);
+        assert!(matches!(
+            jwks.auth.jwt.as_ref().expect("jwt").key_source,
+            KeySource::Jwks(_)
+        ));
+        assert_eq!(
+            jwks.auth.jwt.as_ref().expect("jwt").algorithms,
+            vec![Algorithm::RS256]
+        );
         let discovery = settings(&[
             ("AUTH_HS256_SECRET", None),
             ("AUTH_ALGORITHMS", Some("ES256, EdDSA")),

@@ -198,13 +198,19 @@ mod tests {
         let mut no_iat = claims("v");
         no_iat.as_object_mut().expect("object").remove("iat");
         let cases = [
-            (token(claims("v"), "insecure-wrong-secret-0123456789-abcdefghij"), "wrong key"),
+            (
+                token(claims("v"), "insecure-wrong-secret-0123456789-abcdefghij"),
+                "wrong key",
+            ),
             (token(expired, SECRET), "expired"),
             (token(too_long, SECRET), "lifetime too long"),
             (token(wrong_aud, SECRET), "wrong audience"),
             (token(no_iat, SECRET), "no iat"),
             (token(claims("anon:alice"), SECRET), "prefixed id"),
-            (token(claims("alice@contoso.example"), SECRET), "email-shaped id"),
+            (
+                token(claims("alice@contoso.example"), SECRET),
+                "email-shaped id",
+            ),
             (token(claims(""), SECRET), "empty id"),
         ];
         for (token, description) in cases {

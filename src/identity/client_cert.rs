@@ -139,9 +139,9 @@ impl CertificateVerifier {
     ) -> Result<VerifiedUser, CertificateError> {
         let reported = normalize_thumbprint(reported).ok_or(CertificateError::BadThumbprint)?;
         let Some(pem) = pem.filter(|pem| !pem.trim().is_empty()) else {
-            let user_id = self.allowed_user(&reported)?.ok_or_else(|| {
-                CertificateError::NoCommonName(reported.clone())
-            })?;
+            let user_id = self
+                .allowed_user(&reported)?
+                .ok_or_else(|| CertificateError::NoCommonName(reported.clone()))?;
             return Ok(certificate_user(user_id, &reported, u64::MAX));
         };
         if pem.len() > MAX_CERTIFICATE_CHARS {
@@ -150,7 +150,9 @@ impl CertificateVerifier {
         let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
             .map_err(|_| CertificateError::Malformed("not PEM"))?;
         if block.label != "CERTIFICATE" {
-            return Err(CertificateError::Malformed("the PEM block is not a certificate"));
+            return Err(CertificateError::Malformed(
+                "the PEM block is not a certificate",
+            ));
         }
         let actual = thumbprint(&block.contents);
         if actual != reported {
@@ -298,8 +300,7 @@ mod tests {
             (thumbprint(&expired), Some("old")),
             (thumbprint(&future), Some("new")),
         ];
-        let list: Vec<(&str, Option<&str>)> =
-            list.iter().map(|(t, u)| (t.as_str(), *u)).collect();
+        let list: Vec<(&str, Option<&str>)> = list.iter().map(|(t, u)| (t.as_str(), *u)).collect();
         let verifier = verifier(&list, CertUserId::Mapped);
         let (unlisted, _) = certificate("stranger", now() - DAY, now() + DAY);
         assert!(matches!(

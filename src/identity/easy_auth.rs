@@ -132,7 +132,9 @@ impl PrincipalVerifier {
 
     fn parse_app_service(&self, json: Value) -> Result<VerifiedUser, IdentityError> {
         let principal: AppServicePrincipal = serde_json::from_value(json).map_err(|_| {
-            IdentityError::Principal("malformed: `auth_typ` and `claims[{typ,val}]` with string values are required")
+            IdentityError::Principal(
+                "malformed: `auth_typ` and `claims[{typ,val}]` with string values are required",
+            )
         })?;
         if principal.auth_typ.trim().is_empty() {
             return Err(IdentityError::Principal("`auth_typ` is empty"));
@@ -161,10 +163,7 @@ impl PrincipalVerifier {
                 ));
             }
         };
-        let role_claim = self
-            .role_claim
-            .as_deref()
-            .or(principal.role_typ.as_deref());
+        let role_claim = self.role_claim.as_deref().or(principal.role_typ.as_deref());
         let roles: Vec<Value> = role_claim
             .map(|typ| values(typ).into_iter().map(Value::from).collect())
             .unwrap_or_default();
@@ -212,9 +211,7 @@ fn parse_static_web_apps(json: Value) -> Result<VerifiedUser, IdentityError> {
         ));
     }
     if !is_acceptable_user_id(&principal.user_id) {
-        return Err(IdentityError::Principal(
-            "`userId` is empty or malformed",
-        ));
+        return Err(IdentityError::Principal("`userId` is empty or malformed"));
     }
     if principal.identity_provider.trim().is_empty() {
         return Err(IdentityError::Principal("`identityProvider` is empty"));
@@ -330,10 +327,7 @@ mod tests {
             (PrincipalFormat::AppService, json!({}), "neither shape"),
         ];
         for (format, principal, description) in cases {
-            assert!(
-                verifier(format).parse(principal).is_err(),
-                "{description}"
-            );
+            assert!(verifier(format).parse(principal).is_err(), "{description}");
         }
     }
 

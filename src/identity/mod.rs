@@ -210,7 +210,7 @@ enum Source {
     Jwt,
     AppService(easy_auth::PrincipalVerifier),
     ClientCert,
-    Anonymous(anonymous::VisitorVerifier),
+    Anonymous(Box<anonymous::VisitorVerifier>),
 }
 
 /// Turns an HTTP request into a [`VerifiedUser`] with the enabled sources, in order.
@@ -254,7 +254,9 @@ impl Authenticator {
                     }
                 },
                 SourceKind::Anonymous => match &settings.anonymous {
-                    Some(anonymous) => Source::Anonymous(anonymous::VisitorVerifier::new(anonymous)),
+                    Some(anonymous) => {
+                        Source::Anonymous(Box::new(anonymous::VisitorVerifier::new(anonymous)))
+                    }
                     None => anyhow::bail!("the anonymous source has no settings"),
                 },
             };
