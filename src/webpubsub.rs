@@ -89,8 +89,16 @@ impl ConnectEvent {
         match body {
             None => Ok(Self::default()),
             Some(body) if body.iter().all(u8::is_ascii_whitespace) => Ok(Self::default()),
-            Some(body) => serde_json::from_slice(body)
-                .map_err(|error| WebPubSubError::MalformedBody(error.to_string())),
+            // serde's message can quote the input (a token, say), so only its category and
+            // position are kept.
+            Some(body) => serde_json::from_slice(body).map_err(|error| {
+                WebPubSubError::MalformedBody(format!(
+                    "{:?} error at line {} column {}",
+                    error.classify(),
+                    error.line(),
+                    error.column()
+                ))
+            }),
         }
     }
 

@@ -325,10 +325,16 @@ async fn a_malformed_connect_body_is_refused_with_400() {
     let outcome = app
         .connect_event(&WpsEvent::connect(
             "conn-10",
-            json!({"query": {"app_token": "not-an-array"}}),
+            json!({"query": {"app_token": "insecure-secret-looking-token"}}),
         ))
         .await;
     assert_eq!(outcome.status, 400, "{outcome:#?}");
+    assert!(outcome.logs_text().contains("malformed connect event body"));
+    assert!(
+        !outcome.logs_text().contains("insecure-secret-looking-token"),
+        "the body's values must not reach the log: {:?}",
+        outcome.logs
+    );
 }
 
 #[tokio::test]
