@@ -331,7 +331,9 @@ async fn a_malformed_connect_body_is_refused_with_400() {
     assert_eq!(outcome.status, 400, "{outcome:#?}");
     assert!(outcome.logs_text().contains("malformed connect event body"));
     assert!(
-        !outcome.logs_text().contains("insecure-secret-looking-token"),
+        !outcome
+            .logs_text()
+            .contains("insecure-secret-looking-token"),
         "the body's values must not reach the log: {:?}",
         outcome.logs
     );
