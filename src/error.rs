@@ -7,7 +7,9 @@
 use serde_json::json;
 
 use crate::identity::IdentityError;
+use crate::identity::client_cert::CertificateError;
 use crate::invocation::CallerResponse;
+use crate::webpubsub::WebPubSubError;
 
 /// Everything that can stop an invocation.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,12 @@ pub enum HandlerError {
     /// The SignalR Service could not answer a check the decision needs (503).
     #[error("SignalR Service unavailable: {0}")]
     ServiceUnavailable(String),
+    /// A Web PubSub handshake or event was refused (400, 401 or 405).
+    #[error("Web PubSub request refused: {0}")]
+    WebPubSub(#[from] WebPubSubError),
+    /// A Web PubSub client presented a certificate that is not allowed (403).
+    #[error("client certificate refused: {0}")]
+    CertificateRefused(CertificateError),
     /// No such resource (404), e.g. a static file.
     #[error("not found: {0}")]
     NotFound(String),
@@ -63,7 +71,7 @@ impl HandlerError {
             Self::Unauthenticated(error) => {
                 let (code, description) = match error {
                     IdentityError::MissingCredential => {
-                        ("missing_token", "No bearer token was presented.")
+                        ("missing_token", "No credential was presented.")
                     }
                     IdentityError::Rejected(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                         ("invalid_token", "The access token expired.")
@@ -100,6 +108,29 @@ impl HandlerError {
             )
             .with_header("Retry-After", "5"),
             Self::NotFound(_) => error_body(404, "not_found", "Not found."),
+            Self::WebPubSub(error) => match error {
+                WebPubSubError::NotAuthenticated(_) => error_body(
+                    401,
+                    "invalid_signature",
+                    "The event could not be authenticated.",
+                ),
+                WebPubSubError::Method(_) => {
+                    error_body(405, "method_not_allowed", "Use OPTIONS or POST.")
+                }
+                WebPubSubError::MissingOrigin | WebPubSubError::OriginNotAllowed(_) => error_body(
+                    400,
+                    "abuse_protection_failed",
+                    "Abuse Protection validation failed.",
+                ),
+                WebPubSubError::UnsupportedEvent(_) | WebPubSubError::MalformedBody(_) => {
+                    error_body(400, "bad_request", "The event could not be handled.")
+                }
+            },
+            Self::CertificateRefused(_) => error_body(
+                403,
+                "certificate_refused",
+                "The client certificate is not allowed.",
+            ),
         }
     }
 

@@ -20,3 +20,4 @@ pub mod policy;
 pub mod signalr;
 pub mod startup;
 pub mod telemetry;
+pub mod webpubsub;

@@ -2,6 +2,7 @@
 //! returns a [`FunctionOutcome`] or a [`HandlerError`]; [`invoke`] turns either into the host
 //! envelope, so errors become responses in exactly one place.
 
+pub mod connect;
 pub mod groups;
 pub mod index;
 pub mod messages;
@@ -116,6 +117,7 @@ pub async fn invoke(
                 messages::send(state, bindings, &request, &mut log, messages::To::User).await
             }
             "index" => index::run(state, bindings, &request).await,
+            "connect" => connect::run(state, bindings, &request, &mut log).await,
             other => Err(HandlerError::UnknownFunction(other.to_owned())),
         },
         Err(error) => Err(error),

@@ -19,6 +19,10 @@ pub const ISSUER: &str = "https://issuer.test.example/";
 pub const AUDIENCE: &str = "api://signalr-test-app";
 pub const HS256_SECRET: &str = "insecure-test-app-secret-0123456789-abcdefghij";
 pub const ACCESS_KEY: &str = "INSECURE-TEST-ACCESS-KEY-ABCDEFGHIJKLMNOPQRSTUV0123456789";
+pub const WEBPUBSUB_HOST: &str = "insecure-test.webpubsub.azure.com";
+pub const WEBPUBSUB_PRIMARY_KEY: &str = "INSECURE-TEST-WPS-PRIMARY-KEY-0123456789ABCDEFGH";
+pub const WEBPUBSUB_SECONDARY_KEY: &str = "INSECURE-TEST-WPS-SECONDARY-KEY-0123456789ABCDEF";
+pub const WEBPUBSUB_CONNECTION_STRING: &str = "Endpoint=https://insecure-test.webpubsub.azure.com;AccessKey=INSECURE-TEST-WPS-PRIMARY-KEY-0123456789ABCDEFGH;Version=1.0;";
 pub const CONNECTION_STRING: &str = "Endpoint=http://localhost;Port=8888;AccessKey=INSECURE-TEST-ACCESS-KEY-ABCDEFGHIJKLMNOPQRSTUV0123456789;Version=1.0;";
 
 pub fn now() -> u64 {
@@ -66,6 +70,12 @@ impl AppConfig {
                 ("AUTH_ISSUER".into(), ISSUER.into()),
                 ("AUTH_AUDIENCE".into(), AUDIENCE.into()),
                 ("AUTH_HS256_SECRET".into(), HS256_SECRET.into()),
+                (
+                    "WEBPUBSUB_CONNECTION_STRING".into(),
+                    WEBPUBSUB_CONNECTION_STRING.into(),
+                ),
+                ("WEBPUBSUB_REQUIRE_CLIENT_CERT".into(), "false".into()),
+                ("WEBPUBSUB_CONNECT_JWT".into(), "required".into()),
             ],
             app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         }
@@ -772,5 +782,238 @@ impl RestStandIn {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
+    }
+}
+
+// ---- Identity sources and the Web PubSub connect handler ----
+
+pub const VISITOR_SECRET: &str = "insecure-test-visitor-secret-0123456789-abcdef";
+pub const VISITOR_ISSUER: &str = "cdp.insecure-test.example";
+pub const VISITOR_AUDIENCE: &str = "signalr-anonymous-visitor";
+pub const NAME_ID_CLAIM: &str =
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
+pub const ROLE_CLAIM: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role";
+
+/// `"Name": ["value"],` members for a `{{HEADERS}}` placeholder (host headers are arrays).
+pub fn header_members(headers: &[(&str, &str)]) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("{}: [{}],", json!(name), json!(value)))
+        .collect()
+}
+
+/// `"name": "value",` members for a `{{QUERY}}` placeholder.
+pub fn query_members(query: &[(&str, &str)]) -> String {
+    query
+        .iter()
+        .map(|(name, value)| format!("{}: {},", json!(name), json!(value)))
+        .collect()
+}
+
+/// Base64 of a principal, as App Service writes `X-MS-CLIENT-PRINCIPAL`.
+pub fn principal_header(principal: &Value) -> String {
+    base64::engine::general_purpose::STANDARD.encode(principal.to_string())
+}
+
+/// An App Service principal for `user_id` with `roles`.
+pub fn app_service_principal(user_id: &str, roles: &[&str]) -> Value {
+    let mut claims = vec![
+        json!({"typ": NAME_ID_CLAIM, "val": user_id}),
+        json!({"typ": "name", "val": format!("User {user_id}")}),
+    ];
+    claims.extend(
+        roles
+            .iter()
+            .map(|role| json!({"typ": ROLE_CLAIM, "val": role})),
+    );
+    json!({"auth_typ": "aad", "claims": claims,
+           "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+           "role_typ": ROLE_CLAIM})
+}
+
+/// A visitor token as the CDP would sign it.
+pub fn visitor_token(visitor_id: &str, secret: &str, issued_at: u64, expires_at: u64) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"iss": VISITOR_ISSUER, "aud": VISITOR_AUDIENCE, "sub": visitor_id,
+                "iat": issued_at, "exp": expires_at}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("signs")
+}
+
+/// A self-signed certificate generated for one test (never checked in).
+pub struct TestCertificate {
+    pub der_base64: String,
+    pub pem: String,
+    pub thumbprint: String,
+}
+
+pub fn test_certificate(common_name: &str, not_before: i64, not_after: i64) -> TestCertificate {
+    use sha1::Digest;
+    let mut params = rcgen::CertificateParams::default();
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).expect("time");
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).expect("time");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let certificate = params.self_signed(&key).expect("signs");
+    let der = certificate.der().to_vec();
+    TestCertificate {
+        der_base64: base64::engine::general_purpose::STANDARD.encode(&der),
+        pem: certificate.pem(),
+        thumbprint: sha1::Sha1::digest(&der)
+            .iter()
+            .map(|byte| format!("{byte:02X}"))
+            .collect(),
+    }
+}
+
+pub fn unix_now() -> i64 {
+    i64::try_from(now()).expect("fits")
+}
+
+/// `sha256=<hex>` entries for `connection_id` under each key, as the service sends them.
+pub fn wps_signature(keys: &[&str], connection_id: &str) -> String {
+    keys.iter()
+        .map(|key| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+            mac.update(connection_id.as_bytes());
+            let hex: String = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            format!("sha256={hex}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One Web PubSub event as the service would POST it.
+pub struct WpsEvent {
+    pub event_type: String,
+    pub connection_id: String,
+    pub origin: Option<String>,
+    pub signature: Option<String>,
+    pub body: Value,
+}
+
+impl WpsEvent {
+    /// A connect event for `connection_id`, signed with the primary and secondary keys.
+    pub fn connect(connection_id: &str, body: Value) -> Self {
+        Self::system("connect", connection_id, body)
+    }
+
+    pub fn system(name: &str, connection_id: &str, body: Value) -> Self {
+        Self {
+            event_type: format!("azure.webpubsub.sys.{name}"),
+            connection_id: connection_id.into(),
+            origin: Some(WEBPUBSUB_HOST.into()),
+            signature: Some(wps_signature(
+                &[WEBPUBSUB_PRIMARY_KEY, WEBPUBSUB_SECONDARY_KEY],
+                connection_id,
+            )),
+            body,
+        }
+    }
+}
+
+/// A connect event body with an app token in the query and the given certificates.
+pub fn connect_body(app_token: Option<&str>, certificates: Value) -> Value {
+    let mut query = json!({"hub": ["chat"]});
+    if let Some(token) = app_token {
+        query["app_token"] = json!([token]);
+    }
+    json!({"claims": {}, "query": query,
+           "headers": {"User-Agent": ["insecure-test-client/1.0"]},
+           "subprotocols": [], "clientCertificates": certificates})
+}
+
+impl TestApp {
+    /// negotiate with the given credential headers and query parameters.
+    pub async fn negotiate_with(
+        &self,
+        headers: &[(&str, &str)],
+        query: &[(&str, &str)],
+    ) -> Outcome {
+        let binding = binding_token(now(), now() + 3600);
+        let payload = payload(
+            "negotiate-credentials.json",
+            &[
+                ("HEADERS", &header_members(headers)),
+                ("QUERY", &query_members(query)),
+                ("BINDING_TOKEN", &binding),
+            ],
+        );
+        self.invoke("negotiate", &payload).await
+    }
+
+    /// The abuse-protection OPTIONS request with the given headers.
+    pub async fn connect_handshake(&self, headers: &[(&str, &str)]) -> Outcome {
+        let payload = payload(
+            "connect-validate.json",
+            &[("HEADERS", &header_members(headers))],
+        );
+        self.invoke("connect", &payload).await
+    }
+
+    /// A Web PubSub event POSTed to connect.
+    pub async fn connect_event(&self, event: &WpsEvent) -> Outcome {
+        let mut headers = vec![
+            ("ce-type", event.event_type.as_str()),
+            ("ce-connectionId", event.connection_id.as_str()),
+        ];
+        if let Some(origin) = &event.origin {
+            headers.push(("WebHook-Request-Origin", origin));
+        }
+        if let Some(signature) = &event.signature {
+            headers.push(("ce-signature", signature));
+        }
+        let name = event
+            .event_type
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut payload = payload(
+            "connect-event.json",
+            &[
+                ("HEADERS", &header_members(&headers)),
+                ("CONNECTION_ID", &event.connection_id),
+                ("EVENT_NAME", &name),
+            ],
+        );
+        payload["Data"]["req"]["Body"] = json!(event.body.to_string());
+        self.invoke("connect", &payload).await
+    }
+
+    /// Waits until the handler's stderr contains `text` (it is written before readiness, but
+    /// read by another thread).
+    pub async fn wait_for_stderr(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(text) {
+                return stderr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stderr never contained {text:?}: {stderr}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Outcome {
+    /// The user id (`asrs.s.uid`) of the SignalR token negotiate issued.
+    pub fn issued_user(&self) -> String {
+        assert_eq!(self.status, 200, "{self:#?}");
+        let token = self.body["accessToken"].as_str().expect("token");
+        let (_, claims) = decode_service_token(token);
+        claims["asrs.s.uid"].as_str().expect("uid").to_owned()
     }
 }
