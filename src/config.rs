@@ -310,11 +310,7 @@ impl Settings {
 
         check_signalr_outputs(&functions)?;
         let mint_hub = mint_hub(&raw, &functions)?;
-        let web_pubsub = if functions.iter().any(|f| f.function_name == "connect") {
-            Some(parse_web_pubsub(&raw, &signalr)?)
-        } else {
-            None
-        };
+        let web_pubsub = web_pubsub_if_configured(&raw, &functions, &signalr)?;
         let auth = parse_auth(&raw, &signalr, web_pubsub.as_ref())?;
         let policy = load_policy(&raw, &app_root)?;
         Ok(Self {
@@ -761,6 +757,35 @@ fn parse_anonymous(
     })
 }
 
+/// The Web PubSub connect handler is an optional feature: off (the function answers 404) unless
+/// `WEBPUBSUB_CONNECTION_STRING` is set, so an app that ships the `connect` folder but does not use
+/// Web PubSub starts normally. Its other settings without the connection string are a mistake.
+fn web_pubsub_if_configured(
+    raw: &RawSettings,
+    functions: &[FunctionBindings],
+    signalr: &ConnectionString,
+) -> Result<Option<WebPubSubSettings>, ConfigError> {
+    if !functions.iter().any(|f| f.function_name == "connect") {
+        return Ok(None);
+    }
+    if raw.get("WEBPUBSUB_CONNECTION_STRING").is_some() {
+        return parse_web_pubsub(raw, signalr).map(Some);
+    }
+    for name in [
+        "WEBPUBSUB_SECONDARY_ACCESS_KEY",
+        "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+        "WEBPUBSUB_CONNECT_JWT",
+    ] {
+        if raw.get(name).is_some() {
+            return Err(ConfigError::new(
+                name,
+                "is set, but the connect handler is off because WEBPUBSUB_CONNECTION_STRING is not set; set it to enable the handler, or remove this setting",
+            ));
+        }
+    }
+    Ok(None)
+}
+
 fn parse_web_pubsub(
     raw: &RawSettings,
     signalr: &ConnectionString,
@@ -768,7 +793,7 @@ fn parse_web_pubsub(
     const SETTING: &str = "WEBPUBSUB_CONNECTION_STRING";
     let value = raw.require(
         SETTING,
-        "connect/function.json is present, so set it to the Web PubSub connection string, `Endpoint=https://<name>.webpubsub.azure.com;AccessKey=<key>;Version=1.0;` (or remove the connect folder)",
+        "set it to the Web PubSub connection string, `Endpoint=https://<name>.webpubsub.azure.com;AccessKey=<key>;Version=1.0;`",
     )?;
     let connection = ConnectionString::parse(&value)
         .map_err(|error| ConfigError::new(SETTING, error.to_string()))?;
@@ -1309,8 +1334,9 @@ mod tests {
                 "AUTH_APPSERVICE_FORMAT",
             ),
             (
+                // Without the connection string the handler is off, so its other settings are stray.
                 &[("WEBPUBSUB_CONNECTION_STRING", None)],
-                "WEBPUBSUB_CONNECTION_STRING",
+                "WEBPUBSUB_REQUIRE_CLIENT_CERT",
             ),
             (
                 &[("WEBPUBSUB_CONNECTION_STRING", Some(CONNECTION_STRING))],

@@ -32,6 +32,11 @@ impl Application {
         let authenticator = Authenticator::new(&settings.auth, &settings.signalr)?;
         let service = ServiceClient::new(&settings.signalr)?;
         tracing::info!(policy = %settings.policy.origin, "authorization policy loaded");
+        if settings.function("connect").is_some() && settings.web_pubsub.is_none() {
+            tracing::info!(
+                "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
+            );
+        }
         let listener = TcpListener::bind(("127.0.0.1", settings.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {

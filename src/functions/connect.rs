@@ -39,7 +39,9 @@ pub async fn run(
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
     let settings = state.settings.web_pubsub.as_ref().ok_or_else(|| {
-        HandlerError::Configuration("connect is served but Web PubSub is not configured".into())
+        HandlerError::NotFound(
+            "the Web PubSub connect handler is off (WEBPUBSUB_CONNECTION_STRING is not set)".into(),
+        )
     })?;
     let request = invocation.http_request(&bindings.trigger)?;
     match request.method.as_str() {

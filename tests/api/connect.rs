@@ -346,3 +346,35 @@ async fn connect_needs_its_connection_string_at_start_up() {
     let stderr = start_expecting_failure(&config);
     assert!(stderr.contains("WEBPUBSUB_CONNECTION_STRING"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_connect_handler_is_off_without_its_connection_string() {
+    let mut config = AppConfig::hs256();
+    config
+        .unset("WEBPUBSUB_CONNECTION_STRING")
+        .unset("WEBPUBSUB_REQUIRE_CLIENT_CERT")
+        .unset("WEBPUBSUB_CONNECT_JWT");
+    let app = spawn_app(config).await;
+    let outcome = app
+        .invoke(
+            "connect",
+            &serde_json::json!({"Data": {"req": {"Method": "OPTIONS", "Headers": {}}}}),
+        )
+        .await;
+    assert_eq!(outcome.status, 404, "{outcome:#?}");
+    assert!(
+        outcome.logs_text().contains("connect handler is off"),
+        "{:?}",
+        outcome.logs
+    );
+    assert_eq!(
+        app.negotiate(&hs256_token(&claims("alice"))).await.status,
+        200,
+        "the rest of the app works"
+    );
+
+    let mut half_configured = AppConfig::hs256();
+    half_configured.unset("WEBPUBSUB_CONNECTION_STRING");
+    let stderr = start_expecting_failure(&half_configured);
+    assert!(stderr.contains("WEBPUBSUB_"), "{stderr}");
+}
