@@ -28,15 +28,26 @@ async fn main() {
         .unwrap_or(REQUESTS);
 
     let app = spawn_app(AppConfig::hs256()).await;
-    let tokens: Vec<String> = (0..requests).map(|i| hs256_token(&claims(&format!("user-{i}")))).collect();
+    let tokens: Vec<String> = (0..requests)
+        .map(|i| hs256_token(&claims(&format!("user-{i}"))))
+        .collect();
     run("HS256 app token", &app, tokens).await;
     drop(app);
 
-    let idp = IdentityProvider::start(json!({"keys": [TestKeys::jwk(&TestKeys::rsa_a(), Algorithm::RS256, "rsa-a")]})).await;
+    let idp = IdentityProvider::start(
+        json!({"keys": [TestKeys::jwk(&TestKeys::rsa_a(), Algorithm::RS256, "rsa-a")]}),
+    )
+    .await;
     let app = spawn_app(AppConfig::jwks(&idp.jwks_url(), "RS256")).await;
     let key = TestKeys::rsa_a();
     let tokens: Vec<String> = (0..requests)
-        .map(|i| sign(header_with_kid(Algorithm::RS256, "rsa-a"), &claims(&format!("user-{i}")), &key))
+        .map(|i| {
+            sign(
+                header_with_kid(Algorithm::RS256, "rsa-a"),
+                &claims(&format!("user-{i}")),
+                &key,
+            )
+        })
         .collect();
     run("RS256 app token (JWKS)", &app, tokens).await;
 }
