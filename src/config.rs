@@ -10,20 +10,43 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::bindings::{self, FunctionBindings};
+use crate::policy::Policy;
 use crate::signalr::connection_string::ConnectionString;
 
 /// Functions this handler implements. Each has a folder with a `function.json` at the app root.
-pub const KNOWN_FUNCTIONS: &[&str] = &["negotiate"];
+pub const KNOWN_FUNCTIONS: &[&str] = &[
+    "negotiate",
+    "addToGroup",
+    "removeFromGroup",
+    "removeFromAllGroups",
+    "sendToGroup",
+    "sendToUser",
+    "index",
+    "connect",
+];
+
+/// Functions that emit SignalR items and so need a `signalR` output binding with a `hubName`.
+const FUNCTIONS_WITH_SIGNALR_OUTPUT: &[&str] = &[
+    "addToGroup",
+    "removeFromGroup",
+    "removeFromAllGroups",
+    "sendToGroup",
+    "sendToUser",
+];
 
 /// Shortest accepted `AUTH_HS256_SECRET`, in bytes: RFC 7518 §3.2 asks for a key at least as
 /// long as the hash output.
 const MIN_HS256_SECRET_BYTES: usize = 32;
 const MAX_CLOCK_SKEW_SECONDS: u64 = 300;
 const MAX_FORWARDED_CLAIMS: usize = 32;
+/// Longest accepted lifetime (`exp - iat`) of a visitor token: they are meant to be short-lived.
+const MAX_VISITOR_LIFETIME_SECONDS: u64 = 86_400;
+/// Most thumbprints on the client-certificate allow-list.
+const MAX_THUMBPRINTS: usize = 64;
 
 /// A configuration problem, naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +86,140 @@ pub struct Settings {
     pub mint_hub: Option<String>,
     /// How callers are authenticated.
     pub auth: AuthSettings,
+    /// The Web PubSub event handler (`connect`), when the app has that function.
+    pub web_pubsub: Option<WebPubSubSettings>,
+    /// Who may do what to which group.
+    pub policy: Policy,
+    /// The function app root (static files of the `index` function live under `www/`).
+    pub app_root: PathBuf,
+}
+
+/// How callers are authenticated: the enabled identity sources in order, and each source's
+/// settings. A source's settings are present only when something uses it.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `AUTH_SOURCES`: the enabled sources, in the order they are tried.
+    pub sources: Vec<SourceKind>,
+    /// JWT verification, when `jwt` is a source or the connect handler verifies JWTs.
+    pub jwt: Option<JwtSettings>,
+    /// App Service Authentication, when `appservice` is a source.
+    pub app_service: Option<AppServiceSettings>,
+    /// The client-certificate allow-list, when `clientcert` is a source or `connect` checks
+    /// certificates.
+    pub client_cert: Option<ClientCertSettings>,
+    /// Signed anonymous visitors, when `anonymous` is a source.
+    pub anonymous: Option<AnonymousSettings>,
+    /// Claims copied from the verified credential into the SignalR token.
+    pub forward_claims: Vec<String>,
+}
+
+/// One identity source, as named in `AUTH_SOURCES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// `jwt`: a bearer JWT from the app's identity provider.
+    Jwt,
+    /// `appservice`: the `X-MS-CLIENT-PRINCIPAL` header of App Service Authentication.
+    AppService,
+    /// `clientcert`: the `X-ARR-ClientCert` header of App Service mutual TLS.
+    ClientCert,
+    /// `anonymous`: a visitor token signed with the shared visitor secret.
+    Anonymous,
+}
+
+impl SourceKind {
+    /// The name used in `AUTH_SOURCES`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::AppService => "appservice",
+            Self::ClientCert => "clientcert",
+            Self::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// Which of the two shapes of `X-MS-CLIENT-PRINCIPAL` the app expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalFormat {
+    /// App Service / Functions: `auth_typ`, `claims[{typ,val}]`, `name_typ`, `role_typ`.
+    AppService,
+    /// Static Web Apps: `identityProvider`, `userId`, `userDetails`, `userRoles`.
+    StaticWebApps,
+}
+
+/// App Service Authentication ("EasyAuth").
+#[derive(Debug, Clone)]
+pub struct AppServiceSettings {
+    /// False when `appservice` is listed but `WEBSITE_AUTH_ENABLED` is not `true`: the header is
+    /// then client input and is ignored (a warning is logged once at start-up).
+    pub platform_enabled: bool,
+    /// The expected principal shape.
+    pub format: PrincipalFormat,
+    /// Claim type holding the user id (App Service shape).
+    pub user_id_claim: String,
+    /// Claim type holding roles; `None` uses the principal's own `role_typ`.
+    pub role_claim: Option<String>,
+}
+
+/// How a certificate's user id is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertUserId {
+    /// From the `THUMBPRINT=user-id` entries of `CLIENT_CERT_THUMBPRINTS`.
+    Mapped,
+    /// The certificate subject's common name.
+    SubjectCommonName,
+}
+
+/// The client-certificate allow-list.
+#[derive(Debug, Clone)]
+pub struct ClientCertSettings {
+    /// Allowed SHA-1 thumbprints (40 upper-case hex digits), each with its mapped user id.
+    pub allowed: Vec<(String, Option<String>)>,
+    /// Where the user id comes from.
+    pub user_id_from: CertUserId,
+}
+
+/// Signed anonymous visitors.
+#[derive(Debug, Clone)]
+pub struct AnonymousSettings {
+    /// The secret shared with the engine that signs visitor tokens.
+    pub secret: SecretString,
+    /// Required `iss` of visitor tokens.
+    pub issuer: String,
+    /// Longest accepted `exp - iat`.
+    pub max_lifetime: Duration,
+    /// Leeway for `exp`/`nbf`.
+    pub clock_skew: Duration,
+}
+
+/// When the connect handler verifies an app JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectJwt {
+    /// Never: the client certificate alone identifies the caller.
+    Off,
+    /// When the client sent one.
+    Optional,
+    /// Always: a connect without a valid JWT is refused.
+    Required,
+}
+
+/// The Web PubSub event handler.
+#[derive(Debug, Clone)]
+pub struct WebPubSubSettings {
+    /// The Web PubSub connection string: its host is the only accepted
+    /// `WebHook-Request-Origin`, its AccessKey the primary signature key.
+    pub connection: ConnectionString,
+    /// `WEBPUBSUB_SECONDARY_ACCESS_KEY`, for key rotation.
+    pub secondary_key: Option<SecretString>,
+    /// Refuse a connect without a client certificate.
+    pub require_client_cert: bool,
+    /// When a JWT is verified at connect.
+    pub jwt: ConnectJwt,
 }
 
 /// How the caller's JWT is verified.
 #[derive(Debug, Clone)]
-pub struct AuthSettings {
+pub struct JwtSettings {
     /// Required `iss`.
     pub issuer: String,
     /// Required `aud`.
@@ -78,8 +230,6 @@ pub struct AuthSettings {
     pub algorithms: Vec<Algorithm>,
     /// Claim that holds the user id.
     pub user_id_claim: String,
-    /// Claims copied from the verified token into the SignalR token.
-    pub forward_claims: Vec<String>,
     /// Leeway for `exp` and `nbf`.
     pub clock_skew: Duration,
     /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
@@ -158,8 +308,11 @@ impl Settings {
         let signalr = ConnectionString::parse(&signalr_raw)
             .map_err(|error| ConfigError::new(&signalr_setting, error.to_string()))?;
 
+        check_signalr_outputs(&functions)?;
         let mint_hub = mint_hub(&raw, &functions)?;
-        let auth = parse_auth(&raw, &signalr)?;
+        let web_pubsub = web_pubsub_if_configured(&raw, &functions, &signalr)?;
+        let auth = parse_auth(&raw, &signalr, web_pubsub.as_ref())?;
+        let policy = load_policy(&raw, &app_root)?;
         Ok(Self {
             port,
             functions,
@@ -167,6 +320,9 @@ impl Settings {
             signalr_setting,
             mint_hub,
             auth,
+            web_pubsub,
+            policy,
+            app_root,
         })
     }
 
@@ -211,6 +367,58 @@ fn default_app_root(raw: &RawSettings) -> Result<PathBuf, ConfigError> {
                 "is not set and the executable's folder is unknown; set it to the folder that holds host.json",
             )
         })
+}
+
+/// Functions that emit SignalR items must declare where they go.
+fn check_signalr_outputs(functions: &[FunctionBindings]) -> Result<(), ConfigError> {
+    for function in functions {
+        if !FUNCTIONS_WITH_SIGNALR_OUTPUT.contains(&function.function_name.as_str()) {
+            continue;
+        }
+        let hub = function
+            .signalr_output
+            .as_ref()
+            .and_then(|output| output.hub_name.as_deref());
+        match hub {
+            Some(hub) if is_valid_hub_name(hub) => {}
+            Some(hub) => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{}/function.json`: hubName `{hub}` is not a valid hub name",
+                        function.function_name
+                    ),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{}/function.json` needs a `signalR` output binding with a `hubName` \
+                         (`{{\"type\": \"signalR\", \"direction\": \"out\", \"name\": \"signalRMessages\", \"hubName\": \"chat\"}}`)",
+                        function.function_name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `POLICY_FILE` (relative to the app root) must exist when set; when unset, `policy.json` is
+/// used if present, else the built-in default, which allows only the caller's own groups.
+fn load_policy(raw: &RawSettings, app_root: &Path) -> Result<Policy, ConfigError> {
+    match raw.get("POLICY_FILE") {
+        Some(file) => Policy::load(&app_root.join(file), "POLICY_FILE"),
+        None => {
+            let path = app_root.join("policy.json");
+            if path.is_file() {
+                Policy::load(&path, "policy.json")
+            } else {
+                Ok(Policy::default_policy())
+            }
+        }
+    }
 }
 
 /// All SignalR bindings must name one connection-string setting: the handler verifies and signs
@@ -271,7 +479,391 @@ pub fn is_valid_hub_name(hub: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_`,.[]".contains(c))
 }
 
-fn parse_auth(raw: &RawSettings, signalr: &ConnectionString) -> Result<AuthSettings, ConfigError> {
+fn parse_auth(
+    raw: &RawSettings,
+    signalr: &ConnectionString,
+    web_pubsub: Option<&WebPubSubSettings>,
+) -> Result<AuthSettings, ConfigError> {
+    let sources = parse_sources(raw.get("AUTH_SOURCES"))?;
+    let clock_skew = parse_seconds(raw, "AUTH_CLOCK_SKEW_SECONDS", 60, MAX_CLOCK_SKEW_SECONDS)?;
+    let forward_claims = parse_forward_claims(raw.get("AUTH_FORWARD_CLAIMS"))?;
+
+    let connect_jwt = web_pubsub.is_some_and(|wps| wps.jwt != ConnectJwt::Off);
+    let jwt = if sources.contains(&SourceKind::Jwt) || connect_jwt {
+        Some(parse_jwt(raw, signalr, clock_skew)?)
+    } else {
+        None
+    };
+    let app_service = if sources.contains(&SourceKind::AppService) {
+        Some(parse_app_service(raw)?)
+    } else {
+        None
+    };
+    let connect_certs = web_pubsub.is_some_and(|wps| wps.require_client_cert);
+    let client_cert = if sources.contains(&SourceKind::ClientCert) || connect_certs {
+        Some(parse_client_cert(raw)?)
+    } else {
+        // An allow-list that nothing reads would suggest a protection that is not there.
+        if raw.get("CLIENT_CERT_THUMBPRINTS").is_some() && web_pubsub.is_none() {
+            return Err(ConfigError::new(
+                "CLIENT_CERT_THUMBPRINTS",
+                "is set, but `clientcert` is not in AUTH_SOURCES; add it there, or remove the setting",
+            ));
+        }
+        match raw.get("CLIENT_CERT_THUMBPRINTS") {
+            Some(_) => Some(parse_client_cert(raw)?),
+            None => None,
+        }
+    };
+    let anonymous = if sources.contains(&SourceKind::Anonymous) {
+        let anonymous = parse_anonymous(raw, signalr, clock_skew)?;
+        if let Some(jwt) = &jwt
+            && let KeySource::SharedSecret(secret) = &jwt.key_source
+            && secret.expose_secret() == anonymous.secret.expose_secret()
+        {
+            return Err(ConfigError::new(
+                "AUTH_ANONYMOUS_SECRET",
+                "equals AUTH_HS256_SECRET; use a separate secret, or a visitor token would pass as a signed-in user's token",
+            ));
+        }
+        if web_pubsub.is_some_and(|wps| wps.signs_with(anonymous.secret.expose_secret())) {
+            return Err(ConfigError::new(
+                "AUTH_ANONYMOUS_SECRET",
+                "equals a Web PubSub access key; use a separate secret",
+            ));
+        }
+        Some(anonymous)
+    } else {
+        None
+    };
+    Ok(AuthSettings {
+        sources,
+        jwt,
+        app_service,
+        client_cert,
+        anonymous,
+        forward_claims,
+    })
+}
+
+/// `AUTH_SOURCES`: a comma list of `jwt`, `appservice`, `clientcert`, `anonymous`; default `jwt`.
+fn parse_sources(value: Option<String>) -> Result<Vec<SourceKind>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(vec![SourceKind::Jwt]);
+    };
+    let mut sources = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let kind = match name.to_ascii_lowercase().as_str() {
+            "jwt" => SourceKind::Jwt,
+            "appservice" => SourceKind::AppService,
+            "clientcert" => SourceKind::ClientCert,
+            "anonymous" => SourceKind::Anonymous,
+            _ => {
+                return Err(ConfigError::new(
+                    "AUTH_SOURCES",
+                    format!(
+                        "`{name}` is not an identity source; use jwt, appservice, clientcert or anonymous"
+                    ),
+                ));
+            }
+        };
+        if sources.contains(&kind) {
+            return Err(ConfigError::new(
+                "AUTH_SOURCES",
+                format!("lists `{name}` twice; list each source once, in the order to try them"),
+            ));
+        }
+        sources.push(kind);
+    }
+    if sources.is_empty() {
+        return Err(ConfigError::new(
+            "AUTH_SOURCES",
+            "lists no source; remove it for the default (`jwt`) or list at least one",
+        ));
+    }
+    Ok(sources)
+}
+
+fn parse_app_service(raw: &RawSettings) -> Result<AppServiceSettings, ConfigError> {
+    // Only the platform sets WEBSITE_AUTH_ENABLED; without it the principal header is whatever
+    // the client sent (spec §3.3), so the source stays off.
+    let platform_enabled = raw
+        .get("WEBSITE_AUTH_ENABLED")
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+    let format = match raw.get("AUTH_APPSERVICE_FORMAT").as_deref() {
+        None | Some("appservice") => PrincipalFormat::AppService,
+        Some("staticwebapps") => PrincipalFormat::StaticWebApps,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "AUTH_APPSERVICE_FORMAT",
+                format!(
+                    "`{other}` is not a principal format; use appservice (App Service / Functions) or staticwebapps"
+                ),
+            ));
+        }
+    };
+    let user_id_claim = raw.get("AUTH_APPSERVICE_USER_ID_CLAIM").unwrap_or_else(|| {
+        "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier".to_owned()
+    });
+    if format == PrincipalFormat::StaticWebApps
+        && (raw.get("AUTH_APPSERVICE_USER_ID_CLAIM").is_some()
+            || raw.get("AUTH_APPSERVICE_ROLE_CLAIM").is_some())
+    {
+        return Err(ConfigError::new(
+            "AUTH_APPSERVICE_FORMAT",
+            "is staticwebapps, whose principal has fixed `userId` and `userRoles` fields; remove AUTH_APPSERVICE_USER_ID_CLAIM and AUTH_APPSERVICE_ROLE_CLAIM",
+        ));
+    }
+    Ok(AppServiceSettings {
+        platform_enabled,
+        format,
+        user_id_claim,
+        role_claim: raw.get("AUTH_APPSERVICE_ROLE_CLAIM"),
+    })
+}
+
+/// `CLIENT_CERT_THUMBPRINTS`: `THUMBPRINT[=user-id]` entries, comma separated.
+fn parse_client_cert(raw: &RawSettings) -> Result<ClientCertSettings, ConfigError> {
+    const SETTING: &str = "CLIENT_CERT_THUMBPRINTS";
+    let value = raw.require(
+        SETTING,
+        "list the SHA-1 thumbprints of the allowed client certificates, `THUMBPRINT=user-id,…` (several for rotation)",
+    )?;
+    let user_id_from = match raw.get("CLIENT_CERT_USER_ID_FROM").as_deref() {
+        None | Some("map") => CertUserId::Mapped,
+        Some("subject-cn") => CertUserId::SubjectCommonName,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "CLIENT_CERT_USER_ID_FROM",
+                format!(
+                    "`{other}` is not a user id source; use map (THUMBPRINT=user-id entries) or subject-cn"
+                ),
+            ));
+        }
+    };
+    let mut allowed: Vec<(String, Option<String>)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (thumbprint, user_id) = match entry.split_once('=') {
+            Some((thumbprint, user_id)) => (thumbprint, Some(user_id.trim().to_owned())),
+            None => (entry, None),
+        };
+        let thumbprint = crate::identity::client_cert::normalize_thumbprint(thumbprint)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    SETTING,
+                    format!("`{thumbprint}` is not a SHA-1 thumbprint (40 hex digits)"),
+                )
+            })?;
+        match (&user_id_from, &user_id) {
+            (CertUserId::Mapped, None) => {
+                return Err(ConfigError::new(
+                    SETTING,
+                    format!(
+                        "`{thumbprint}` has no user id; write `{thumbprint}=<user-id>`, or set CLIENT_CERT_USER_ID_FROM=subject-cn"
+                    ),
+                ));
+            }
+            (CertUserId::Mapped, Some(id)) if !crate::identity::is_acceptable_user_id(id) => {
+                return Err(ConfigError::new(
+                    SETTING,
+                    format!(
+                        "the user id of `{thumbprint}` is empty, too long or has control characters"
+                    ),
+                ));
+            }
+            (CertUserId::Mapped, Some(id)) if crate::identity::is_anonymous_id(id) => {
+                return Err(ConfigError::new(
+                    SETTING,
+                    format!(
+                        "the user id of `{thumbprint}` starts with `anon:`, which is reserved for anonymous visitors"
+                    ),
+                ));
+            }
+            (CertUserId::SubjectCommonName, Some(_)) => {
+                return Err(ConfigError::new(
+                    SETTING,
+                    format!(
+                        "`{thumbprint}` maps a user id, but CLIENT_CERT_USER_ID_FROM=subject-cn; use one or the other"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if allowed.iter().any(|(known, _)| *known == thumbprint) {
+            return Err(ConfigError::new(
+                SETTING,
+                format!("lists `{thumbprint}` twice"),
+            ));
+        }
+        allowed.push((thumbprint, user_id));
+    }
+    if allowed.is_empty() || allowed.len() > MAX_THUMBPRINTS {
+        return Err(ConfigError::new(
+            SETTING,
+            format!("must list from 1 to {MAX_THUMBPRINTS} thumbprints"),
+        ));
+    }
+    Ok(ClientCertSettings {
+        allowed,
+        user_id_from,
+    })
+}
+
+fn parse_anonymous(
+    raw: &RawSettings,
+    signalr: &ConnectionString,
+    clock_skew: Duration,
+) -> Result<AnonymousSettings, ConfigError> {
+    let secret = raw.require(
+        "AUTH_ANONYMOUS_SECRET",
+        "set it to a random secret of at least 32 bytes shared with the engine that signs visitor tokens",
+    )?;
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(ConfigError::new(
+            "AUTH_ANONYMOUS_SECRET",
+            format!(
+                "is {} bytes; use a random secret of at least {MIN_HS256_SECRET_BYTES} bytes",
+                secret.len()
+            ),
+        ));
+    }
+    if signalr.access_key_equals(&secret) {
+        return Err(ConfigError::new(
+            "AUTH_ANONYMOUS_SECRET",
+            "equals the SignalR AccessKey; use a separate secret",
+        ));
+    }
+    let issuer = raw.require(
+        "AUTH_ANONYMOUS_ISSUER",
+        "set it to the `iss` the visitor-token engine writes (e.g. `cdp.contoso.example`)",
+    )?;
+    let max_lifetime = parse_seconds(
+        raw,
+        "AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS",
+        3600,
+        MAX_VISITOR_LIFETIME_SECONDS,
+    )?;
+    if max_lifetime.is_zero() {
+        return Err(ConfigError::new(
+            "AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS",
+            "is 0; visitor tokens need a positive lifetime",
+        ));
+    }
+    Ok(AnonymousSettings {
+        secret: SecretString::from(secret),
+        issuer,
+        max_lifetime,
+        clock_skew,
+    })
+}
+
+/// The Web PubSub connect handler is an optional feature: off (the function answers 404) unless
+/// `WEBPUBSUB_CONNECTION_STRING` is set, so an app that ships the `connect` folder but does not use
+/// Web PubSub starts normally. Its other settings without the connection string are a mistake.
+fn web_pubsub_if_configured(
+    raw: &RawSettings,
+    functions: &[FunctionBindings],
+    signalr: &ConnectionString,
+) -> Result<Option<WebPubSubSettings>, ConfigError> {
+    if !functions.iter().any(|f| f.function_name == "connect") {
+        return Ok(None);
+    }
+    if raw.get("WEBPUBSUB_CONNECTION_STRING").is_some() {
+        return parse_web_pubsub(raw, signalr).map(Some);
+    }
+    for name in [
+        "WEBPUBSUB_SECONDARY_ACCESS_KEY",
+        "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+        "WEBPUBSUB_CONNECT_JWT",
+    ] {
+        if raw.get(name).is_some() {
+            return Err(ConfigError::new(
+                name,
+                "is set, but the connect handler is off because WEBPUBSUB_CONNECTION_STRING is not set; set it to enable the handler, or remove this setting",
+            ));
+        }
+    }
+    Ok(None)
+}
+
+fn parse_web_pubsub(
+    raw: &RawSettings,
+    signalr: &ConnectionString,
+) -> Result<WebPubSubSettings, ConfigError> {
+    const SETTING: &str = "WEBPUBSUB_CONNECTION_STRING";
+    let value = raw.require(
+        SETTING,
+        "set it to the Web PubSub connection string, `Endpoint=https://<name>.webpubsub.azure.com;AccessKey=<key>;Version=1.0;`",
+    )?;
+    let connection = ConnectionString::parse(&value)
+        .map_err(|error| ConfigError::new(SETTING, error.to_string()))?;
+    let secondary_key = raw
+        .get("WEBPUBSUB_SECONDARY_ACCESS_KEY")
+        .map(SecretString::from);
+    if signalr.access_key_equals(connection.access_key().expose_secret()) {
+        return Err(ConfigError::new(
+            SETTING,
+            "has the same AccessKey as the SignalR connection string; each service needs its own key",
+        ));
+    }
+    let require_client_cert = parse_bool(raw, "WEBPUBSUB_REQUIRE_CLIENT_CERT", true)?;
+    let jwt = match raw.get("WEBPUBSUB_CONNECT_JWT").as_deref() {
+        None | Some("off") => ConnectJwt::Off,
+        Some("optional") => ConnectJwt::Optional,
+        Some("required") => ConnectJwt::Required,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "WEBPUBSUB_CONNECT_JWT",
+                format!("`{other}` is not a mode; use off, optional or required"),
+            ));
+        }
+    };
+    if !require_client_cert && jwt != ConnectJwt::Required {
+        return Err(ConfigError::new(
+            "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+            "is false and WEBPUBSUB_CONNECT_JWT is not `required`, so connect could accept callers nobody verified; require a client certificate, a JWT, or both",
+        ));
+    }
+    Ok(WebPubSubSettings {
+        connection,
+        secondary_key,
+        require_client_cert,
+        jwt,
+    })
+}
+
+impl WebPubSubSettings {
+    /// True when `secret` is one of the access keys.
+    fn signs_with(&self, secret: &str) -> bool {
+        self.connection.access_key_equals(secret)
+            || self
+                .secondary_key
+                .as_ref()
+                .is_some_and(|key| key.expose_secret() == secret)
+    }
+}
+
+fn parse_bool(raw: &RawSettings, name: &str, default: bool) -> Result<bool, ConfigError> {
+    match raw
+        .get(name)
+        .map(|value| value.to_ascii_lowercase())
+        .as_deref()
+    {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ConfigError::new(
+            name,
+            format!("`{other}` must be true or false"),
+        )),
+    }
+}
+
+fn parse_jwt(
+    raw: &RawSettings,
+    signalr: &ConnectionString,
+    clock_skew: Duration,
+) -> Result<JwtSettings, ConfigError> {
     let issuer = raw.require(
         "AUTH_ISSUER",
         "set it to the `iss` your identity provider writes into tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
@@ -326,16 +918,13 @@ fn parse_auth(raw: &RawSettings, signalr: &ConnectionString) -> Result<AuthSetti
     let user_id_claim = raw
         .get("AUTH_USER_ID_CLAIM")
         .unwrap_or_else(|| "sub".to_owned());
-    let forward_claims = parse_forward_claims(raw.get("AUTH_FORWARD_CLAIMS"))?;
-    let clock_skew = parse_seconds(raw, "AUTH_CLOCK_SKEW_SECONDS", 60, MAX_CLOCK_SKEW_SECONDS)?;
     let jwks_refresh_interval = parse_seconds(raw, "AUTH_JWKS_REFRESH_SECONDS", 30, 86_400)?;
-    Ok(AuthSettings {
+    Ok(JwtSettings {
         issuer,
         audience,
         key_source,
         algorithms,
         user_id_claim,
-        forward_claims,
         clock_skew,
         jwks_refresh_interval,
     })
@@ -469,6 +1058,9 @@ mod tests {
 
     const SECRET: &str = "insecure-test-secret-that-is-long-enough-0123";
     const CONNECTION_STRING: &str = "Endpoint=http://localhost;Port=8888;AccessKey=INSECURE-TEST-ACCESS-KEY-0123456789ABCDEFGH;Version=1.0;";
+    const WEBPUBSUB: &str = "Endpoint=https://insecure-test.webpubsub.azure.com;AccessKey=INSECURE-TEST-WPS-KEY-0123456789ABCDEFGH;Version=1.0;";
+    const THUMBPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01";
+    const VISITOR_SECRET: &str = "insecure-test-visitor-secret-0123456789-abcdef";
 
     fn app_root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -481,6 +1073,9 @@ mod tests {
             ("AUTH_ISSUER", "https://issuer.example.com/"),
             ("AUTH_AUDIENCE", "api://chat"),
             ("AUTH_HS256_SECRET", SECRET),
+            ("WEBPUBSUB_CONNECTION_STRING", WEBPUBSUB),
+            ("WEBPUBSUB_REQUIRE_CLIENT_CERT", "false"),
+            ("WEBPUBSUB_CONNECT_JWT", "required"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -505,8 +1100,14 @@ mod tests {
     #[test]
     fn the_repository_app_is_valid_with_defaults() {
         let settings = settings(&[]).expect("valid");
-        assert_eq!(settings.auth.algorithms, vec![Algorithm::HS256]);
-        assert_eq!(settings.auth.user_id_claim, "sub");
+        assert_eq!(
+            settings.auth.jwt.as_ref().expect("jwt").algorithms,
+            vec![Algorithm::HS256]
+        );
+        assert_eq!(
+            settings.auth.jwt.as_ref().expect("jwt").user_id_claim,
+            "sub"
+        );
         assert!(settings.function("negotiate").is_some());
     }
 
@@ -584,6 +1185,179 @@ mod tests {
                 &[("AUTH_CLOCK_SKEW_SECONDS", Some("3600"))],
                 "AUTH_CLOCK_SKEW_SECONDS",
             ),
+            (
+                &[("POLICY_FILE", Some("no-such-policy.json"))],
+                "POLICY_FILE",
+            ),
+            (&[("POLICY_FILE", Some("host.json"))], "POLICY_FILE"),
+        ];
+        for (overrides, expected) in cases {
+            assert_eq!(&error_setting(overrides), expected, "{overrides:?}");
+        }
+    }
+
+    #[test]
+    fn identity_sources_are_ordered_and_each_needs_its_settings() {
+        let all = settings(&[
+            ("AUTH_SOURCES", Some("clientcert, appservice,anonymous,jwt")),
+            (
+                "CLIENT_CERT_THUMBPRINTS",
+                Some(&format!("{THUMBPRINT}=device-1")),
+            ),
+            ("AUTH_ANONYMOUS_SECRET", Some(VISITOR_SECRET)),
+            ("AUTH_ANONYMOUS_ISSUER", Some("cdp.test")),
+            ("WEBSITE_AUTH_ENABLED", Some("True")),
+        ])
+        .expect("valid");
+        assert_eq!(
+            all.auth.sources,
+            vec![
+                SourceKind::ClientCert,
+                SourceKind::AppService,
+                SourceKind::Anonymous,
+                SourceKind::Jwt
+            ]
+        );
+        let certs = all.auth.client_cert.expect("certs");
+        assert_eq!(certs.allowed[0].0, THUMBPRINT.replace(':', ""));
+        assert!(all.auth.app_service.expect("app service").platform_enabled);
+
+        // Without the platform variable the source is configured but not trusted.
+        let off = settings(&[("AUTH_SOURCES", Some("appservice,jwt"))]).expect("valid");
+        assert!(!off.auth.app_service.expect("app service").platform_enabled);
+
+        // Without `jwt` among the sources nor at connect, the JWT settings are not needed.
+        let no_jwt = settings(&[
+            ("AUTH_SOURCES", Some("anonymous")),
+            ("AUTH_ANONYMOUS_SECRET", Some(VISITOR_SECRET)),
+            ("AUTH_ANONYMOUS_ISSUER", Some("cdp.test")),
+            ("AUTH_ISSUER", None),
+            ("AUTH_AUDIENCE", None),
+            ("AUTH_HS256_SECRET", None),
+            ("WEBPUBSUB_CONNECT_JWT", Some("off")),
+            ("WEBPUBSUB_REQUIRE_CLIENT_CERT", Some("true")),
+            (
+                "CLIENT_CERT_THUMBPRINTS",
+                Some(&format!("{THUMBPRINT}=device-1")),
+            ),
+        ])
+        .expect("valid");
+        assert!(no_jwt.auth.jwt.is_none());
+        let web_pubsub = no_jwt.web_pubsub.expect("connect is configured");
+        assert_eq!(web_pubsub.jwt, ConnectJwt::Off);
+        assert!(web_pubsub.require_client_cert);
+    }
+
+    #[test]
+    fn each_bad_identity_source_setting_is_named() {
+        let thumbprint_with_user = format!("{THUMBPRINT}=device-1");
+        type Overrides<'a> = &'a [(&'a str, Option<&'a str>)];
+        let cases: &[(Overrides, &str)] = &[
+            (&[("AUTH_SOURCES", Some("jwt,ldap"))], "AUTH_SOURCES"),
+            (&[("AUTH_SOURCES", Some("jwt,jwt"))], "AUTH_SOURCES"),
+            (&[("AUTH_SOURCES", Some(" , "))], "AUTH_SOURCES"),
+            (
+                &[("AUTH_SOURCES", Some("clientcert"))],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some(THUMBPRINT)),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some("ABC=device")),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    (
+                        "CLIENT_CERT_THUMBPRINTS",
+                        Some(&format!("{THUMBPRINT}=anon:device")),
+                    ),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some(&thumbprint_with_user)),
+                    ("CLIENT_CERT_USER_ID_FROM", Some("subject-cn")),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some(&thumbprint_with_user)),
+                    ("CLIENT_CERT_USER_ID_FROM", Some("email")),
+                ],
+                "CLIENT_CERT_USER_ID_FROM",
+            ),
+            (
+                &[("AUTH_SOURCES", Some("anonymous"))],
+                "AUTH_ANONYMOUS_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("jwt,anonymous")),
+                    ("AUTH_ANONYMOUS_SECRET", Some(SECRET)),
+                    ("AUTH_ANONYMOUS_ISSUER", Some("cdp.test")),
+                ],
+                "AUTH_ANONYMOUS_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("anonymous")),
+                    ("AUTH_ANONYMOUS_SECRET", Some("short")),
+                ],
+                "AUTH_ANONYMOUS_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("anonymous")),
+                    ("AUTH_ANONYMOUS_SECRET", Some(VISITOR_SECRET)),
+                ],
+                "AUTH_ANONYMOUS_ISSUER",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("appservice")),
+                    ("AUTH_APPSERVICE_FORMAT", Some("swa")),
+                ],
+                "AUTH_APPSERVICE_FORMAT",
+            ),
+            (
+                // Without the connection string the handler is off, so its other settings are stray.
+                &[("WEBPUBSUB_CONNECTION_STRING", None)],
+                "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+            ),
+            (
+                &[("WEBPUBSUB_CONNECTION_STRING", Some(CONNECTION_STRING))],
+                "WEBPUBSUB_CONNECTION_STRING",
+            ),
+            (
+                &[("WEBPUBSUB_CONNECT_JWT", Some("optional"))],
+                "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+            ),
+            (
+                &[("WEBPUBSUB_CONNECT_JWT", Some("sometimes"))],
+                "WEBPUBSUB_CONNECT_JWT",
+            ),
+            (
+                &[("WEBPUBSUB_REQUIRE_CLIENT_CERT", Some("yes"))],
+                "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+            ),
+            (
+                &[("WEBPUBSUB_REQUIRE_CLIENT_CERT", Some("true"))],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
         ];
         for (overrides, expected) in cases {
             assert_eq!(&error_setting(overrides), expected, "{overrides:?}");
@@ -597,19 +1371,25 @@ mod tests {
             ("AUTH_JWKS_URL", Some("http://127.0.0.1:9/keys")),
         ])
         .expect("valid");
-        assert!(matches!(jwks.auth.key_source, KeySource::Jwks(_)));
-        assert_eq!(jwks.auth.algorithms, vec![Algorithm::RS256]);
+        assert!(matches!(
+            jwks.auth.jwt.as_ref().expect("jwt").key_source,
+            KeySource::Jwks(_)
+        ));
+        assert_eq!(
+            jwks.auth.jwt.as_ref().expect("jwt").algorithms,
+            vec![Algorithm::RS256]
+        );
         let discovery = settings(&[
             ("AUTH_HS256_SECRET", None),
             ("AUTH_ALGORITHMS", Some("ES256, EdDSA")),
         ])
         .expect("valid");
         assert!(matches!(
-            discovery.auth.key_source,
+            discovery.auth.jwt.as_ref().expect("jwt").key_source,
             KeySource::OidcDiscovery(_)
         ));
         assert_eq!(
-            discovery.auth.algorithms,
+            discovery.auth.jwt.as_ref().expect("jwt").algorithms,
             vec![Algorithm::ES256, Algorithm::EdDSA]
         );
     }

@@ -7,7 +7,9 @@
 use serde_json::json;
 
 use crate::identity::IdentityError;
+use crate::identity::client_cert::CertificateError;
 use crate::invocation::CallerResponse;
+use crate::webpubsub::WebPubSubError;
 
 /// Everything that can stop an invocation.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,26 @@ pub enum HandlerError {
     /// The invocation body exceeds the cap (413).
     #[error("the invocation body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    /// The policy does not allow the operation (403). The reason is for the log only.
+    #[error("`{operation}` denied: {reason}")]
+    Forbidden {
+        /// The operation's policy name.
+        operation: &'static str,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// The SignalR Service could not answer a check the decision needs (503).
+    #[error("SignalR Service unavailable: {0}")]
+    ServiceUnavailable(String),
+    /// A Web PubSub handshake or event was refused (400, 401 or 405).
+    #[error("Web PubSub request refused: {0}")]
+    WebPubSub(#[from] WebPubSubError),
+    /// A Web PubSub client presented a certificate that is not allowed (403).
+    #[error("client certificate refused: {0}")]
+    CertificateRefused(CertificateError),
+    /// No such resource (404), e.g. a static file.
+    #[error("not found: {0}")]
+    NotFound(String),
 }
 
 impl HandlerError {
@@ -49,7 +71,7 @@ impl HandlerError {
             Self::Unauthenticated(error) => {
                 let (code, description) = match error {
                     IdentityError::MissingCredential => {
-                        ("missing_token", "No bearer token was presented.")
+                        ("missing_token", "No credential was presented.")
                     }
                     IdentityError::Rejected(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
                         ("invalid_token", "The access token expired.")
@@ -70,13 +92,52 @@ impl HandlerError {
             Self::PayloadTooLarge(_) => {
                 error_body(413, "payload_too_large", "The request is too large.")
             }
+            Self::Forbidden { operation, .. } => CallerResponse::json(
+                403,
+                &json!({
+                    "error": "forbidden",
+                    "operation": operation,
+                    "message": "The policy does not allow this operation.",
+                }),
+            )
+            .with_header("Cache-Control", "no-store"),
+            Self::ServiceUnavailable(_) => error_body(
+                503,
+                "signalr_unavailable",
+                "The SignalR Service could not be reached; try again later.",
+            )
+            .with_header("Retry-After", "5"),
+            Self::NotFound(_) => error_body(404, "not_found", "Not found."),
+            Self::WebPubSub(error) => match error {
+                WebPubSubError::NotAuthenticated(_) => error_body(
+                    401,
+                    "invalid_signature",
+                    "The event could not be authenticated.",
+                ),
+                WebPubSubError::Method(_) => {
+                    error_body(405, "method_not_allowed", "Use OPTIONS or POST.")
+                }
+                WebPubSubError::MissingOrigin | WebPubSubError::OriginNotAllowed(_) => error_body(
+                    400,
+                    "abuse_protection_failed",
+                    "Abuse Protection validation failed.",
+                ),
+                WebPubSubError::UnsupportedEvent(_) | WebPubSubError::MalformedBody(_) => {
+                    error_body(400, "bad_request", "The event could not be handled.")
+                }
+            },
+            Self::CertificateRefused(_) => error_body(
+                403,
+                "certificate_refused",
+                "The client certificate is not allowed.",
+            ),
         }
     }
 
     /// True for errors caused by the deployment rather than the caller, which are logged as
     /// errors; the rest are logged as warnings (a bad token is not our fault).
     pub fn is_server_fault(&self) -> bool {
-        matches!(self, Self::Configuration(_))
+        matches!(self, Self::Configuration(_) | Self::ServiceUnavailable(_))
             || matches!(
                 self,
                 Self::Unauthenticated(IdentityError::KeysUnavailable(_))

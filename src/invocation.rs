@@ -225,6 +225,15 @@ impl CallerResponse {
         }
     }
 
+    /// A response with no body (204, or a bare 200 for the Web PubSub handshake).
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));

@@ -6,7 +6,8 @@
 //! - [`startup`]: the HTTP server the host talks to; [`telemetry`]: process logging.
 //! - [`invocation`]: the host's wire format (`Data`/`Metadata` in, `Outputs`/`Logs` out).
 //! - [`identity`]: credential → [`identity::VerifiedUser`], the only way to get one.
-//! - [`signalr`]: connection strings and the client tokens that carry the verified user.
+//! - [`policy`]: who may join, leave or send to which group (default deny).
+//! - [`signalr`]: connection strings, client tokens that carry the verified user, output items.
 //! - [`functions`]: one module per function folder; [`error`]: errors → caller responses.
 
 pub mod bindings;
@@ -15,6 +16,8 @@ pub mod error;
 pub mod functions;
 pub mod identity;
 pub mod invocation;
+pub mod policy;
 pub mod signalr;
 pub mod startup;
 pub mod telemetry;
+pub mod webpubsub;

@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::error::HandlerError;
 use crate::functions::{self, AppState};
 use crate::identity::Authenticator;
+use crate::signalr::rest::ServiceClient;
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
 /// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
@@ -29,11 +30,19 @@ impl Application {
     /// Binds `127.0.0.1:{settings.port}` (0 picks a free port) and prepares the server.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let authenticator = Authenticator::new(&settings.auth, &settings.signalr)?;
+        let service = ServiceClient::new(&settings.signalr)?;
+        tracing::info!(policy = %settings.policy.origin, "authorization policy loaded");
+        if settings.function("connect").is_some() && settings.web_pubsub.is_none() {
+            tracing::info!(
+                "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
+            );
+        }
         let listener = TcpListener::bind(("127.0.0.1", settings.port))?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             settings,
             authenticator,
+            service,
         });
         let server = HttpServer::new(move || {
             App::new()

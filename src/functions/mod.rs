@@ -2,14 +2,25 @@
 //! returns a [`FunctionOutcome`] or a [`HandlerError`]; [`invoke`] turns either into the host
 //! envelope, so errors become responses in exactly one place.
 
+pub mod connect;
+pub mod groups;
+pub mod index;
+pub mod messages;
 pub mod negotiate;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::bindings::{FunctionBindings, SignalRBinding};
 use crate::config::Settings;
 use crate::error::HandlerError;
-use crate::identity::Authenticator;
-use crate::invocation::{CallerResponse, InvocationRequest, InvocationResponse};
+use crate::identity::{Authenticator, VerifiedUser};
+use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
+use crate::policy::{Decision, Request};
+use crate::signalr::rest::ServiceClient;
+
+/// Largest caller body accepted by the group and message functions.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Shared, read-only state of the handler process. Nothing here changes per request, so any
 /// number of handler instances behave as one.
@@ -18,6 +29,8 @@ pub struct AppState {
     pub settings: Settings,
     /// Caller verification.
     pub authenticator: Authenticator,
+    /// REST reads against the SignalR Service (membership checks).
+    pub service: ServiceClient,
 }
 
 /// What a function produced: the caller's response and any other output bindings.
@@ -80,6 +93,31 @@ pub async fn invoke(
     let result = match body.and_then(|body| InvocationRequest::parse(&body)) {
         Ok(request) => match function_name {
             "negotiate" => negotiate::run(state, bindings, &request, &mut log).await,
+            "addToGroup" => {
+                groups::change_membership(state, bindings, &request, &mut log, groups::Change::Add)
+                    .await
+            }
+            "removeFromGroup" => {
+                groups::change_membership(
+                    state,
+                    bindings,
+                    &request,
+                    &mut log,
+                    groups::Change::Remove,
+                )
+                .await
+            }
+            "removeFromAllGroups" => {
+                groups::remove_from_all_groups(state, bindings, &request, &mut log).await
+            }
+            "sendToGroup" => {
+                messages::send(state, bindings, &request, &mut log, messages::To::Group).await
+            }
+            "sendToUser" => {
+                messages::send(state, bindings, &request, &mut log, messages::To::User).await
+            }
+            "index" => index::run(state, bindings, &request).await,
+            "connect" => connect::run(state, bindings, &request, &mut log).await,
             other => Err(HandlerError::UnknownFunction(other.to_owned())),
         },
         Err(error) => Err(error),
@@ -96,6 +134,86 @@ pub async fn invoke(
         Err(error) => {
             log.refusal(&error);
             InvocationResponse::new(&bindings.http_output, &error.caller_response(), log.lines)
+        }
+    }
+}
+
+/// The HTTP request of an invocation and its verified caller: the first step of every function
+/// that acts for a user.
+pub async fn verified_request(
+    state: &AppState,
+    bindings: &FunctionBindings,
+    invocation: &InvocationRequest,
+) -> Result<(HttpRequestData, VerifiedUser), HandlerError> {
+    let request = invocation.http_request(&bindings.trigger)?;
+    let user = state.authenticator.authenticate(&request).await?;
+    Ok((request, user))
+}
+
+/// The caller's JSON body as `T`: required, capped, unknown fields refused (by `T`).
+pub fn parse_json_body<T: DeserializeOwned>(request: &HttpRequestData) -> Result<T, HandlerError> {
+    let body = request
+        .body
+        .as_deref()
+        .ok_or_else(|| HandlerError::BadRequest("a JSON body is required".into()))?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(HandlerError::BadRequest(format!(
+            "the body exceeds {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| HandlerError::BadRequest(format!("invalid body: {error}")))
+}
+
+/// The function's `signalR` output binding (validated at start-up for these functions).
+pub fn signalr_output(bindings: &FunctionBindings) -> Result<&SignalRBinding, HandlerError> {
+    bindings.signalr_output.as_ref().ok_or_else(|| {
+        HandlerError::Configuration(format!(
+            "`{}/function.json` has no signalR output binding",
+            bindings.function_name
+        ))
+    })
+}
+
+/// Applies the policy to `request`, asking the service about membership when a rule needs it.
+/// A check that cannot be made is a 503, never an allow.
+pub async fn authorize(
+    state: &AppState,
+    user: &VerifiedUser,
+    request: &Request<'_>,
+    output: &SignalRBinding,
+    log: &mut InvocationLog,
+) -> Result<(), HandlerError> {
+    let forbidden = |reason: String| HandlerError::Forbidden {
+        operation: request.operation.name(),
+        reason,
+    };
+    match state.settings.policy.decide(user, request) {
+        Decision::Allow => Ok(()),
+        Decision::Deny(reason) => Err(forbidden(reason)),
+        Decision::AllowIfMember => {
+            let (Some(group), Some(hub)) = (request.group, output.hub_name.as_deref()) else {
+                return Err(forbidden("membership rule without a group or hub".into()));
+            };
+            match state
+                .service
+                .is_user_in_group(hub, user.user_id(), group.as_str())
+                .await
+            {
+                Ok(true) => {
+                    log.info(&format!(
+                        "{:?} is a member of {:?}",
+                        user.user_id(),
+                        group.as_str()
+                    ));
+                    Ok(())
+                }
+                Ok(false) => Err(forbidden(format!(
+                    "the sender is not a member of {:?}",
+                    group.as_str()
+                ))),
+                Err(error) => Err(HandlerError::ServiceUnavailable(error.to_string())),
+            }
         }
     }
 }

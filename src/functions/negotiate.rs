@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::bindings::FunctionBindings;
 use crate::error::HandlerError;
-use crate::functions::{AppState, FunctionOutcome, InvocationLog};
+use crate::functions::{AppState, FunctionOutcome, InvocationLog, verified_request};
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::signalr::access_token::{ConnectionInfo, ServiceTokenSigner};
 
@@ -21,8 +21,7 @@ pub async fn run(
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let request = invocation.http_request(&bindings.trigger)?;
-    let user = state.authenticator.authenticate(&request).await?;
+    let (_request, user) = verified_request(state, bindings, invocation).await?;
     let settings = &state.settings;
     let signer = ServiceTokenSigner::new(&settings.signalr);
     let forward = &settings.auth.forward_claims;

@@ -7,6 +7,13 @@
 use crate::identity::IdentityError;
 use crate::invocation::HttpRequestData;
 
+/// True when the request carries an `Authorization` header or an `access_token` query
+/// parameter, whatever their value: the JWT source then decides, and refuses a bad one.
+pub fn bearer_presented(request: &HttpRequestData) -> bool {
+    !request.header_values("Authorization").is_empty()
+        || !request.query_values("access_token").is_empty()
+}
+
 /// The bearer token of `request`, refusing ambiguous requests (two headers, two query values,
 /// or a header and a query value that differ), so no layer can pick a different token than
 /// the one verified.

@@ -10,16 +10,14 @@ use jsonwebtoken::{DecodingKey, Validation};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use crate::config::{AuthSettings, KeySource};
+use crate::config::{JwtSettings, KeySource};
 use crate::identity::jwks::JwksCache;
-use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
+use crate::identity::{IdentityError, IdentitySource, VerifiedUser, is_acceptable_user_id};
 use crate::signalr::connection_string::ConnectionString;
 
 /// Longest token accepted. Real ID/access tokens are 1-3 KB; anything far beyond is an attack on
 /// the decoder (huge headers) or a mistake.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// Longest user id accepted, matching the service's 1024-character user name limit.
-const MAX_USER_ID_CHARS: usize = 1024;
 
 enum Keys {
     Secret(DecodingKey),
@@ -36,7 +34,7 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// Builds the verifier from validated settings.
-    pub fn new(settings: &AuthSettings, signalr: &ConnectionString) -> anyhow::Result<Self> {
+    pub fn new(settings: &JwtSettings, signalr: &ConnectionString) -> anyhow::Result<Self> {
         let keys = match &settings.key_source {
             KeySource::SharedSecret(secret) => {
                 Keys::Secret(DecodingKey::from_secret(secret.expose_secret().as_bytes()))
@@ -139,27 +137,5 @@ impl JwtVerifier {
                 .any(|aud| self.signalr.is_service_audience(aud)),
             _ => false,
         }
-    }
-}
-
-/// A user id must be usable as a SignalR user and as a group-template value: non-empty, not
-/// all whitespace, no control characters, bounded.
-fn is_acceptable_user_id(id: &str) -> bool {
-    !id.trim().is_empty()
-        && id.chars().count() <= MAX_USER_ID_CHARS
-        && !id.chars().any(char::is_control)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn user_ids_must_be_printable_and_bounded() {
-        assert!(is_acceptable_user_id("alice@example.com"));
-        assert!(!is_acceptable_user_id(""));
-        assert!(!is_acceptable_user_id("   "));
-        assert!(!is_acceptable_user_id("bob\u{0}"));
-        assert!(!is_acceptable_user_id(&"x".repeat(1025)));
     }
 }

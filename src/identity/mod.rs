@@ -4,25 +4,50 @@
 //! constructor is private to `identity`. Everything that acts for a user takes `&VerifiedUser`,
 //! so a user id taken from a header, a query or a body cannot reach the SignalR token.
 //!
+//! Several sources can prove who the caller is; `AUTH_SOURCES` enables them and orders them.
+//! [`Authenticator::authenticate`] asks each enabled source in turn whether the request
+//! *presents* its credential; the first that does decides, and a presented but invalid
+//! credential is refused rather than passed on to the next source.
+//!
 //! - [`credential`]: where a bearer token may come from (`Authorization`, `access_token`).
 //! - [`jwt`]: signature and claim checks with algorithms from configuration only.
 //! - [`jwks`]: fetching, caching and refreshing public keys.
+//! - [`easy_auth`]: the App Service Authentication principal (`X-MS-CLIENT-PRINCIPAL`).
+//! - [`client_cert`]: client certificates (`X-ARR-ClientCert`, Web PubSub `clientCertificates`).
+//! - [`anonymous`]: signed anonymous visitor ids, namespaced `anon:`.
 
+pub mod anonymous;
+pub mod client_cert;
 pub mod credential;
+pub mod easy_auth;
 pub mod jwks;
 pub mod jwt;
 
 use serde_json::{Map, Value};
 
-use crate::config::AuthSettings;
+use crate::config::{AuthSettings, SourceKind};
 use crate::invocation::HttpRequestData;
 use crate::signalr::connection_string::ConnectionString;
+
+/// Prefix of every anonymous visitor's user id. No signed-in source may produce an id with it,
+/// so an anonymous visitor can never share a signed-in user's id.
+pub const ANONYMOUS_PREFIX: &str = "anon:";
+/// Longest user id accepted, matching the service's 1024-character user name limit.
+const MAX_USER_ID_CHARS: usize = 1024;
 
 /// Which kind of credential proved the caller's identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentitySource {
     /// A JWT from the app's identity provider.
     Jwt,
+    /// The App Service Authentication principal (App Service / Functions shape).
+    AppService,
+    /// The Static Web Apps shape of the same principal header.
+    StaticWebApps,
+    /// A client certificate on the allow-list (App Service mTLS or Web PubSub).
+    ClientCertificate,
+    /// A visitor id signed with the shared visitor secret; not a signed-in user.
+    AnonymousVisitor,
 }
 
 /// A caller whose credential was verified. Only `identity` constructs it.
@@ -71,9 +96,9 @@ impl VerifiedUser {
     }
 
     /// True for a signed-in user (as opposed to an anonymous visitor), which policies may
-    /// require.
+    /// require: anonymous visitors may be messaged, but should not join groups.
     pub fn is_signed_in(&self) -> bool {
-        matches!(self.source, IdentitySource::Jwt)
+        !matches!(self.source, IdentitySource::AnonymousVisitor)
     }
 
     /// The claim's values as strings: an array's string items, or a single string (roles come in
@@ -87,12 +112,27 @@ impl VerifiedUser {
     }
 }
 
+#[cfg(test)]
+impl VerifiedUser {
+    /// A user for unit tests of code that consumes `VerifiedUser` (never compiled into the
+    /// handler itself).
+    pub(crate) fn for_tests(user_id: &str, claims: Value) -> Self {
+        let claims = match claims {
+            Value::Object(claims) => claims,
+            _ => Map::new(),
+        };
+        Self::new(user_id.to_owned(), claims, u64::MAX, IdentitySource::Jwt)
+    }
+}
+
 /// Why a caller was not authenticated. The `Display` text is for logs: it names the reason, and
 /// never includes the token.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    /// No credential was presented.
-    #[error("no bearer token in the Authorization header or access_token query parameter")]
+    /// No enabled source found its credential in the request.
+    #[error(
+        "no credential presented (no bearer token in the Authorization header or access_token query parameter, nor any other enabled source's credential)"
+    )]
     MissingCredential,
     /// The credential is ambiguous or not a bearer token.
     #[error("unusable credential: {0}")]
@@ -120,28 +160,179 @@ pub enum IdentityError {
     /// No keys could be loaded to verify with (fail closed).
     #[error("no verification keys available: {0}")]
     KeysUnavailable(String),
+    /// The App Service principal header is malformed, of the wrong shape, or unusable.
+    #[error("X-MS-CLIENT-PRINCIPAL rejected: {0}")]
+    Principal(&'static str),
+    /// The client certificate was refused.
+    #[error("client certificate rejected: {0}")]
+    Certificate(#[from] client_cert::CertificateError),
+    /// The visitor token failed verification; the kind is jsonwebtoken's.
+    #[error("visitor token rejected: {0:?}")]
+    VisitorRejected(jsonwebtoken::errors::ErrorKind),
+    /// The visitor token verified but is unusable.
+    #[error("visitor token rejected: {0}")]
+    VisitorUnusable(&'static str),
+    /// A signed-in source produced a user id in the anonymous namespace.
+    #[error(
+        "user id {0:?} starts with `anon:`, which is reserved for anonymous visitors; refused from a signed-in source"
+    )]
+    ReservedUserId(String),
+    /// A source the request needs is not configured.
+    #[error("{0} verification is not configured")]
+    NotConfigured(&'static str),
 }
 
-/// Turns an HTTP request into a [`VerifiedUser`] with the configured key source.
+/// A user id must be usable as a SignalR user and as a group-template value: non-empty, not
+/// all whitespace, no control characters, bounded.
+pub(crate) fn is_acceptable_user_id(id: &str) -> bool {
+    !id.trim().is_empty()
+        && id.chars().count() <= MAX_USER_ID_CHARS
+        && !id.chars().any(char::is_control)
+}
+
+/// True for an id in the anonymous namespace. Compared without regard to ASCII case, so that
+/// `ANON:x` cannot sit beside `anon:x` in a case-insensitive store.
+pub(crate) fn is_anonymous_id(id: &str) -> bool {
+    id.get(..ANONYMOUS_PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(ANONYMOUS_PREFIX))
+}
+
+/// Refuses a signed-in user whose id lies in the anonymous namespace.
+fn refuse_reserved(user: VerifiedUser) -> Result<VerifiedUser, IdentityError> {
+    if user.is_signed_in() && is_anonymous_id(&user.user_id) {
+        return Err(IdentityError::ReservedUserId(user.user_id));
+    }
+    Ok(user)
+}
+
+/// One enabled source, ready to verify.
+enum Source {
+    Jwt,
+    AppService(easy_auth::PrincipalVerifier),
+    ClientCert,
+    Anonymous(Box<anonymous::VisitorVerifier>),
+}
+
+/// Turns an HTTP request into a [`VerifiedUser`] with the enabled sources, in order.
 pub struct Authenticator {
-    verifier: jwt::JwtVerifier,
+    sources: Vec<Source>,
+    jwt: Option<jwt::JwtVerifier>,
+    certificates: Option<client_cert::CertificateVerifier>,
 }
 
 impl Authenticator {
     /// Builds the authenticator; `signalr` is used to recognise the service's own tokens.
+    ///
+    /// An `appservice` source without `WEBSITE_AUTH_ENABLED=true` is left out, with a warning
+    /// logged here, once: without the platform, the principal header is whatever the client sent.
     pub fn new(settings: &AuthSettings, signalr: &ConnectionString) -> anyhow::Result<Self> {
+        let jwt = settings
+            .jwt
+            .as_ref()
+            .map(|jwt| jwt::JwtVerifier::new(jwt, signalr))
+            .transpose()?;
+        let certificates = settings
+            .client_cert
+            .as_ref()
+            .map(client_cert::CertificateVerifier::new);
+        let mut sources = Vec::new();
+        for kind in &settings.sources {
+            let source = match kind {
+                SourceKind::Jwt => Source::Jwt,
+                SourceKind::ClientCert => Source::ClientCert,
+                SourceKind::AppService => match &settings.app_service {
+                    Some(app_service) if app_service.platform_enabled => {
+                        Source::AppService(easy_auth::PrincipalVerifier::new(app_service))
+                    }
+                    _ => {
+                        tracing::warn!(
+                            "AUTH_SOURCES lists `appservice`, but WEBSITE_AUTH_ENABLED is not `true`: \
+                             App Service Authentication is off, so X-MS-CLIENT-PRINCIPAL headers are \
+                             client input and are ignored"
+                        );
+                        continue;
+                    }
+                },
+                SourceKind::Anonymous => match &settings.anonymous {
+                    Some(anonymous) => {
+                        Source::Anonymous(Box::new(anonymous::VisitorVerifier::new(anonymous)))
+                    }
+                    None => anyhow::bail!("the anonymous source has no settings"),
+                },
+            };
+            sources.push(source);
+        }
         Ok(Self {
-            verifier: jwt::JwtVerifier::new(settings, signalr)?,
+            sources,
+            jwt,
+            certificates,
         })
     }
 
-    /// Verifies the caller of `request`.
+    /// Verifies the caller of `request` with the first enabled source whose credential it
+    /// presents.
     #[tracing::instrument(name = "authenticate", skip_all)]
     pub async fn authenticate(
         &self,
         request: &HttpRequestData,
     ) -> Result<VerifiedUser, IdentityError> {
-        let token = credential::bearer_token(request)?;
-        self.verifier.verify(token).await
+        for source in &self.sources {
+            let user = match source {
+                Source::Jwt if credential::bearer_presented(request) => {
+                    let token = credential::bearer_token(request)?;
+                    self.verify_jwt(token).await
+                }
+                Source::AppService(verifier) if easy_auth::presented(request) => {
+                    verifier.verify(request)
+                }
+                Source::ClientCert if client_cert::presented(request) => {
+                    let verifier = self
+                        .certificates
+                        .as_ref()
+                        .ok_or(IdentityError::NotConfigured("client certificate"))?;
+                    verifier
+                        .verify_header(request, now())
+                        .map_err(IdentityError::from)
+                }
+                Source::Anonymous(verifier) if anonymous::presented(request) => {
+                    verifier.verify(request)
+                }
+                _ => continue,
+            };
+            return user.and_then(refuse_reserved);
+        }
+        Err(IdentityError::MissingCredential)
     }
+
+    /// Verifies an app JWT (for callers that find the token elsewhere, like the Web PubSub
+    /// connect event).
+    pub async fn verify_jwt(&self, token: &str) -> Result<VerifiedUser, IdentityError> {
+        let verifier = self
+            .jwt
+            .as_ref()
+            .ok_or(IdentityError::NotConfigured("JWT"))?;
+        verifier.verify(token).await.and_then(refuse_reserved)
+    }
+
+    /// Verifies a certificate known by its thumbprint and, when given, its PEM content (the
+    /// Web PubSub connect event's `clientCertificates`).
+    pub fn verify_certificate(
+        &self,
+        thumbprint: &str,
+        pem: Option<&str>,
+    ) -> Result<VerifiedUser, client_cert::CertificateError> {
+        let verifier = self
+            .certificates
+            .as_ref()
+            .ok_or(client_cert::CertificateError::NoAllowList)?;
+        let user = verifier.verify_reported(thumbprint, pem, now())?;
+        if is_anonymous_id(&user.user_id) {
+            return Err(client_cert::CertificateError::ReservedUserId);
+        }
+        Ok(user)
+    }
+}
+
+fn now() -> i64 {
+    i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
 }

@@ -164,6 +164,23 @@ impl<'a> ServiceTokenSigner<'a> {
         self.sign(&header, &claims)
     }
 
+    /// A REST API token for `audience`, valid for `lifetime_seconds` (spec §3).
+    pub fn rest_token(
+        &self,
+        audience: &str,
+        now: u64,
+        lifetime_seconds: u64,
+    ) -> Result<String, ServiceTokenError> {
+        let mut claims = Map::new();
+        claims.insert("nameid".into(), "signalr-identity-handler".into());
+        claims.insert("nbf".into(), now.into());
+        claims.insert("exp".into(), (now + lifetime_seconds).into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("aud".into(), audience.into());
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        self.sign(&header, &claims)
+    }
+
     fn sign(
         &self,
         header_segment: &str,

@@ -152,6 +152,15 @@ impl ConnectionString {
                 == self.endpoint.host_str().map(str::to_ascii_lowercase)
     }
 
+    /// The endpoint's host, lower-cased (for Web PubSub, the `WebHook-Request-Origin` the service
+    /// sends).
+    pub fn host(&self) -> String {
+        self.endpoint
+            .host_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    }
+
     /// True when `secret` equals the AccessKey (used to refuse configurations that share it).
     pub fn access_key_equals(&self, secret: &str) -> bool {
         self.access_key.expose_secret() == secret

@@ -19,6 +19,10 @@ pub const ISSUER: &str = "https://issuer.test.example/";
 pub const AUDIENCE: &str = "api://signalr-test-app";
 pub const HS256_SECRET: &str = "insecure-test-app-secret-0123456789-abcdefghij";
 pub const ACCESS_KEY: &str = "INSECURE-TEST-ACCESS-KEY-ABCDEFGHIJKLMNOPQRSTUV0123456789";
+pub const WEBPUBSUB_HOST: &str = "insecure-test.webpubsub.azure.com";
+pub const WEBPUBSUB_PRIMARY_KEY: &str = "INSECURE-TEST-WPS-PRIMARY-KEY-0123456789ABCDEFGH";
+pub const WEBPUBSUB_SECONDARY_KEY: &str = "INSECURE-TEST-WPS-SECONDARY-KEY-0123456789ABCDEF";
+pub const WEBPUBSUB_CONNECTION_STRING: &str = "Endpoint=https://insecure-test.webpubsub.azure.com;AccessKey=INSECURE-TEST-WPS-PRIMARY-KEY-0123456789ABCDEFGH;Version=1.0;";
 pub const CONNECTION_STRING: &str = "Endpoint=http://localhost;Port=8888;AccessKey=INSECURE-TEST-ACCESS-KEY-ABCDEFGHIJKLMNOPQRSTUV0123456789;Version=1.0;";
 
 pub fn now() -> u64 {
@@ -66,6 +70,12 @@ impl AppConfig {
                 ("AUTH_ISSUER".into(), ISSUER.into()),
                 ("AUTH_AUDIENCE".into(), AUDIENCE.into()),
                 ("AUTH_HS256_SECRET".into(), HS256_SECRET.into()),
+                (
+                    "WEBPUBSUB_CONNECTION_STRING".into(),
+                    WEBPUBSUB_CONNECTION_STRING.into(),
+                ),
+                ("WEBPUBSUB_REQUIRE_CLIENT_CERT".into(), "false".into()),
+                ("WEBPUBSUB_CONNECT_JWT".into(), "required".into()),
             ],
             app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         }
@@ -230,6 +240,7 @@ pub struct Outcome {
     pub body: Value,
     pub body_text: String,
     pub logs: Vec<String>,
+    pub envelope: Value,
 }
 
 impl Outcome {
@@ -318,6 +329,7 @@ impl TestApp {
                 .iter()
                 .filter_map(|line| line.as_str().map(str::to_owned))
                 .collect(),
+            envelope,
         }
     }
 
@@ -419,6 +431,19 @@ pub fn decode_service_token(token: &str) -> (Value, Map<String, Value>) {
     (header, payload)
 }
 
+/// The claims of a service token if its HS256 signature over the AccessKey is valid.
+pub fn checked_service_claims(token: &str) -> Option<Map<String, Value>> {
+    let segments: Vec<&str> = token.split('.').collect();
+    let [header, payload, signature] = segments.as_slice() else {
+        return None;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(ACCESS_KEY.as_bytes()).ok()?;
+    mac.update(format!("{header}.{payload}").as_bytes());
+    mac.verify_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?)
+        .ok()?;
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
 pub fn segment(token: &str, index: usize) -> &str {
     token.split('.').nth(index).expect("segment")
 }
@@ -475,6 +500,19 @@ pub fn header_with_kid(alg: Algorithm, kid: &str) -> Header {
     header
 }
 
+/// Reads an HTTP request's head (request line and headers) from a stand-in server's socket.
+async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => request.extend_from_slice(&buffer[..read]),
+        }
+    }
+    Some(String::from_utf8_lossy(&request).into_owned())
+}
+
 /// A real HTTP server on loopback serving a JWKS and an OIDC discovery document, counting
 /// requests, and able to go down.
 pub struct IdentityProvider {
@@ -508,15 +546,9 @@ impl IdentityProvider {
                 let shared = shared.clone();
                 let issuer = issuer.clone();
                 tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buffer = [0u8; 1024];
-                    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
-                        match socket.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => request.extend_from_slice(&buffer[..read]),
-                        }
-                    }
-                    let request = String::from_utf8_lossy(&request);
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
                     let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     let (status, body) = match path.as_str() {
                         "/keys" => {
@@ -563,5 +595,425 @@ impl IdentityProvider {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
+    }
+}
+
+/// A host-shaped invocation of `function` with `body` as the caller's JSON body, built as the
+/// host builds it: `Body` as text with its length, and every top-level body property copied into
+/// `Metadata` (objects as objects, other values double-encoded).
+pub fn function_payload(function: &str, app_token: Option<&str>, body: &Value) -> Value {
+    let mut payload = payload(
+        "function-invocation.json",
+        &[
+            ("FUNCTION", function),
+            ("APP_TOKEN", app_token.unwrap_or("unused")),
+        ],
+    );
+    let text = body.to_string();
+    let request = &mut payload["Data"]["req"];
+    request["Body"] = json!(text);
+    request["Headers"]["Content-Length"] = json!([text.len().to_string()]);
+    if app_token.is_none() {
+        request["Headers"]
+            .as_object_mut()
+            .expect("headers")
+            .remove("Authorization");
+        payload["Metadata"]["Headers"]
+            .as_object_mut()
+            .expect("headers")
+            .remove("Authorization");
+    }
+    if let Value::Object(properties) = body {
+        for (name, value) in properties {
+            let metadata_value = match value {
+                Value::Array(_) => continue,
+                Value::Object(_) => value.clone(),
+                Value::String(text) => json!(json!(text).to_string()),
+                other => json!(json!(other.to_string()).to_string()),
+            };
+            payload["Metadata"][name] = metadata_value;
+        }
+    }
+    payload
+}
+
+impl TestApp {
+    /// Invokes `function` as the caller holding `app_token` with `body`.
+    pub async fn call(&self, function: &str, app_token: &str, body: Value) -> Outcome {
+        self.invoke(
+            function,
+            &function_payload(function, Some(app_token), &body),
+        )
+        .await
+    }
+}
+
+impl Outcome {
+    /// The envelope's output binding `name`.
+    pub fn output(&self, name: &str) -> Option<&Value> {
+        self.envelope["Outputs"].get(name)
+    }
+
+    /// Asserts a 403 naming `operation` that emits no SignalR item.
+    pub fn assert_forbidden(&self, operation: &str) {
+        assert_eq!(self.status, 403, "{self:#?}");
+        assert_eq!(self.body["error"], "forbidden");
+        assert_eq!(self.body["operation"], operation);
+        self.assert_no_signalr_output();
+    }
+
+    /// Asserts the envelope carries no output other than `res`.
+    pub fn assert_no_signalr_output(&self) {
+        let outputs = self.envelope["Outputs"].as_object().expect("outputs");
+        assert!(
+            outputs.keys().all(|key| key == "res"),
+            "unexpected outputs: {outputs:?}"
+        );
+    }
+}
+
+/// A user token with extra claims.
+pub fn token_with(user: &str, extra: Value) -> String {
+    let mut claims = claims(user);
+    if let Value::Object(extra) = extra {
+        claims.extend(extra);
+    }
+    hs256_token(&claims)
+}
+
+/// A real HTTP server standing in for the SignalR REST API's membership check: answers
+/// `HEAD /api/hubs/{hub}/users/{user}/groups/{group}` with 200 for listed members, else 404,
+/// after checking the bearer token's signature against the AccessKey.
+pub struct RestStandIn {
+    pub port: u16,
+    members: Arc<Mutex<Vec<(String, String)>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RestStandIn {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let members: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (shared_members, shared_requests) = (members.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (members, requests) = (shared_members.clone(), shared_requests.clone());
+                tokio::spawn(async move {
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
+                    let mut lines = request.lines();
+                    let request_line = lines.next().unwrap_or_default().to_owned();
+                    let authorization = lines
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("authorization")
+                                .then(|| value.trim().to_owned())
+                        })
+                        .unwrap_or_default();
+                    requests.lock().expect("lock").push(request_line.clone());
+                    let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+                    let path = path.split('?').next().unwrap_or_default();
+                    // The REST token must be signed with the AccessKey and name this path.
+                    let token_ok = authorization
+                        .strip_prefix("Bearer ")
+                        .and_then(checked_service_claims)
+                        .and_then(|claims| {
+                            claims.get("aud").and_then(Value::as_str).map(str::to_owned)
+                        })
+                        .is_some_and(|aud| {
+                            aud.split('?').next().is_some_and(|aud| aud.ends_with(path))
+                        });
+                    let segments: Vec<&str> = path.split('/').collect();
+                    let status = match (token_ok, segments.as_slice()) {
+                        (false, _) => "401 Unauthorized",
+                        (true, ["", "api", "hubs", "chat", "users", user, "groups", group]) => {
+                            let member = members
+                                .lock()
+                                .expect("lock")
+                                .iter()
+                                .any(|(u, g)| u == user && g == group);
+                            if member { "200 OK" } else { "404 Not Found" }
+                        }
+                        _ => "400 Bad Request",
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            port,
+            members,
+            requests,
+            task,
+        }
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "Endpoint=http://127.0.0.1;Port={};AccessKey={ACCESS_KEY};Version=1.0;",
+            self.port
+        )
+    }
+
+    pub fn add_member(&self, user: &str, group: &str) {
+        self.members
+            .lock()
+            .expect("lock")
+            .push((user.into(), group.into()));
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+// ---- Identity sources and the Web PubSub connect handler ----
+
+pub const VISITOR_SECRET: &str = "insecure-test-visitor-secret-0123456789-abcdef";
+pub const VISITOR_ISSUER: &str = "cdp.insecure-test.example";
+pub const VISITOR_AUDIENCE: &str = "signalr-anonymous-visitor";
+pub const NAME_ID_CLAIM: &str =
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier";
+pub const ROLE_CLAIM: &str = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role";
+
+/// `"Name": ["value"],` members for a `{{HEADERS}}` placeholder (host headers are arrays).
+pub fn header_members(headers: &[(&str, &str)]) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("{}: [{}],", json!(name), json!(value)))
+        .collect()
+}
+
+/// `"name": "value",` members for a `{{QUERY}}` placeholder.
+pub fn query_members(query: &[(&str, &str)]) -> String {
+    query
+        .iter()
+        .map(|(name, value)| format!("{}: {},", json!(name), json!(value)))
+        .collect()
+}
+
+/// Base64 of a principal, as App Service writes `X-MS-CLIENT-PRINCIPAL`.
+pub fn principal_header(principal: &Value) -> String {
+    base64::engine::general_purpose::STANDARD.encode(principal.to_string())
+}
+
+/// An App Service principal for `user_id` with `roles`.
+pub fn app_service_principal(user_id: &str, roles: &[&str]) -> Value {
+    let mut claims = vec![
+        json!({"typ": NAME_ID_CLAIM, "val": user_id}),
+        json!({"typ": "name", "val": format!("User {user_id}")}),
+    ];
+    claims.extend(
+        roles
+            .iter()
+            .map(|role| json!({"typ": ROLE_CLAIM, "val": role})),
+    );
+    json!({"auth_typ": "aad", "claims": claims,
+           "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+           "role_typ": ROLE_CLAIM})
+}
+
+/// A visitor token as the CDP would sign it.
+pub fn visitor_token(visitor_id: &str, secret: &str, issued_at: u64, expires_at: u64) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"iss": VISITOR_ISSUER, "aud": VISITOR_AUDIENCE, "sub": visitor_id,
+                "iat": issued_at, "exp": expires_at}),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("signs")
+}
+
+/// A self-signed certificate generated for one test (never checked in).
+pub struct TestCertificate {
+    pub der_base64: String,
+    pub pem: String,
+    pub thumbprint: String,
+}
+
+pub fn test_certificate(common_name: &str, not_before: i64, not_after: i64) -> TestCertificate {
+    use sha1::Digest;
+    let mut params = rcgen::CertificateParams::default();
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).expect("time");
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).expect("time");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let certificate = params.self_signed(&key).expect("signs");
+    let der = certificate.der().to_vec();
+    TestCertificate {
+        der_base64: base64::engine::general_purpose::STANDARD.encode(&der),
+        pem: certificate.pem(),
+        thumbprint: sha1::Sha1::digest(&der)
+            .iter()
+            .map(|byte| format!("{byte:02X}"))
+            .collect(),
+    }
+}
+
+pub fn unix_now() -> i64 {
+    i64::try_from(now()).expect("fits")
+}
+
+/// `sha256=<hex>` entries for `connection_id` under each key, as the service sends them.
+pub fn wps_signature(keys: &[&str], connection_id: &str) -> String {
+    keys.iter()
+        .map(|key| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+            mac.update(connection_id.as_bytes());
+            let hex: String = mac
+                .finalize()
+                .into_bytes()
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            format!("sha256={hex}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One Web PubSub event as the service would POST it.
+pub struct WpsEvent {
+    pub event_type: String,
+    pub connection_id: String,
+    pub origin: Option<String>,
+    pub signature: Option<String>,
+    pub body: Value,
+}
+
+impl WpsEvent {
+    /// A connect event for `connection_id`, signed with the primary and secondary keys.
+    pub fn connect(connection_id: &str, body: Value) -> Self {
+        Self::system("connect", connection_id, body)
+    }
+
+    pub fn system(name: &str, connection_id: &str, body: Value) -> Self {
+        Self {
+            event_type: format!("azure.webpubsub.sys.{name}"),
+            connection_id: connection_id.into(),
+            origin: Some(WEBPUBSUB_HOST.into()),
+            signature: Some(wps_signature(
+                &[WEBPUBSUB_PRIMARY_KEY, WEBPUBSUB_SECONDARY_KEY],
+                connection_id,
+            )),
+            body,
+        }
+    }
+}
+
+/// A connect event body with an app token in the query and the given certificates.
+pub fn connect_body(app_token: Option<&str>, certificates: Value) -> Value {
+    let mut query = json!({"hub": ["chat"]});
+    if let Some(token) = app_token {
+        query["app_token"] = json!([token]);
+    }
+    json!({"claims": {}, "query": query,
+           "headers": {"User-Agent": ["insecure-test-client/1.0"]},
+           "subprotocols": [], "clientCertificates": certificates})
+}
+
+impl TestApp {
+    /// negotiate with the given credential headers and query parameters.
+    pub async fn negotiate_with(
+        &self,
+        headers: &[(&str, &str)],
+        query: &[(&str, &str)],
+    ) -> Outcome {
+        let binding = binding_token(now(), now() + 3600);
+        let payload = payload(
+            "negotiate-credentials.json",
+            &[
+                ("HEADERS", &header_members(headers)),
+                ("QUERY", &query_members(query)),
+                ("BINDING_TOKEN", &binding),
+            ],
+        );
+        self.invoke("negotiate", &payload).await
+    }
+
+    /// The abuse-protection OPTIONS request with the given headers.
+    pub async fn connect_handshake(&self, headers: &[(&str, &str)]) -> Outcome {
+        let payload = payload(
+            "connect-validate.json",
+            &[("HEADERS", &header_members(headers))],
+        );
+        self.invoke("connect", &payload).await
+    }
+
+    /// A Web PubSub event POSTed to connect.
+    pub async fn connect_event(&self, event: &WpsEvent) -> Outcome {
+        let mut headers = vec![
+            ("ce-type", event.event_type.as_str()),
+            ("ce-connectionId", event.connection_id.as_str()),
+        ];
+        if let Some(origin) = &event.origin {
+            headers.push(("WebHook-Request-Origin", origin));
+        }
+        if let Some(signature) = &event.signature {
+            headers.push(("ce-signature", signature));
+        }
+        let name = event
+            .event_type
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let mut payload = payload(
+            "connect-event.json",
+            &[
+                ("HEADERS", &header_members(&headers)),
+                ("CONNECTION_ID", &event.connection_id),
+                ("EVENT_NAME", &name),
+            ],
+        );
+        payload["Data"]["req"]["Body"] = json!(event.body.to_string());
+        self.invoke("connect", &payload).await
+    }
+
+    /// Waits until the handler's stderr contains `text` (it is written before readiness, but
+    /// read by another thread).
+    pub async fn wait_for_stderr(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(text) {
+                return stderr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stderr never contained {text:?}: {stderr}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Outcome {
+    /// The user id (`asrs.s.uid`) of the SignalR token negotiate issued.
+    pub fn issued_user(&self) -> String {
+        assert_eq!(self.status, 200, "{self:#?}");
+        let token = self.body["accessToken"].as_str().expect("token");
+        let (_, claims) = decode_service_token(token);
+        claims["asrs.s.uid"].as_str().expect("uid").to_owned()
     }
 }

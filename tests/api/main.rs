@@ -1,6 +1,10 @@
 //! Integration tests: the real `handler` binary, host-shaped invocations, real HTTP.
 
+mod connect;
+mod groups;
 mod helpers;
+mod identity_sources;
+mod index;
 mod jwks;
 mod negotiate;
 mod protocol;

@@ -1,0 +1,156 @@
+//! `sendToGroup` and `sendToUser`: messages from a verified caller, to a recipient the policy
+//! allows. The recipient is a typed [`Recipient`], so a message can never broadcast.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::bindings::FunctionBindings;
+use crate::error::HandlerError;
+use crate::functions::{
+    AppState, FunctionOutcome, InvocationLog, authorize, parse_json_body, signalr_output,
+    verified_request,
+};
+use crate::invocation::{CallerResponse, InvocationRequest};
+use crate::policy::{GroupName, Operation, Request, TargetUser};
+use crate::signalr::output::{Message, Recipient};
+
+/// Longest client method name accepted.
+const MAX_TARGET_CHARS: usize = 128;
+
+/// Which kind of recipient a function sends to.
+#[derive(Clone, Copy)]
+pub enum To {
+    /// `sendToGroup`: body `{"group", "target", "arguments"}`.
+    Group,
+    /// `sendToUser`: body `{"userId", "target", "arguments"}`.
+    User,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(rename = "userId", default)]
+    user_id: Option<String>,
+    target: String,
+    #[serde(default)]
+    arguments: Option<Value>,
+}
+
+/// Runs `sendToGroup` or `sendToUser`.
+pub async fn send(
+    state: &AppState,
+    bindings: &FunctionBindings,
+    invocation: &InvocationRequest,
+    log: &mut InvocationLog,
+    to: To,
+) -> Result<FunctionOutcome, HandlerError> {
+    let (request, user) = verified_request(state, bindings, invocation).await?;
+    let body: MessageBody = parse_json_body(&request)?;
+    let recipient = match (to, body.group, body.user_id) {
+        (To::Group, Some(group), None) => {
+            Recipient::Group(GroupName::parse(&group).map_err(HandlerError::BadRequest)?)
+        }
+        (To::User, None, Some(user_id)) => {
+            Recipient::User(TargetUser::parse(&user_id).map_err(HandlerError::BadRequest)?)
+        }
+        (To::Group, _, _) => {
+            return Err(HandlerError::BadRequest(
+                "the body needs `group` (and no `userId`)".into(),
+            ));
+        }
+        (To::User, _, _) => {
+            return Err(HandlerError::BadRequest(
+                "the body needs `userId` (and no `group`)".into(),
+            ));
+        }
+    };
+    let target = parse_target(&body.target)?;
+    let arguments = parse_arguments(body.arguments)?;
+    let output = signalr_output(bindings)?;
+    let caller = TargetUser::caller(&user);
+    let policy_request = match &recipient {
+        Recipient::Group(group) => Request {
+            operation: Operation::SendToGroup,
+            group: Some(group),
+            user: Some(&caller),
+        },
+        Recipient::User(recipient) => Request {
+            operation: Operation::SendToUser,
+            group: None,
+            user: Some(recipient),
+        },
+    };
+    authorize(state, &user, &policy_request, output, log).await?;
+
+    let mut response = json!({"sent": true, "target": target});
+    match &recipient {
+        Recipient::Group(group) => response["group"] = json!(group.as_str()),
+        Recipient::User(recipient) => response["userId"] = json!(recipient.as_str()),
+    }
+    log.info(&format!(
+        "{} by {:?} to {recipient:?}: {target}",
+        policy_request.operation.name(),
+        user.user_id()
+    ));
+    let message = Message {
+        target,
+        arguments,
+        recipient,
+    };
+    Ok(FunctionOutcome {
+        response: CallerResponse::json(202, &response),
+        outputs: vec![(output.name.clone(), json!([message.to_item()]))],
+    })
+}
+
+/// A client method name: a letter or `_` first, then letters, digits, `_`, `.` or `-`.
+fn parse_target(target: &str) -> Result<String, HandlerError> {
+    let mut chars = target.chars();
+    let valid = target.len() <= MAX_TARGET_CHARS
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(target.to_owned())
+    } else {
+        Err(HandlerError::BadRequest(format!(
+            "`target` must be a method name: 1-{MAX_TARGET_CHARS} characters, a letter or _ first, then letters, digits, _ . -"
+        )))
+    }
+}
+
+fn parse_arguments(arguments: Option<Value>) -> Result<Vec<Value>, HandlerError> {
+    match arguments {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(HandlerError::BadRequest(
+            "`arguments` must be a JSON array".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_method_names() {
+        for good in ["newMessage", "_x", "chat.message", "a-b", &"a".repeat(128)] {
+            assert!(parse_target(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1abc", "new message", "a/b", "a\nb", &"a".repeat(129)] {
+            assert!(parse_target(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn arguments_must_be_an_array() {
+        assert_eq!(parse_arguments(None).expect("ok"), Vec::<Value>::new());
+        assert!(parse_arguments(Some(json!([1, "a"]))).is_ok());
+        assert!(parse_arguments(Some(json!({"a": 1}))).is_err());
+        assert!(parse_arguments(Some(json!("x"))).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! Signed anonymous visitors: sites whose visitors never sign in, but whose CDP or decision
+//! engine knows a visitor id and wants to message that browser.
+//!
+//! The engine signs the visitor id with a secret it shares with the operator
+//! (`AUTH_ANONYMOUS_SECRET`) as a short-lived HS256 JWT (the format is in the README):
+//! `iss` = `AUTH_ANONYMOUS_ISSUER`, `aud` = [`VISITOR_AUDIENCE`], `sub` = the visitor id,
+//! `iat` and `exp` with `exp - iat` at most `AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS`. The browser
+//! sends it in the `X-Visitor-Token` header or the `visitor_token` query parameter, never in
+//! `Authorization`, so it cannot be mistaken for a sign-in token.
+//!
+//! The user id is `anon:<visitor id>`: signed-in sources refuse ids with that prefix, so a
+//! visitor can never share a signed-in user's id, and [`VerifiedUser::is_signed_in`] is false.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use crate::config::AnonymousSettings;
+use crate::identity::{ANONYMOUS_PREFIX, IdentityError, IdentitySource, VerifiedUser};
+use crate::invocation::HttpRequestData;
+
+/// The `aud` every visitor token carries: it marks the token's purpose, so no other token
+/// signed with the same algorithm can pass for one.
+pub const VISITOR_AUDIENCE: &str = "signalr-anonymous-visitor";
+/// The header a visitor token may come in.
+pub const VISITOR_HEADER: &str = "X-Visitor-Token";
+/// The query parameter a visitor token may come in (WebSocket and SSE requests cannot set
+/// headers).
+pub const VISITOR_QUERY: &str = "visitor_token";
+/// Longest visitor token accepted.
+const MAX_VISITOR_TOKEN_BYTES: usize = 2 * 1024;
+/// Longest visitor id accepted.
+const MAX_VISITOR_ID_CHARS: usize = 128;
+
+/// True when the request carries a visitor token: the source then decides.
+pub fn presented(request: &HttpRequestData) -> bool {
+    !request.header_values(VISITOR_HEADER).is_empty()
+        || !request.query_values(VISITOR_QUERY).is_empty()
+}
+
+/// A visitor id is 1-128 characters of `A-Z a-z 0-9 . _ ~ -`: no `:`, so no namespace tricks,
+/// and nothing a group template or log could misread.
+pub fn is_valid_visitor_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_VISITOR_ID_CHARS
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'))
+}
+
+/// Verifies visitor tokens.
+pub struct VisitorVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    max_lifetime: u64,
+}
+
+impl VisitorVerifier {
+    /// A verifier for the shared secret and issuer.
+    pub fn new(settings: &AnonymousSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.leeway = settings.clock_skew.as_secs();
+        validation.set_issuer(&[settings.issuer.as_str()]);
+        validation.set_audience(&[VISITOR_AUDIENCE]);
+        Self {
+            key: DecodingKey::from_secret(settings.secret.expose_secret().as_bytes()),
+            validation,
+            max_lifetime: settings.max_lifetime.as_secs(),
+        }
+    }
+
+    /// Verifies the visitor token of `request`.
+    pub fn verify(&self, request: &HttpRequestData) -> Result<VerifiedUser, IdentityError> {
+        let token = visitor_token(request)?;
+        self.verify_token(token)
+    }
+
+    fn verify_token(&self, token: &str) -> Result<VerifiedUser, IdentityError> {
+        if token.len() > MAX_VISITOR_TOKEN_BYTES {
+            return Err(IdentityError::TooLarge(token.len()));
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|error| IdentityError::VisitorRejected(error.into_kind()))?;
+        let claims = data.claims;
+        let number = |name: &str| claims.get(name).and_then(Value::as_u64);
+        let (Some(issued_at), Some(expires_at)) = (number("iat"), number("exp")) else {
+            return Err(IdentityError::VisitorUnusable(
+                "`iat` and `exp` must be whole numbers",
+            ));
+        };
+        if expires_at.saturating_sub(issued_at) > self.max_lifetime {
+            return Err(IdentityError::VisitorUnusable(
+                "its lifetime (exp - iat) exceeds AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS",
+            ));
+        }
+        let visitor_id = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|id| is_valid_visitor_id(id))
+            .ok_or(IdentityError::VisitorUnusable(
+                "`sub` must be 1-128 characters of A-Z a-z 0-9 . _ ~ -",
+            ))?;
+        let user_id = format!("{ANONYMOUS_PREFIX}{visitor_id}");
+        // Only the namespaced id and expiry: nothing else the engine wrote is treated as verified
+        // identity data.
+        let mut verified = Map::new();
+        verified.insert("sub".into(), Value::from(user_id.as_str()));
+        verified.insert("exp".into(), Value::from(expires_at));
+        Ok(VerifiedUser::new(
+            user_id,
+            verified,
+            expires_at,
+            IdentitySource::AnonymousVisitor,
+        ))
+    }
+}
+
+/// The one visitor token of the request; two values, or a header and a query value that
+/// differ, are refused.
+fn visitor_token(request: &HttpRequestData) -> Result<&str, IdentityError> {
+    let header = request.header_values(VISITOR_HEADER);
+    let query = request.query_values(VISITOR_QUERY);
+    let mut values = header.iter().chain(query.iter()).map(|value| value.trim());
+    let first = values
+        .next()
+        .filter(|value| !value.is_empty())
+        .ok_or(IdentityError::VisitorUnusable("the visitor token is empty"))?;
+    if first.contains(',') || values.any(|other| other != first) {
+        return Err(IdentityError::VisitorUnusable(
+            "more than one visitor token",
+        ));
+    }
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jsonwebtoken::{EncodingKey, Header};
+    use secrecy::SecretString;
+    use serde_json::json;
+
+    use super::*;
+
+    const SECRET: &str = "insecure-test-visitor-secret-0123456789-abcdef";
+
+    fn verifier() -> VisitorVerifier {
+        VisitorVerifier::new(&AnonymousSettings {
+            secret: SecretString::from(SECRET),
+            issuer: "cdp.test".into(),
+            max_lifetime: Duration::from_secs(3600),
+            clock_skew: Duration::from_secs(0),
+        })
+    }
+
+    fn token(claims: Value, secret: &str) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("signs")
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn claims(sub: &str) -> Value {
+        json!({"iss": "cdp.test", "aud": VISITOR_AUDIENCE, "sub": sub, "iat": now(), "exp": now() + 600})
+    }
+
+    #[test]
+    fn accepts_a_visitor_and_namespaces_the_id() {
+        let user = verifier()
+            .verify_token(&token(claims("v-123"), SECRET))
+            .expect("valid");
+        assert_eq!(user.user_id(), "anon:v-123");
+        assert!(!user.is_signed_in());
+        assert_eq!(user.source(), IdentitySource::AnonymousVisitor);
+    }
+
+    #[test]
+    fn refuses_forged_stale_and_disguised_visitor_tokens() {
+        let mut expired = claims("v");
+        expired["iat"] = json!(now() - 4000);
+        expired["exp"] = json!(now() - 100);
+        let mut too_long = claims("v");
+        too_long["exp"] = json!(now() + 7200);
+        let mut wrong_aud = claims("v");
+        wrong_aud["aud"] = json!("api://chat");
+        let mut no_iat = claims("v");
+        no_iat.as_object_mut().expect("object").remove("iat");
+        let cases = [
+            (
+                token(claims("v"), "insecure-wrong-secret-0123456789-abcdefghij"),
+                "wrong key",
+            ),
+            (token(expired, SECRET), "expired"),
+            (token(too_long, SECRET), "lifetime too long"),
+            (token(wrong_aud, SECRET), "wrong audience"),
+            (token(no_iat, SECRET), "no iat"),
+            (token(claims("anon:alice"), SECRET), "prefixed id"),
+            (
+                token(claims("alice@contoso.example"), SECRET),
+                "email-shaped id",
+            ),
+            (token(claims(""), SECRET), "empty id"),
+        ];
+        for (token, description) in cases {
+            assert!(verifier().verify_token(&token).is_err(), "{description}");
+        }
+    }
+}

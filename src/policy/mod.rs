@@ -1,0 +1,783 @@
+//! Who may do what to which group: a declarative policy, loaded and validated at start-up.
+//!
+//! The model is ASP.NET Core SignalR's `[Authorize("Policy")]` and Web PubSub's wildcard group
+//! roles, for serverless functions: each [`Operation`] is allowed only by a rule that names it,
+//! whose patterns match the target, and whose requirements the verified caller meets. Anything
+//! else is denied (default deny).
+//!
+//! The file (`policy.json`, or the file `POLICY_FILE` names) looks like:
+//!
+//! ```json
+//! {
+//!   "rolesClaim": "roles",
+//!   "rules": [
+//!     { "operations": ["join", "leave"], "groups": ["room-*", "user.{userId}.**"] },
+//!     { "operations": ["sendToGroup"], "groups": ["room-*"], "require": { "senderIsMember": true } },
+//!     { "operations": ["sendToUser"], "users": ["**"] },
+//!     { "operations": ["addUserToGroup", "removeUserFromGroup", "removeUserFromAllGroups"],
+//!       "groups": ["**"], "users": ["**"], "require": { "roles": ["admin"] } }
+//!   ]
+//! }
+//! ```
+
+pub mod pattern;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::identity::VerifiedUser;
+use crate::policy::pattern::{FilledPattern, Pattern};
+
+/// Longest group name the service accepts (spec `signalr-service.md` §4.4).
+pub const MAX_GROUP_CHARS: usize = 1024;
+/// Longest user id accepted as a target.
+pub const MAX_USER_ID_CHARS: usize = 1024;
+
+/// A validated group name: 1-1024 characters, no control characters, not all whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupName(String);
+
+impl GroupName {
+    /// Validates a group name from a caller.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        validate_name(value, "group", MAX_GROUP_CHARS).map(|()| Self(value.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated user id named as a target by a caller (never an identity: that is
+/// [`VerifiedUser`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUser(String);
+
+impl TargetUser {
+    /// Validates a user id from a caller.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        validate_name(value, "userId", MAX_USER_ID_CHARS).map(|()| Self(value.to_owned()))
+    }
+
+    /// The verified caller as a target.
+    pub fn caller(user: &VerifiedUser) -> Self {
+        Self(user.user_id().to_owned())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn validate_name(value: &str, field: &str, max: usize) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("`{field}` must not be empty or all whitespace"));
+    }
+    if value.chars().count() > max {
+        return Err(format!("`{field}` must be at most {max} characters"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("`{field}` must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Something a caller asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Operation {
+    /// Add the caller to a group.
+    Join,
+    /// Remove the caller from a group.
+    Leave,
+    /// Send a message to a group.
+    SendToGroup,
+    /// Send a message to a user.
+    SendToUser,
+    /// Add another user to a group (admin).
+    AddUserToGroup,
+    /// Remove another user from a group (admin).
+    RemoveUserFromGroup,
+    /// Remove a user from every group (admin; the "ban" case).
+    RemoveUserFromAllGroups,
+}
+
+impl Operation {
+    /// The name used in policy files and error responses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::SendToGroup => "sendToGroup",
+            Self::SendToUser => "sendToUser",
+            Self::AddUserToGroup => "addUserToGroup",
+            Self::RemoveUserFromGroup => "removeUserFromGroup",
+            Self::RemoveUserFromAllGroups => "removeUserFromAllGroups",
+        }
+    }
+
+    fn targets_group(self) -> bool {
+        !matches!(self, Self::SendToUser | Self::RemoveUserFromAllGroups)
+    }
+
+    fn targets_other_user(self) -> bool {
+        matches!(
+            self,
+            Self::SendToUser
+                | Self::AddUserToGroup
+                | Self::RemoveUserFromGroup
+                | Self::RemoveUserFromAllGroups
+        )
+    }
+}
+
+/// What the caller wants to do, and to what.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The operation.
+    pub operation: Operation,
+    /// The group, for group operations.
+    pub group: Option<&'a GroupName>,
+    /// The target user, for operations on another user.
+    pub user: Option<&'a TargetUser>,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed outright.
+    Allow,
+    /// Allowed if the caller is a member of the group (checked against the service).
+    AllowIfMember,
+    /// Denied; the reason is for the log only.
+    Deny(String),
+}
+
+/// The loaded policy.
+#[derive(Debug)]
+pub struct Policy {
+    roles_claim: String,
+    rules: Vec<Rule>,
+    web_pubsub_connect: ConnectTemplates,
+    /// Where the policy came from, for the start-up log.
+    pub origin: String,
+}
+
+#[derive(Debug)]
+struct Rule {
+    operations: Vec<Operation>,
+    groups: Vec<Pattern>,
+    users: Vec<Pattern>,
+    require: Requirements,
+}
+
+#[derive(Debug, Default)]
+struct Requirements {
+    allow_anonymous: bool,
+    roles: Vec<String>,
+    claims: Vec<ClaimRequirement>,
+    sender_is_member: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClaimRequirement {
+    claim: String,
+    #[serde(default)]
+    equals: Option<String>,
+    #[serde(default)]
+    one_of: Option<Vec<String>>,
+    #[serde(default)]
+    ends_with: Option<String>,
+    #[serde(default)]
+    ignore_case: bool,
+}
+
+#[derive(Debug, Default)]
+struct ConnectTemplates {
+    groups: Vec<Pattern>,
+    roles: Vec<Pattern>,
+}
+
+/// Groups and roles for a Web PubSub connection, filled from the verified user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebPubSubGrants {
+    /// Groups the connection joins at connect.
+    pub groups: Vec<String>,
+    /// Web PubSub roles of the connection.
+    pub roles: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    roles_claim: Option<String>,
+    rules: Vec<RuleFile>,
+    #[serde(default, rename = "webPubSubConnect")]
+    web_pubsub_connect: Option<ConnectFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuleFile {
+    operations: Vec<Operation>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    require: Option<RequireFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RequireFile {
+    #[serde(default)]
+    allow_anonymous: bool,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    claims: Vec<ClaimRequirement>,
+    #[serde(default)]
+    sender_is_member: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectFile {
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+/// The policy used when the app ships none: each signed-in user may join, leave and send to
+/// their own groups under `user.{userId}`, and nothing else.
+pub const DEFAULT_POLICY: &str = r#"{
+  "rules": [
+    { "operations": ["join", "leave", "sendToGroup"], "groups": ["user.{userId}", "user.{userId}.**"] }
+  ]
+}"#;
+
+impl Policy {
+    /// Loads `path`; `setting` names where the path came from, for error messages.
+    pub fn load(path: &Path, setting: &str) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(
+                setting,
+                format!("cannot read the policy file `{}`: {error}", path.display()),
+            )
+        })?;
+        Self::parse(&text, &path.display().to_string()).map_err(|message| {
+            ConfigError::new(
+                setting,
+                format!("policy file `{}`: {message}", path.display()),
+            )
+        })
+    }
+
+    /// The built-in default policy.
+    pub fn default_policy() -> Self {
+        Self::parse(
+            DEFAULT_POLICY,
+            "built-in default (only groups under user.{userId})",
+        )
+        .expect("the built-in policy is valid")
+    }
+
+    /// Parses and validates policy JSON.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, String> {
+        let file: PolicyFile =
+            serde_json::from_str(text).map_err(|error| format!("invalid policy: {error}"))?;
+        let patterns = |items: &[String], what: &str| -> Result<Vec<Pattern>, String> {
+            items
+                .iter()
+                .map(|item| Pattern::parse(item).map_err(|error| format!("{what}: {error}")))
+                .collect()
+        };
+        let mut rules = Vec::new();
+        for (index, rule) in file.rules.into_iter().enumerate() {
+            let at = format!("rules[{index}]");
+            if rule.operations.is_empty() {
+                return Err(format!("{at}: `operations` is empty"));
+            }
+            let groups = patterns(&rule.groups, &format!("{at}.groups"))?;
+            let users = patterns(&rule.users, &format!("{at}.users"))?;
+            for operation in &rule.operations {
+                if operation.targets_group() && groups.is_empty() {
+                    return Err(format!(
+                        "{at}: `{}` needs `groups` patterns",
+                        operation.name()
+                    ));
+                }
+                if operation.targets_other_user() && users.is_empty() {
+                    return Err(format!(
+                        "{at}: `{}` needs `users` patterns",
+                        operation.name()
+                    ));
+                }
+            }
+            let require = rule
+                .require
+                .map_or_else(Requirements::default, |require| Requirements {
+                    allow_anonymous: require.allow_anonymous,
+                    roles: require.roles,
+                    claims: require.claims,
+                    sender_is_member: require.sender_is_member,
+                });
+            for claim in &require.claims {
+                let conditions = [
+                    claim.equals.is_some(),
+                    claim.one_of.is_some(),
+                    claim.ends_with.is_some(),
+                ];
+                if conditions.iter().filter(|set| **set).count() != 1 {
+                    return Err(format!(
+                        "{at}.require.claims: `{}` needs exactly one of `equals`, `oneOf`, `endsWith`",
+                        claim.claim
+                    ));
+                }
+            }
+            if require.sender_is_member
+                && rule
+                    .operations
+                    .iter()
+                    .any(|op| *op != Operation::SendToGroup)
+            {
+                return Err(format!(
+                    "{at}: `senderIsMember` applies only to `sendToGroup` rules"
+                ));
+            }
+            rules.push(Rule {
+                operations: rule.operations,
+                groups,
+                users,
+                require,
+            });
+        }
+        let web_pubsub_connect = match file.web_pubsub_connect {
+            Some(connect) => ConnectTemplates {
+                groups: patterns(&connect.groups, "webPubSubConnect.groups")?,
+                roles: patterns(&connect.roles, "webPubSubConnect.roles")?,
+            },
+            None => ConnectTemplates::default(),
+        };
+        for pattern in web_pubsub_connect
+            .groups
+            .iter()
+            .chain(&web_pubsub_connect.roles)
+        {
+            if !pattern.is_concrete() {
+                return Err(format!(
+                    "webPubSubConnect: `{}` has a wildcard; connect grants must name concrete groups and roles (templates are fine)",
+                    pattern.as_str()
+                ));
+            }
+        }
+        Ok(Self {
+            roles_claim: file.roles_claim.unwrap_or_else(|| "roles".to_owned()),
+            rules,
+            web_pubsub_connect,
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// Decides `request` for `user`. Cheap checks only; [`Decision::AllowIfMember`] asks the
+    /// caller to confirm membership with the service.
+    pub fn decide(&self, user: &VerifiedUser, request: &Request) -> Decision {
+        let mut needs_membership = false;
+        let mut reason = format!("no rule allows `{}`", request.operation.name());
+        for rule in self
+            .rules
+            .iter()
+            .filter(|rule| rule.operations.contains(&request.operation))
+        {
+            // A missing target is denied, never treated as "matches everything".
+            if request.operation.targets_group() {
+                let Some(group) = request.group else {
+                    return Decision::Deny("the request names no group".into());
+                };
+                if !any_matches(&rule.groups, user, group.as_str()) {
+                    continue;
+                }
+            }
+            if request.operation.targets_other_user() {
+                let Some(target) = request.user else {
+                    return Decision::Deny("the request names no user".into());
+                };
+                if !any_matches(&rule.users, user, target.as_str()) {
+                    continue;
+                }
+            }
+            match self.requirements_met(&rule.require, user) {
+                Ok(()) if rule.require.sender_is_member => needs_membership = true,
+                Ok(()) => return Decision::Allow,
+                Err(why) => reason = why,
+            }
+        }
+        if needs_membership {
+            Decision::AllowIfMember
+        } else {
+            Decision::Deny(reason)
+        }
+    }
+
+    /// Groups and roles a Web PubSub connection of `user` gets at connect.
+    pub fn web_pubsub_connect(&self, user: &VerifiedUser) -> WebPubSubGrants {
+        let fill = |patterns: &[Pattern]| -> Vec<String> {
+            patterns
+                .iter()
+                .filter_map(|pattern| {
+                    pattern
+                        .fill(user)
+                        .and_then(|filled| filled.concrete_value())
+                })
+                .collect()
+        };
+        WebPubSubGrants {
+            groups: fill(&self.web_pubsub_connect.groups),
+            roles: fill(&self.web_pubsub_connect.roles),
+        }
+    }
+
+    fn requirements_met(&self, require: &Requirements, user: &VerifiedUser) -> Result<(), String> {
+        if !user.is_signed_in() && !require.allow_anonymous {
+            return Err("the rule is for signed-in users".into());
+        }
+        if !require.roles.is_empty() {
+            let roles = user.claim_strings(&self.roles_claim);
+            if !require
+                .roles
+                .iter()
+                .any(|role| roles.contains(&role.as_str()))
+            {
+                return Err(format!(
+                    "the caller has none of the roles {:?}",
+                    require.roles
+                ));
+            }
+        }
+        for condition in &require.claims {
+            let values = user.claim_strings(&condition.claim);
+            if !values.iter().any(|value| condition.holds(value)) {
+                return Err(format!(
+                    "claim `{}` does not meet the rule",
+                    condition.claim
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ClaimRequirement {
+    fn holds(&self, value: &str) -> bool {
+        let same = |a: &str, b: &str| {
+            if self.ignore_case {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        if let Some(expected) = &self.equals {
+            return same(value, expected);
+        }
+        if let Some(options) = &self.one_of {
+            return options.iter().any(|option| same(value, option));
+        }
+        if let Some(suffix) = &self.ends_with {
+            let (value, suffix) = if self.ignore_case {
+                (value.to_ascii_lowercase(), suffix.to_ascii_lowercase())
+            } else {
+                (value.to_owned(), suffix.clone())
+            };
+            return value.len() > suffix.len() && value.ends_with(&suffix);
+        }
+        false
+    }
+}
+
+fn any_matches(patterns: &[Pattern], user: &VerifiedUser, subject: &str) -> bool {
+    patterns
+        .iter()
+        .filter_map(|pattern| pattern.fill(user))
+        .any(|filled: FilledPattern| filled.matches(subject))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::policy::pattern::tests::user;
+
+    const CHAT: &str = r#"{
+      "rules": [
+        { "operations": ["join", "leave"], "groups": ["room-*", "user.{userId}.**"] },
+        { "operations": ["sendToGroup"], "groups": ["room-*"], "require": { "senderIsMember": true } },
+        { "operations": ["sendToGroup"], "groups": ["announcements"], "require": { "roles": ["admin"] } },
+        { "operations": ["sendToUser"], "users": ["**"], "require": {
+            "claims": [{ "claim": "email", "endsWith": "@contoso.com", "ignoreCase": true }] } },
+        { "operations": ["addUserToGroup", "removeUserFromAllGroups"], "groups": ["**"], "users": ["**"],
+          "require": { "roles": ["admin"] } }
+      ],
+      "webPubSubConnect": { "groups": ["user.{userId}"], "roles": ["webpubsub.joinLeaveGroup.user.{userId}"] }
+    }"#;
+
+    fn decide(
+        policy: &Policy,
+        user: &VerifiedUser,
+        operation: Operation,
+        group: Option<&str>,
+        target: Option<&str>,
+    ) -> Decision {
+        let group = group.map(|g| GroupName::parse(g).expect("valid group"));
+        let target = target.map(|u| TargetUser::parse(u).expect("valid user"));
+        policy.decide(
+            user,
+            &Request {
+                operation,
+                group: group.as_ref(),
+                user: target.as_ref(),
+            },
+        )
+    }
+
+    #[test]
+    fn joins_follow_group_patterns_and_templates() {
+        let policy = Policy::parse(CHAT, "test").expect("valid");
+        let alice = user("alice", json!({}));
+        assert_eq!(
+            decide(&policy, &alice, Operation::Join, Some("room-1"), None),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(
+                &policy,
+                &alice,
+                Operation::Join,
+                Some("user.alice.inbox"),
+                None
+            ),
+            Decision::Allow
+        );
+        assert!(matches!(
+            decide(
+                &policy,
+                &alice,
+                Operation::Join,
+                Some("user.bob.inbox"),
+                None
+            ),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            decide(&policy, &alice, Operation::Join, Some("admins"), None),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn roles_come_from_an_array_or_a_string_claim() {
+        let policy = Policy::parse(CHAT, "test").expect("valid");
+        let array = user("a", json!({"roles": ["reader", "admin"]}));
+        let string = user("b", json!({"roles": "admin"}));
+        let none = user("c", json!({"roles": ["reader"]}));
+        for admin in [&array, &string] {
+            assert_eq!(
+                decide(
+                    &policy,
+                    admin,
+                    Operation::SendToGroup,
+                    Some("announcements"),
+                    None
+                ),
+                Decision::Allow
+            );
+        }
+        assert!(matches!(
+            decide(
+                &policy,
+                &none,
+                Operation::SendToGroup,
+                Some("announcements"),
+                None
+            ),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn claim_rules_check_verified_claims() {
+        let policy = Policy::parse(CHAT, "test").expect("valid");
+        let inside = user("a", json!({"email": "a@Contoso.com"}));
+        let outside = user("b", json!({"email": "b@contoso.com.evil.example"}));
+        let bare = user("c", json!({"email": "@contoso.com"}));
+        assert_eq!(
+            decide(&policy, &inside, Operation::SendToUser, None, Some("bob")),
+            Decision::Allow
+        );
+        assert!(matches!(
+            decide(&policy, &outside, Operation::SendToUser, None, Some("bob")),
+            Decision::Deny(_)
+        ));
+        assert!(matches!(
+            decide(&policy, &bare, Operation::SendToUser, None, Some("bob")),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn membership_rules_defer_to_the_service() {
+        let policy = Policy::parse(CHAT, "test").expect("valid");
+        let alice = user("alice", json!({}));
+        assert_eq!(
+            decide(
+                &policy,
+                &alice,
+                Operation::SendToGroup,
+                Some("room-9"),
+                None
+            ),
+            Decision::AllowIfMember
+        );
+    }
+
+    #[test]
+    fn admin_operations_need_the_role() {
+        let policy = Policy::parse(CHAT, "test").expect("valid");
+        let admin = user("root", json!({"roles": ["admin"]}));
+        let alice = user("alice", json!({}));
+        assert_eq!(
+            decide(
+                &policy,
+                &admin,
+                Operation::AddUserToGroup,
+                Some("room-1"),
+                Some("bob")
+            ),
+            Decision::Allow
+        );
+        assert!(matches!(
+            decide(
+                &policy,
+                &alice,
+                Operation::AddUserToGroup,
+                Some("room-1"),
+                Some("bob")
+            ),
+            Decision::Deny(_)
+        ));
+        assert_eq!(
+            decide(
+                &policy,
+                &admin,
+                Operation::RemoveUserFromAllGroups,
+                None,
+                Some("bob")
+            ),
+            Decision::Allow
+        );
+        assert!(matches!(
+            decide(
+                &policy,
+                &alice,
+                Operation::RemoveUserFromGroup,
+                Some("room-1"),
+                Some("bob")
+            ),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn the_default_policy_allows_only_the_callers_own_groups() {
+        let policy = Policy::default_policy();
+        let alice = user("alice", json!({}));
+        assert_eq!(
+            decide(&policy, &alice, Operation::Join, Some("user.alice"), None),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(
+                &policy,
+                &alice,
+                Operation::SendToGroup,
+                Some("user.alice.notes"),
+                None
+            ),
+            Decision::Allow
+        );
+        for group in ["user.bob", "room-1", "user.alice-evil"] {
+            assert!(
+                matches!(
+                    decide(&policy, &alice, Operation::Join, Some(group), None),
+                    Decision::Deny(_)
+                ),
+                "{group}"
+            );
+        }
+        assert!(matches!(
+            decide(&policy, &alice, Operation::SendToUser, None, Some("bob")),
+            Decision::Deny(_)
+        ));
+    }
+
+    #[test]
+    fn web_pubsub_grants_are_filled_from_the_user() {
+        let policy = Policy::parse(CHAT, "test").expect("valid");
+        let grants = policy.web_pubsub_connect(&user("alice", json!({})));
+        assert_eq!(grants.groups, vec!["user.alice"]);
+        assert_eq!(grants.roles, vec!["webpubsub.joinLeaveGroup.user.alice"]);
+    }
+
+    #[test]
+    fn invalid_policies_are_refused_with_a_location() {
+        let cases = [
+            (r#"{"rules": [{"operations": ["join"]}]}"#, "needs `groups`"),
+            (
+                r#"{"rules": [{"operations": ["sendToUser"]}]}"#,
+                "needs `users`",
+            ),
+            (
+                r#"{"rules": [{"operations": ["fly"], "groups": ["*"]}]}"#,
+                "unknown variant",
+            ),
+            (
+                r#"{"rules": [{"operations": ["join"], "groups": ["a{x}"]}]}"#,
+                "rules[0].groups",
+            ),
+            (r#"{"rules": [], "extra": 1}"#, "unknown field"),
+            (
+                r#"{"rules": [{"operations": ["join"], "groups": ["*"], "require": {"senderIsMember": true}}]}"#,
+                "senderIsMember",
+            ),
+            (
+                r#"{"rules": [{"operations": ["join"], "groups": ["*"], "require": {"claims": [{"claim": "x"}]}}]}"#,
+                "exactly one",
+            ),
+            (
+                r#"{"rules": [], "webPubSubConnect": {"groups": ["room-*"]}}"#,
+                "wildcard",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = Policy::parse(text, "test").expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(GroupName::parse("room-1").is_ok());
+        assert!(GroupName::parse(&"g".repeat(1024)).is_ok());
+        for bad in ["", "   ", "a\u{7}b", &"g".repeat(1025)] {
+            assert!(GroupName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

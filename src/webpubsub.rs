@@ -1,0 +1,299 @@
+//! The Azure Web PubSub event-handler protocol (CloudEvents over HTTP, binary mode):
+//! the abuse-protection handshake, `ce-signature`, and the connect event's body
+//! (`shared/spec/webpubsub-and-identity.md` §1).
+//!
+//! The signature binds only the connection id (§1.5), so it proves the request came from a
+//! holder of the access key for *that* connection; the event body is trusted no further than
+//! that. The `WebHook-Request-Origin` must be the host of the configured connection string.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::config::WebPubSubSettings;
+use crate::invocation::HttpRequestData;
+
+/// `ce-type` of the blocking connect event.
+pub const CONNECT_EVENT: &str = "azure.webpubsub.sys.connect";
+/// Prefix of every system event.
+pub const SYSTEM_EVENT_PREFIX: &str = "azure.webpubsub.sys.";
+/// The abuse-protection request and answer headers.
+pub const REQUEST_ORIGIN_HEADER: &str = "WebHook-Request-Origin";
+/// The header that answers the abuse-protection handshake.
+pub const ALLOWED_ORIGIN_HEADER: &str = "WebHook-Allowed-Origin";
+/// Longest accepted `ce-signature` value (two entries are ~150 characters).
+const MAX_SIGNATURE_CHARS: usize = 1024;
+/// Most `sha256=` entries considered.
+const MAX_SIGNATURE_ENTRIES: usize = 8;
+/// Longest accepted connection id.
+const MAX_CONNECTION_ID_CHARS: usize = 256;
+
+/// Why a Web PubSub request was refused. Messages never contain a key or a signature.
+#[derive(Debug, thiserror::Error)]
+pub enum WebPubSubError {
+    /// The handshake or event came without `WebHook-Request-Origin` (400).
+    #[error("no single WebHook-Request-Origin header")]
+    MissingOrigin,
+    /// The handshake names a host other than the configured service (400).
+    #[error("WebHook-Request-Origin {0:?} is not the configured Web PubSub host")]
+    OriginNotAllowed(String),
+    /// The event's signature, connection id or origin does not check out (401).
+    #[error("event not authenticated: {0}")]
+    NotAuthenticated(&'static str),
+    /// The event type is not one this handler serves (400).
+    #[error("unsupported event type {0:?}")]
+    UnsupportedEvent(String),
+    /// The connect body is not the documented shape (400).
+    #[error("malformed connect event body: {0}")]
+    MalformedBody(String),
+    /// The method is neither OPTIONS nor POST (405).
+    #[error("method {0:?} is not OPTIONS or POST")]
+    Method(String),
+}
+
+/// The connect event's body (spec §1.6). Maps are string → array of strings; unknown fields are
+/// tolerated because the service may add some.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectEvent {
+    /// Query parameters of the client's connect request.
+    #[serde(default)]
+    pub query: HashMap<String, Vec<String>>,
+    /// Headers of the client's connect request.
+    #[serde(default)]
+    pub headers: HashMap<String, Vec<String>>,
+    /// Subprotocols the client offered.
+    #[serde(default)]
+    pub subprotocols: Vec<String>,
+    /// Client certificates the service received in the TLS handshake.
+    #[serde(default)]
+    pub client_certificates: Vec<ReportedCertificate>,
+}
+
+/// One entry of `clientCertificates`.
+#[derive(Debug, Deserialize)]
+pub struct ReportedCertificate {
+    /// SHA-1 thumbprint as the service reports it.
+    pub thumbprint: String,
+    /// The PEM of the certificate, when the service sends it.
+    #[serde(default)]
+    pub content: Option<String>,
+}
+
+impl ConnectEvent {
+    /// Parses the body; an absent or empty body is an event with nothing in it.
+    pub fn parse(body: Option<&[u8]>) -> Result<Self, WebPubSubError> {
+        match body {
+            None => Ok(Self::default()),
+            Some(body) if body.iter().all(u8::is_ascii_whitespace) => Ok(Self::default()),
+            // serde's message can quote the input (a token, say), so only its category and
+            // position are kept.
+            Some(body) => serde_json::from_slice(body).map_err(|error| {
+                WebPubSubError::MalformedBody(format!(
+                    "{:?} error at line {} column {}",
+                    error.classify(),
+                    error.line(),
+                    error.column()
+                ))
+            }),
+        }
+    }
+
+    /// All values of a header of the client's request, looked up case-insensitively.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+            .flat_map(|(_, values)| values.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// All values of a query parameter of the client's request.
+    pub fn query_values(&self, name: &str) -> Vec<&str> {
+        self.query
+            .get(name)
+            .map(|values| values.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The abuse-protection answer: the allowed host when the request names it.
+pub fn allowed_origin(
+    settings: &WebPubSubSettings,
+    request: &HttpRequestData,
+) -> Result<String, WebPubSubError> {
+    let origin =
+        single_header(request, REQUEST_ORIGIN_HEADER).ok_or(WebPubSubError::MissingOrigin)?;
+    let host = settings.connection.host();
+    if origin.eq_ignore_ascii_case(&host) {
+        Ok(host)
+    } else {
+        Err(WebPubSubError::OriginNotAllowed(
+            origin.chars().take(256).collect(),
+        ))
+    }
+}
+
+/// An authenticated event: its type and connection id, after the origin and `ce-signature`
+/// were checked against the primary and secondary access keys.
+#[derive(Debug)]
+pub struct AuthenticatedEvent {
+    /// `ce-type`.
+    pub event_type: String,
+    /// `ce-connectionId`, the value the signature covers.
+    pub connection_id: String,
+}
+
+/// Checks origin, connection id and signature of an event request.
+pub fn authenticate_event(
+    settings: &WebPubSubSettings,
+    request: &HttpRequestData,
+) -> Result<AuthenticatedEvent, WebPubSubError> {
+    let origin = single_header(request, REQUEST_ORIGIN_HEADER).ok_or(
+        WebPubSubError::NotAuthenticated("no single WebHook-Request-Origin header"),
+    )?;
+    if !origin.eq_ignore_ascii_case(&settings.connection.host()) {
+        return Err(WebPubSubError::NotAuthenticated(
+            "WebHook-Request-Origin is not the configured Web PubSub host",
+        ));
+    }
+    let connection_id = single_header(request, "ce-connectionId")
+        .filter(|id| !id.is_empty() && id.len() <= MAX_CONNECTION_ID_CHARS)
+        .ok_or(WebPubSubError::NotAuthenticated(
+            "no single, bounded ce-connectionId header",
+        ))?;
+    let signature = single_header(request, "ce-signature").ok_or(
+        WebPubSubError::NotAuthenticated("no single ce-signature header"),
+    )?;
+    let mut keys: Vec<&SecretString> = vec![settings.connection.access_key()];
+    keys.extend(settings.secondary_key.as_ref());
+    if !signature_matches(signature, connection_id, &keys) {
+        return Err(WebPubSubError::NotAuthenticated(
+            "ce-signature matches no access key for this connection id",
+        ));
+    }
+    let event_type = single_header(request, "ce-type")
+        .filter(|event_type| !event_type.is_empty())
+        .ok_or_else(|| WebPubSubError::UnsupportedEvent(String::new()))?;
+    Ok(AuthenticatedEvent {
+        event_type: event_type.to_owned(),
+        connection_id: connection_id.to_owned(),
+    })
+}
+
+/// True when some `sha256=<hex>` entry of `header` is HMAC-SHA256(key, connection id) for one
+/// of `keys`. The key is the AccessKey string's UTF-8 bytes (spec §1.5); hex is compared
+/// case-insensitively by decoding it, and the MAC comparison is constant-time.
+pub fn signature_matches(header: &str, connection_id: &str, keys: &[&SecretString]) -> bool {
+    if header.len() > MAX_SIGNATURE_CHARS {
+        return false;
+    }
+    let mut matched = false;
+    for entry in header
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .take(MAX_SIGNATURE_ENTRIES)
+    {
+        let Some(hex) = entry
+            .get(..7)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("sha256="))
+            .and_then(|_| entry.get(7..))
+        else {
+            continue;
+        };
+        let Some(digest) = decode_hex(hex) else {
+            continue;
+        };
+        for key in keys {
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key.expose_secret().as_bytes()) else {
+                continue;
+            };
+            mac.update(connection_id.as_bytes());
+            // Every entry and key is tried, so the time taken does not tell which one matched.
+            matched |= mac.verify_slice(&digest).is_ok();
+        }
+    }
+    matched
+}
+
+/// The signature a key produces for a connection id, lower-case hex (for tests and tools).
+pub fn sign(key: &str, connection_id: &str) -> Option<String> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).ok()?;
+    mac.update(connection_id.as_bytes());
+    Some(
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect(),
+    )
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() != 64 {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(hex.get(index..index + 2)?, 16).ok())
+        .collect()
+}
+
+/// The one value of a header; absent or repeated gives `None`.
+fn single_header<'a>(request: &'a HttpRequestData, name: &str) -> Option<&'a str> {
+    match request.header_values(name).as_slice() {
+        [value] => Some(value.trim()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMULATOR_KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH";
+
+    #[test]
+    fn matches_the_spec_test_vector() {
+        assert_eq!(
+            sign(EMULATOR_KEY, "conn1").as_deref(),
+            Some("8de7281e588e23b0a30a7180ffa240257b8176e983004c240c9f3f7a7233c993")
+        );
+    }
+
+    #[test]
+    fn accepts_either_key_and_either_hex_case() {
+        let primary = SecretString::from("insecure-primary");
+        let secondary = SecretString::from(EMULATOR_KEY);
+        let keys = [&primary, &secondary];
+        let good = sign(EMULATOR_KEY, "conn1").expect("signs");
+        let other = sign("insecure-other", "conn1").expect("signs");
+        for header in [
+            format!("sha256={good}"),
+            format!("sha256={}", good.to_ascii_uppercase()),
+            format!("sha256={other}, sha256={good}"),
+            format!("SHA256={good}"),
+        ] {
+            assert!(signature_matches(&header, "conn1", &keys), "{header}");
+        }
+        for header in [
+            String::new(),
+            format!("sha256={other}"),
+            format!("sha1={good}"),
+            format!("sha256={}", &good[..62]),
+            format!("sha256={}zz", &good[..62]),
+            good.clone(),
+        ] {
+            assert!(!signature_matches(&header, "conn1", &keys), "{header}");
+        }
+        assert!(!signature_matches(
+            &format!("sha256={good}"),
+            "conn2",
+            &keys
+        ));
+    }
+}

@@ -1,0 +1,473 @@
+//! The client side (spec §5): negotiate, the WebSocket connect, and the per-connection socket task.
+//!
+//! Only the WebSockets transport is offered; negotiate says so, so clients never try Server-Sent Events or
+//! long polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::app::{
+    AppState, PendingConnection, QueryParams, bearer_token, random_id, request_host, unauthorized,
+};
+use crate::auth::{Audience, TokenError};
+use crate::error::ApiError;
+use crate::hub::{ConnectionSlot, Frame, Hub, Peer, PeerInbox};
+use crate::names::{HubName, UserId};
+use crate::protocol::{self, ClientMessage, RECORD_SEPARATOR};
+
+/// Largest WebSocket message, and largest unterminated record, a client may send.
+const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Frames written to a socket before one flush.
+const WRITE_BATCH: usize = 256;
+
+/// Largest WebSocket message made by joining queued frames.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// A write that takes longer than this means the client is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `POST /client/negotiate?hub=…[&negotiateVersion=1]`.
+pub(crate) async fn negotiate(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let query = QueryParams::parse(uri.query());
+    let hub = hub_from_query(&query)?;
+    let token = bearer_token(&headers)
+        .or_else(|| query.last("access_token"))
+        .ok_or_else(|| unauthorized(TokenError::Missing))?;
+    let verified = app
+        .validator
+        .verify(
+            token,
+            request_host(&headers),
+            Audience::Client { hub: &hub },
+        )
+        .map_err(unauthorized)?;
+    let user = verified.user_id.as_deref().map(UserId::parse).transpose()?;
+    let version = query
+        .last("negotiateVersion")
+        .and_then(|value| value.parse::<i64>().ok())
+        .unwrap_or(0);
+
+    let connection_id: Arc<str> = Arc::from(random_id(16));
+    let id_for_connect = if version >= 1 {
+        random_id(32)
+    } else {
+        connection_id.to_string()
+    };
+    {
+        let mut pending = app.pending.lock();
+        if pending.len() >= app.config.max_connections {
+            return Err(ApiError::TooManyConnections);
+        }
+        pending.insert(
+            id_for_connect.clone(),
+            PendingConnection {
+                connection_id: Arc::clone(&connection_id),
+                hub: hub.clone(),
+                user: user.clone(),
+                negotiated_at: Instant::now(),
+            },
+        );
+    }
+    tracing::debug!(
+        hub = hub.as_str(),
+        connection_id = %connection_id,
+        user = user.as_ref().map(UserId::as_str),
+        negotiate_version = version,
+        "negotiated"
+    );
+    let transports = json!([{"transport": "WebSockets", "transferFormats": ["Text"]}]);
+    let body = if version >= 1 {
+        json!({
+            "negotiateVersion": 1,
+            "connectionId": &*connection_id,
+            "connectionToken": id_for_connect,
+            "availableTransports": transports,
+        })
+    } else {
+        json!({"negotiateVersion": 0, "connectionId": &*connection_id, "availableTransports": transports})
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// `GET /client/?hub=…&id=…`: the WebSocket upgrade.
+pub(crate) async fn connect(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let query = QueryParams::parse(uri.query());
+    let hub_name = hub_from_query(&query)?;
+    let token = bearer_token(&headers)
+        .or_else(|| query.last("access_token"))
+        .ok_or_else(|| unauthorized(TokenError::Missing))?;
+    let verified = app
+        .validator
+        .verify(
+            token,
+            request_host(&headers),
+            Audience::Client { hub: &hub_name },
+        )
+        .map_err(unauthorized)?;
+    let user = verified.user_id.as_deref().map(UserId::parse).transpose()?;
+    let Ok(upgrade) = upgrade else {
+        return Err(ApiError::BadRequest(
+            "This emulator supports only the WebSockets transport.".to_owned(),
+        ));
+    };
+
+    let connection_id = match query.single("id")? {
+        Some(id) => take_pending(&app, id, &hub_name, user.as_ref())?,
+        // Without an id the client skipped negotiation, which WebSockets allows.
+        None => Arc::from(random_id(16)),
+    };
+    let slot = app
+        .registry
+        .reserve_connection()
+        .ok_or(ApiError::TooManyConnections)?;
+    let hub = app.registry.hub(&hub_name);
+    let task_token = app.tasks.token();
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            let session = Session {
+                app,
+                hub,
+                hub_name,
+                connection_id,
+                user,
+                _slot: slot,
+            };
+            session.run(socket).await;
+            drop(task_token);
+        }))
+}
+
+fn hub_from_query(query: &QueryParams) -> Result<HubName, ApiError> {
+    let hub = query
+        .single("hub")?
+        .ok_or_else(|| ApiError::BadRequest("The query parameter 'hub' is required.".to_owned()))?;
+    Ok(HubName::parse(hub, None)?)
+}
+
+/// Uses up a negotiation: it must exist, be younger than the connection-token lifetime, be for this hub, and
+/// belong to the same user (as ASP.NET Core checks).
+fn take_pending(
+    app: &AppState,
+    id: &str,
+    hub: &HubName,
+    user: Option<&UserId>,
+) -> Result<Arc<str>, ApiError> {
+    let not_found = ApiError::NotFound {
+        error_code: None,
+        message: "No connection with that ID was negotiated, or it expired.",
+    };
+    let pending = app.pending.lock().remove(id).ok_or(not_found)?;
+    let age = Instant::now().duration_since(pending.negotiated_at);
+    if age > app.config.timings.connection_token_lifetime || &pending.hub != hub {
+        return Err(ApiError::NotFound {
+            error_code: None,
+            message: "No connection with that ID was negotiated, or it expired.",
+        });
+    }
+    if pending.user.as_ref() != user {
+        return Err(ApiError::Forbidden(
+            "The connection was negotiated by another user.",
+        ));
+    }
+    Ok(pending.connection_id)
+}
+
+/// One connected client, from the handshake to the end.
+struct Session {
+    app: Arc<AppState>,
+    hub: Arc<Hub>,
+    hub_name: HubName,
+    connection_id: Arc<str>,
+    user: Option<UserId>,
+    _slot: ConnectionSlot,
+}
+
+/// Why a session ended, and what the client is told.
+enum Ending {
+    /// The client closed or vanished: nothing more to send.
+    ClientLeft,
+    /// Send a close message with this error, then close the socket.
+    Close {
+        error: Option<String>,
+        allow_reconnect: bool,
+    },
+}
+
+impl Session {
+    async fn run(self, mut socket: WebSocket) {
+        let mut buffer = String::new();
+        let handshake = timeout(
+            self.app.config.timings.handshake_timeout,
+            read_record(&mut socket, &mut buffer),
+        )
+        .await;
+        let record = match handshake {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(_elapsed) => {
+                tracing::debug!(connection_id = %self.connection_id, "handshake timed out");
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        };
+        if let Err(error) = protocol::parse_handshake(&record) {
+            tracing::debug!(connection_id = %self.connection_id, %error, "handshake refused");
+            let _ = socket
+                .send(Message::text(protocol::handshake_error(&error.to_string())))
+                .await;
+            let _ = socket.send(Message::Close(None)).await;
+            return;
+        }
+        if socket
+            .send(Message::text(protocol::HANDSHAKE_OK))
+            .await
+            .is_err()
+        {
+            return;
+        }
+
+        let (peer, inbox) = Peer::new(
+            Arc::clone(&self.connection_id),
+            self.user.clone(),
+            self.app.config.outbound_queue_capacity,
+        );
+        self.hub.connect(Arc::clone(&peer), Instant::now());
+        tracing::debug!(
+            hub = self.hub_name.as_str(),
+            connection_id = %self.connection_id,
+            user = self.user.as_ref().map(UserId::as_str),
+            "client connected"
+        );
+
+        let ending = self.pump(&mut socket, &peer, inbox, buffer).await;
+        self.hub.disconnect(&self.connection_id);
+        if let Ending::Close {
+            error,
+            allow_reconnect,
+        } = &ending
+        {
+            let close = protocol::close(error.as_deref(), *allow_reconnect);
+            let _ = timeout(WRITE_TIMEOUT, socket.send(Message::text(close))).await;
+            let frame = CloseFrame {
+                code: close_code::NORMAL,
+                reason: "".into(),
+            };
+            let _ = timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+        }
+        tracing::debug!(
+            hub = self.hub_name.as_str(),
+            connection_id = %self.connection_id,
+            "client disconnected"
+        );
+    }
+
+    /// Moves frames both ways until one side ends the connection.
+    async fn pump(
+        &self,
+        socket: &mut WebSocket,
+        peer: &Peer,
+        mut inbox: PeerInbox,
+        mut buffer: String,
+    ) -> Ending {
+        let timings = &self.app.config.timings;
+        // Whatever followed the handshake in the same message is already a record or the start of one.
+        if let Some(ending) = self.handle_records(socket, &mut buffer).await {
+            return ending;
+        }
+        let mut batch: Vec<Frame> = Vec::with_capacity(WRITE_BATCH);
+        let mut last_write = Instant::now();
+        let mut last_read = Instant::now();
+        // The timers are moved only when they fire, not on every message: a message just updates the
+        // timestamps, and a timer that fires early is pushed back to the real deadline.
+        let ping_timer = sleep_until(last_write + timings.keep_alive_interval);
+        let idle_timer = sleep_until(last_read + timings.client_timeout);
+        tokio::pin!(ping_timer, idle_timer);
+        loop {
+            tokio::select! {
+                biased;
+                () = inbox.closing.cancelled() => {
+                    return Ending::Close { error: peer.close_reason(), allow_reconnect: true };
+                }
+                () = self.app.shutdown.cancelled() => {
+                    return Ending::Close {
+                        error: Some("Server is shutting down.".to_owned()),
+                        allow_reconnect: true,
+                    };
+                }
+                count = inbox.frames.recv_many(&mut batch, WRITE_BATCH) => {
+                    if count == 0 {
+                        return Ending::ClientLeft;
+                    }
+                    if !write_batch(socket, &mut batch).await {
+                        return Ending::ClientLeft;
+                    }
+                    last_write = Instant::now();
+                }
+                incoming = socket.next() => {
+                    last_read = Instant::now();
+                    match incoming {
+                        Some(Ok(Message::Text(text))) => {
+                            if buffer.len() + text.len() > MAX_CLIENT_MESSAGE_BYTES {
+                                return protocol_error("The message is too large.");
+                            }
+                            buffer.push_str(text.as_str());
+                            if let Some(ending) = self.handle_records(socket, &mut buffer).await {
+                                return ending;
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            return protocol_error("Binary messages are not part of the JSON hub protocol.");
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return Ending::ClientLeft,
+                    }
+                }
+                () = &mut ping_timer => {
+                    let due = last_write + timings.keep_alive_interval;
+                    if Instant::now() >= due {
+                        if !send_text(socket, protocol::PING).await {
+                            return Ending::ClientLeft;
+                        }
+                        last_write = Instant::now();
+                    }
+                    ping_timer.as_mut().reset(last_write + timings.keep_alive_interval);
+                }
+                () = &mut idle_timer => {
+                    let due = last_read + timings.client_timeout;
+                    if Instant::now() >= due {
+                        tracing::debug!(connection_id = %self.connection_id, "client timed out");
+                        return Ending::Close {
+                            error: Some("Server timeout elapsed without receiving a message from the client.".to_owned()),
+                            allow_reconnect: false,
+                        };
+                    }
+                    idle_timer.as_mut().reset(due);
+                }
+            }
+        }
+    }
+
+    /// Acts on every complete record in `buffer`.
+    async fn handle_records(&self, socket: &mut WebSocket, buffer: &mut String) -> Option<Ending> {
+        while let Some(end) = buffer.find(RECORD_SEPARATOR) {
+            let record: String = buffer.drain(..=end).collect();
+            let record = record.trim_end_matches(RECORD_SEPARATOR);
+            match protocol::parse_client_message(record) {
+                Ok(ClientMessage::Ping | ClientMessage::Ignored(_)) => {}
+                Ok(ClientMessage::Close) => return Some(Ending::ClientLeft),
+                Ok(ClientMessage::Invocation {
+                    invocation_id,
+                    target,
+                }) => {
+                    tracing::debug!(
+                        connection_id = %self.connection_id,
+                        target,
+                        "client invocation dropped: this emulator has no upstream"
+                    );
+                    if let Some(invocation_id) = invocation_id {
+                        let error = format!(
+                            "Invocation failed: the emulator has no upstream for '{target}'."
+                        );
+                        let completion = protocol::completion_error(&invocation_id, &error);
+                        if !send_text(socket, &completion).await {
+                            return Some(Ending::ClientLeft);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(connection_id = %self.connection_id, %error, "bad message from client");
+                    return Some(protocol_error("Connection closed with an error."));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn protocol_error(error: &str) -> Ending {
+    Ending::Close {
+        error: Some(error.to_owned()),
+        allow_reconnect: false,
+    }
+}
+
+/// Writes queued frames and flushes once, so a burst costs one system call rather than one per frame.
+///
+/// Frames that are waiting together are joined into one WebSocket message (up to `COALESCE_BYTES`): the
+/// JSON hub protocol allows several records per message, and clients parse one message far faster than
+/// many. A lone frame goes out as it is, with no copy.
+async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> bool {
+    let write = async {
+        if batch.len() == 1
+            && let Some(frame) = batch.pop()
+        {
+            socket.feed(Message::Text(frame)).await?;
+            return socket.flush().await;
+        }
+        let mut joined = String::new();
+        for frame in batch.drain(..) {
+            if joined.is_empty() && frame.len() >= COALESCE_BYTES {
+                socket.feed(Message::Text(frame)).await?;
+                continue;
+            }
+            if joined.len() + frame.len() > COALESCE_BYTES {
+                socket
+                    .feed(Message::text(std::mem::take(&mut joined)))
+                    .await?;
+            }
+            joined.push_str(frame.as_str());
+        }
+        if !joined.is_empty() {
+            socket.feed(Message::text(joined)).await?;
+        }
+        socket.flush().await
+    };
+    matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
+}
+
+async fn send_text(socket: &mut WebSocket, text: &str) -> bool {
+    matches!(
+        timeout(WRITE_TIMEOUT, socket.send(Message::text(text))).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Reads messages until `buffer` holds a full record; returns it and leaves the rest in `buffer`.
+async fn read_record(socket: &mut WebSocket, buffer: &mut String) -> Option<String> {
+    loop {
+        if let Some(end) = buffer.find(RECORD_SEPARATOR) {
+            let record: String = buffer.drain(..=end).collect();
+            return Some(record.trim_end_matches(RECORD_SEPARATOR).to_owned());
+        }
+        match socket.next().await? {
+            Ok(Message::Text(text)) => {
+                if buffer.len() + text.len() > MAX_CLIENT_MESSAGE_BYTES {
+                    return None;
+                }
+                buffer.push_str(text.as_str());
+            }
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(Message::Binary(_) | Message::Close(_)) | Err(_) => return None,
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `signalr-emulator`: parses flags, prints the connection string, and runs the library until Ctrl-C or
+//! SIGTERM.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::{Context, bail};
+use signalr_emulator::{AccessKey, Config, DEFAULT_PORT, Emulator};
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "\
+signalr-emulator: a local Azure SignalR Service emulator (serverless mode)
+
+USAGE:
+    signalr-emulator [--port PORT] [--bind ADDRESS] [--access-key KEY]...
+
+OPTIONS:
+    --port PORT         Port to listen on (default 8888; 0 picks a free port, printed on start)
+    --bind ADDRESS      Address to listen on (default 127.0.0.1)
+    --access-key KEY    Access key that signs tokens; give it twice for a primary and a secondary key.
+                        Default: the well-known, insecure development key of Microsoft's emulator.
+    -h, --help          Show this help
+
+On start, the connection string is printed as the only line on stdout. Logs go to stderr; set
+RUST_LOG=signalr_emulator=debug to see every connection, REST call and delivery.";
+
+/// What the user typed, before it is checked.
+struct Flags {
+    port: u16,
+    bind: IpAddr,
+    access_keys: Vec<String>,
+}
+
+fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option<Flags>> {
+    let mut flags = Flags {
+        port: DEFAULT_PORT,
+        bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        access_keys: Vec::new(),
+    };
+    let mut arguments = arguments.peekable();
+    while let Some(argument) = arguments.next() {
+        let (name, inline_value) = match argument.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => {
+                (name.to_owned(), Some(value.to_owned()))
+            }
+            _ => (argument.clone(), None),
+        };
+        let mut value = |flag: &str| {
+            inline_value
+                .clone()
+                .or_else(|| arguments.next())
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        match name.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--port" => {
+                let text = value("--port")?;
+                flags.port = text
+                    .parse()
+                    .with_context(|| format!("--port {text}: not a port number (0-65535)"))?;
+            }
+            "--bind" => {
+                let text = value("--bind")?;
+                flags.bind = text
+                    .parse()
+                    .with_context(|| format!("--bind {text}: not an IP address"))?;
+            }
+            "--access-key" => flags.access_keys.push(value("--access-key")?),
+            other => bail!("unknown argument {other:?}; see --help"),
+        }
+    }
+    Ok(Some(flags))
+}
+
+fn config_from(flags: &Flags) -> anyhow::Result<Config> {
+    if flags.access_keys.len() > 2 {
+        bail!("--access-key may be given at most twice (primary and secondary)");
+    }
+    let keys = flags
+        .access_keys
+        .iter()
+        .map(|key| AccessKey::parse(key).context("--access-key"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut config = Config::new(AccessKey::insecure_dev());
+    if !keys.is_empty() {
+        config.access_keys = keys;
+    }
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let Some(flags) = parse_flags(std::env::args().skip(1))? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    let config = config_from(&flags)?;
+    let address = SocketAddr::new(flags.bind, flags.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}; is another emulator running?"))?;
+    let emulator = Emulator::start(listener, config, shutdown_signal())?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", emulator.connection_string())?;
+    stdout.flush()?;
+    drop(stdout);
+    if flags.access_keys.is_empty() {
+        tracing::warn!(
+            "using the well-known insecure development access key; pass --access-key for anything else"
+        );
+    }
+    tracing::info!(port = emulator.port(), "SignalR emulator listening");
+    emulator
+        .wait()
+        .await
+        .context("the emulator stopped with an error")?;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Integration tests: an emulator on port 0, real HTTP and WebSocket clients over loopback.
+
+mod auth;
+mod client;
+mod helpers;
+mod rest;
