@@ -82,8 +82,15 @@ impl HostProcess {
 }
 
 impl Drop for HostProcess {
+    /// SIGTERM, so the host stops its handler (a SIGKILL would leave the handler running).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        if !terminated {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

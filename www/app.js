@@ -1,0 +1,222 @@
+// Demo page: sign in at the dev identity provider, connect through the app's negotiate function,
+// join groups and send messages through the app's functions. Everything user-supplied is written
+// with textContent, never as HTML.
+'use strict';
+
+(() => {
+  const API = '/api';
+  const TARGET = 'newMessage';
+  const DEFAULT_IDP = 'http://localhost:7072';
+
+  const $ = (id) => document.getElementById(id);
+  const state = { token: null, user: null, connection: null, groups: new Set() };
+
+  // The identity provider URL: ?idp=… (tests, other ports), then the last one used, then the default.
+  const params = new URLSearchParams(window.location.search);
+  $('idp-url').value = params.get('idp') || localStorage.getItem('demo.idp') || DEFAULT_IDP;
+
+  function log(text, ok = true) {
+    const item = document.createElement('li');
+    item.className = ok ? '' : 'bad';
+    const time = document.createElement('span');
+    time.className = 'time';
+    time.textContent = new Date().toLocaleTimeString();
+    item.append(time, text);
+    $('log').prepend(item);
+  }
+
+  function setResult(element, text, ok) {
+    element.textContent = text;
+    element.className = `result ${ok ? 'ok' : 'bad'}`;
+  }
+
+  function decodeJwtPayload(token) {
+    const payload = token.split('.')[1] || '';
+    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes));
+  }
+
+  function refresh() {
+    const connected = state.connection?.state === signalR.HubConnectionState.Connected;
+    $('connect').disabled = !state.token || Boolean(state.connection);
+    $('disconnect').disabled = !state.connection;
+    for (const id of ['join', 'leave', 'send-group', 'send-user']) $(id).disabled = !connected;
+    $('connection-state').textContent = state.connection ? state.connection.state.toLowerCase() : 'disconnected';
+    $('joined-groups').textContent = state.groups.size ? [...state.groups].join(', ') : 'none';
+    $('send-group-name').textContent = $('group').value || '…';
+    const status = $('status');
+    if (connected) {
+      status.textContent = `Connected as ${$('connection-user').textContent}`;
+      status.className = 'pill pill-on';
+    } else {
+      status.textContent = state.user ? `Signed in as ${state.user}` : 'Signed out';
+      status.className = 'pill pill-off';
+    }
+  }
+
+  // 1. Sign in: ask the dev issuer for a token (JSON endpoint, CORS-enabled).
+  $('signin-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const idp = $('idp-url').value.trim().replace(/\/+$/, '');
+    const user = $('user').value.trim();
+    const roles = $('roles').value.split(',').map((role) => role.trim()).filter(Boolean);
+    try {
+      const response = await fetch(`${idp}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sub: user, roles }),
+      });
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.error_description || `HTTP ${response.status}`);
+      localStorage.setItem('demo.idp', idp);
+      state.token = body.access_token;
+      state.user = user;
+      const minutes = Math.round(body.expires_in / 60);
+      setResult($('signed-in-as'), `Signed in as ${user} (token valid ${minutes} min)`, true);
+      log(`signed in as ${user} at ${idp}`);
+    } catch (error) {
+      state.token = null;
+      state.user = null;
+      setResult($('signed-in-as'), `Sign-in failed: ${error.message}`, false);
+      log(`sign-in failed: ${error.message}`, false);
+    }
+    refresh();
+  });
+
+  // The SignalR client negotiates itself; this HTTP client only reads the user id the service
+  // token carries (asrs.s.uid), which the handler took from the verified app token.
+  class InspectingHttpClient extends signalR.DefaultHttpClient {
+    async send(request) {
+      const response = await super.send(request);
+      if (request.url.includes(`${API}/negotiate`) && typeof response.content === 'string') {
+        try {
+          const info = JSON.parse(response.content);
+          $('connection-user').textContent = decodeJwtPayload(info.accessToken)['asrs.s.uid'] ?? '(none)';
+        } catch {
+          $('connection-user').textContent = '(unreadable)';
+        }
+      }
+      return response;
+    }
+  }
+
+  // 2. Connect through /api/negotiate with the app token.
+  $('connect').addEventListener('click', async () => {
+    const connection = new signalR.HubConnectionBuilder()
+      .withUrl(API, {
+        accessTokenFactory: () => state.token,
+        httpClient: new InspectingHttpClient(signalR.NullLogger.instance),
+      })
+      .configureLogging(signalR.LogLevel.Warning)
+      .build();
+    connection.on(TARGET, (message) => showMessage(message));
+    connection.onclose((error) => {
+      state.connection = null;
+      state.groups.clear();
+      $('connection-user').textContent = '—';
+      log(error ? `connection closed: ${error.message}` : 'disconnected', !error);
+      refresh();
+    });
+    state.connection = connection;
+    refresh();
+    try {
+      await connection.start();
+      log(`connected (connection ${connection.connectionId})`);
+    } catch (error) {
+      state.connection = null;
+      $('connection-user').textContent = '—';
+      log(`connect failed: ${error.message}`, false);
+    }
+    refresh();
+  });
+
+  $('disconnect').addEventListener('click', async () => {
+    await state.connection?.stop();
+  });
+
+  async function callFunction(name, body) {
+    const response = await fetch(`${API}/${name}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${state.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    let detail = '';
+    try {
+      const json = await response.json();
+      detail = json.error ? ` ${json.error}${json.error_description ? `: ${json.error_description}` : ''}` : '';
+    } catch {
+      detail = '';
+    }
+    log(`${name} → ${response.status}${detail}`, response.ok);
+    return response.ok;
+  }
+
+  // 3. Groups: the handler adds or removes the verified caller, never a user named by the client.
+  $('group-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const group = $('group').value.trim();
+    if (await callFunction('addToGroup', { group })) state.groups.add(group);
+    refresh();
+  });
+
+  $('leave').addEventListener('click', async () => {
+    const group = $('group').value.trim();
+    if (await callFunction('removeFromGroup', { group })) state.groups.delete(group);
+    refresh();
+  });
+
+  $('group').addEventListener('input', refresh);
+
+  // 4. Send. The sender name inside the message is only what this page claims; who may send is
+  // decided by the handler from the verified token.
+  $('send-group-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const group = $('group').value.trim();
+    const text = $('send-group-text').value;
+    const sent = await callFunction('sendToGroup', {
+      group,
+      target: TARGET,
+      arguments: [{ from: state.user, via: `group ${group}`, text }],
+    });
+    if (sent) $('send-group-text').value = '';
+  });
+
+  $('send-user-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const userId = $('send-user-id').value.trim();
+    const text = $('send-user-text').value;
+    const sent = await callFunction('sendToUser', {
+      userId,
+      target: TARGET,
+      arguments: [{ from: state.user, via: `to ${userId}`, text }],
+    });
+    if (sent) $('send-user-text').value = '';
+  });
+
+  function showMessage(message) {
+    const list = $('messages');
+    list.querySelector('.empty')?.remove();
+    const item = document.createElement('li');
+    const cells = [
+      ['time', new Date().toLocaleTimeString()],
+      ['from', `${message?.from ?? '?'}`],
+      ['text', `${message?.text ?? JSON.stringify(message)}`],
+    ];
+    for (const [name, value] of cells) {
+      const cell = document.createElement('span');
+      cell.className = name;
+      cell.textContent = value;
+      if (name === 'from' && message?.via) {
+        const via = document.createElement('div');
+        via.className = 'via';
+        via.textContent = message.via;
+        cell.append(via);
+      }
+      item.append(cell);
+    }
+    list.prepend(item);
+  }
+
+  refresh();
+})();
