@@ -27,6 +27,10 @@ use crate::protocol::{self, ClientMessage, RECORD_SEPARATOR};
 /// Largest WebSocket message, and largest unterminated record, a client may send.
 const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// Read buffer per connection. Clients send little (pings, the odd invocation), and tungstenite zero-fills
+/// this much on every read, so the 128 KiB default would cost both memory and time for nothing.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Frames written to a socket before one flush.
 const WRITE_BATCH: usize = 256;
 
@@ -143,6 +147,7 @@ pub(crate) async fn connect(
     let task_token = app.tasks.token();
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             let session = Session {
                 app,
@@ -317,6 +322,15 @@ impl Session {
                 count = inbox.frames.recv_many(&mut batch, WRITE_BATCH) => {
                     if count == 0 {
                         return Ending::ClientLeft;
+                    }
+                    if count < WRITE_BATCH {
+                        // Let the runtime poll for I/O and run other ready tasks once before writing:
+                        // sends arriving meanwhile join this write instead of costing a system call each.
+                        tokio::task::yield_now().await;
+                        while batch.len() < WRITE_BATCH {
+                            let Ok(frame) = inbox.frames.try_recv() else { break };
+                            batch.push(frame);
+                        }
                     }
                     if !write_batch(socket, &mut batch).await {
                         return Ending::ClientLeft;
