@@ -37,8 +37,8 @@ const WRITE_BATCH: usize = 256;
 /// Largest WebSocket message made by joining queued frames.
 const COALESCE_BYTES: usize = 64 * 1024;
 
-/// A write that takes longer than this means the client is gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the close message may take; a client that is not reading will not get it anyway.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `POST /client/negotiate?hub=…[&negotiateVersion=1]`.
 pub(crate) async fn negotiate(
@@ -272,12 +272,12 @@ impl Session {
         } = &ending
         {
             let close = protocol::close(error.as_deref(), *allow_reconnect);
-            let _ = timeout(WRITE_TIMEOUT, socket.send(Message::text(close))).await;
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(Message::text(close))).await;
             let frame = CloseFrame {
                 code: close_code::NORMAL,
                 reason: "".into(),
             };
-            let _ = timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
         }
         tracing::debug!(
             hub = self.hub_name.as_str(),
@@ -332,7 +332,14 @@ impl Session {
                             batch.push(frame);
                         }
                     }
-                    if !write_batch(socket, &mut batch).await {
+                    // A client that stopped reading blocks this write; closing it (a REST close, or
+                    // a sender that gave up waiting) or stopping the emulator must still end it.
+                    let written = tokio::select! {
+                        written = write_batch(socket, &mut batch, timings.client_timeout) => written,
+                        () = inbox.closing.cancelled() => false,
+                        () = self.app.shutdown.cancelled() => false,
+                    };
+                    if !written {
                         return Ending::ClientLeft;
                     }
                     last_write = Instant::now();
@@ -359,7 +366,7 @@ impl Session {
                 () = &mut ping_timer => {
                     let due = last_write + timings.keep_alive_interval;
                     if Instant::now() >= due {
-                        if !send_text(socket, protocol::PING).await {
+                        if !send_text(socket, protocol::PING, timings.client_timeout).await {
                             return Ending::ClientLeft;
                         }
                         last_write = Instant::now();
@@ -403,7 +410,9 @@ impl Session {
                             "Invocation failed: the emulator has no upstream for '{target}'."
                         );
                         let completion = protocol::completion_error(&invocation_id, &error);
-                        if !send_text(socket, &completion).await {
+                        if !send_text(socket, &completion, self.app.config.timings.client_timeout)
+                            .await
+                        {
                             return Some(Ending::ClientLeft);
                         }
                     }
@@ -430,7 +439,7 @@ fn protocol_error(error: &str) -> Ending {
 /// Frames that are waiting together are joined into one WebSocket message (up to `COALESCE_BYTES`): the
 /// JSON hub protocol allows several records per message, and clients parse one message far faster than
 /// many. A lone frame goes out as it is, with no copy.
-async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> bool {
+async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>, limit: Duration) -> bool {
     let write = async {
         if batch.len() == 1
             && let Some(frame) = batch.pop()
@@ -456,12 +465,12 @@ async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> bool {
         }
         socket.flush().await
     };
-    matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
+    matches!(timeout(limit, write).await, Ok(Ok(())))
 }
 
-async fn send_text(socket: &mut WebSocket, text: &str) -> bool {
+async fn send_text(socket: &mut WebSocket, text: &str, limit: Duration) -> bool {
     matches!(
-        timeout(WRITE_TIMEOUT, socket.send(Message::text(text))).await,
+        timeout(limit, socket.send(Message::text(text))).await,
         Ok(Ok(()))
     )
 }
