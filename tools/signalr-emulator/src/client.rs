@@ -313,12 +313,7 @@ impl Session {
                 () = inbox.closing.cancelled() => {
                     return Ending::Close { error: peer.close_reason(), allow_reconnect: true };
                 }
-                () = self.app.shutdown.cancelled() => {
-                    return Ending::Close {
-                        error: Some("Server is shutting down.".to_owned()),
-                        allow_reconnect: true,
-                    };
-                }
+                () = self.app.shutdown.cancelled() => return shutting_down(),
                 count = inbox.frames.recv_many(&mut batch, WRITE_BATCH) => {
                     if count == 0 {
                         return Ending::ClientLeft;
@@ -333,14 +328,18 @@ impl Session {
                         }
                     }
                     // A client that stopped reading blocks this write; closing it (a REST close, or
-                    // a sender that gave up waiting) or stopping the emulator must still end it.
-                    let written = tokio::select! {
-                        written = write_batch(socket, &mut batch, timings.client_timeout) => written,
-                        () = inbox.closing.cancelled() => false,
-                        () = self.app.shutdown.cancelled() => false,
-                    };
-                    if !written {
-                        return Ending::ClientLeft;
+                    // a sender that gave up waiting) or stopping the emulator must still end it. The
+                    // close message then queues behind what tungstenite has already buffered.
+                    tokio::select! {
+                        written = write_batch(socket, &mut batch, timings.client_timeout) => {
+                            if !written {
+                                return Ending::ClientLeft;
+                            }
+                        }
+                        () = inbox.closing.cancelled() => {
+                            return Ending::Close { error: peer.close_reason(), allow_reconnect: true };
+                        }
+                        () = self.app.shutdown.cancelled() => return shutting_down(),
                     }
                     last_write = Instant::now();
                 }
@@ -424,6 +423,13 @@ impl Session {
             }
         }
         None
+    }
+}
+
+fn shutting_down() -> Ending {
+    Ending::Close {
+        error: Some("Server is shutting down.".to_owned()),
+        allow_reconnect: true,
     }
 }
 
