@@ -369,9 +369,26 @@ fn default_app_root(raw: &RawSettings) -> Result<PathBuf, ConfigError> {
         })
 }
 
-/// Functions that emit SignalR items must declare where they go.
+/// Functions that emit SignalR items must declare where they go, and every hub a binding names
+/// must be a literal, valid hub name: an expression such as `{query.hub}` would let callers pick
+/// the hub their token is for.
 fn check_signalr_outputs(functions: &[FunctionBindings]) -> Result<(), ConfigError> {
     for function in functions {
+        if let Some(hub) = function
+            .connection_info
+            .as_ref()
+            .and_then(|info| info.hub_name.as_deref())
+            && !is_valid_hub_name(hub)
+        {
+            return Err(ConfigError::new(
+                "function.json",
+                format!(
+                    "`{}/function.json`: the signalRConnectionInfo hubName `{hub}` is not a literal hub name \
+                     (1-128 characters, a letter first; no binding expressions)",
+                    function.function_name
+                ),
+            ));
+        }
         if !FUNCTIONS_WITH_SIGNALR_OUTPUT.contains(&function.function_name.as_str()) {
             continue;
         }
@@ -918,7 +935,14 @@ fn parse_jwt(
     let user_id_claim = raw
         .get("AUTH_USER_ID_CLAIM")
         .unwrap_or_else(|| "sub".to_owned());
+    // At least one second: with no floor, every token with a random `kid` would cost one fetch.
     let jwks_refresh_interval = parse_seconds(raw, "AUTH_JWKS_REFRESH_SECONDS", 30, 86_400)?;
+    if jwks_refresh_interval.is_zero() {
+        return Err(ConfigError::new(
+            "AUTH_JWKS_REFRESH_SECONDS",
+            "must be at least 1: it limits how often tokens with unknown key ids make the handler fetch the JWKS",
+        ));
+    }
     Ok(JwtSettings {
         issuer,
         audience,
@@ -1190,6 +1214,14 @@ mod tests {
                 "POLICY_FILE",
             ),
             (&[("POLICY_FILE", Some("host.json"))], "POLICY_FILE"),
+            (
+                &[
+                    ("AUTH_HS256_SECRET", None),
+                    ("AUTH_JWKS_URL", Some("https://idp.example.com/k")),
+                    ("AUTH_JWKS_REFRESH_SECONDS", Some("0")),
+                ],
+                "AUTH_JWKS_REFRESH_SECONDS",
+            ),
         ];
         for (overrides, expected) in cases {
             assert_eq!(&error_setting(overrides), expected, "{overrides:?}");

@@ -57,6 +57,18 @@ pub async fn run(
                         settings.signalr_setting
                     ))
                 })?;
+            // The host minted the base token for the binding's hub; a different audience means
+            // the binding and the handler disagree about the service or hub.
+            if let Some(hub) = binding.hub_name.as_deref() {
+                let expected = settings.signalr.client_audience(hub);
+                if base.audience() != Some(expected.as_str()) {
+                    return Err(configuration(format!(
+                        "the binding's token is for audience {:?}, not {expected:?} (hub `{hub}` of `{}`)",
+                        base.audience(),
+                        settings.signalr_setting
+                    )));
+                }
+            }
             let token = signer
                 .reissue(&base, &user, forward)
                 .map_err(|error| configuration(error.to_string()))?;

@@ -88,7 +88,9 @@ impl JwksCache {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            // No redirects: the https checks on AUTH_JWKS_URL and jwks_uri must hold for the
+            // URL actually fetched, and a redirect could lead to plain http or another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "signalr-identity-handler/",
                 env!("CARGO_PKG_VERSION")

@@ -2,9 +2,14 @@
 //! as Web PubSub's wildcard group roles do; `{userId}` and `{claim:NAME}` are filled from the
 //! verified caller.
 //!
-//! Templates are filled *after* the pattern is parsed, as literal text. A user id such as `*` or
-//! `a.**` therefore matches only itself and can never widen its own pattern. `\*`, `\{`, `\}`
-//! and `\\` write those characters literally.
+//! Templates are filled *after* the pattern is parsed, as literal text, and a filled value must be
+//! one plain segment: a value containing `.`, `*` or `?` makes the pattern match nothing for that
+//! caller. The `.` rule is what keeps users apart: a group name such as `user.alice.smith` reads
+//! both as user `alice.smith`'s group and as user `alice`'s subgroup `smith`, so with dotted ids
+//! `user.{userId}.**` for `alice` would reach into `alice.smith`'s groups. Wildcard characters are
+//! refused because Web PubSub roles built from templates treat them as wildcards. Use a user-id
+//! claim without dots (`sub`, `oid`) for templated groups. `\*`, `\{`, `\}` and `\\` write those
+//! characters literally.
 
 use crate::identity::VerifiedUser;
 
@@ -142,21 +147,28 @@ impl Pattern {
                 Part::Literal(text) => Element::Literal(text.chars().collect()),
                 Part::Star => Element::Star,
                 Part::DoubleStar => Element::DoubleStar,
-                Part::UserId => Element::Literal(user.user_id().chars().collect()),
+                Part::UserId => Element::Literal(plain_segment(user.user_id())?),
                 Part::Claim(name) => {
                     let values = user.claim_strings(name);
                     let [value] = values.as_slice() else {
                         return None;
                     };
-                    if value.is_empty() || value.chars().any(char::is_control) {
-                        return None;
-                    }
-                    Element::Literal(value.chars().collect())
+                    Element::Literal(plain_segment(value)?)
                 }
             });
         }
         Some(FilledPattern { elements })
     }
+}
+
+/// A template value as one literal segment, or `None` when it could be read as more than one
+/// segment or as a wildcard (see the module docs).
+fn plain_segment(value: &str) -> Option<Vec<char>> {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '.' | '*' | '?'));
+    plain.then(|| value.chars().collect())
 }
 
 /// A pattern with its templates filled: only literals and wildcards remain.
@@ -294,16 +306,37 @@ pub(crate) mod tests {
 
     #[test]
     fn a_user_id_cannot_widen_its_own_pattern() {
-        // Wildcards and braces inside a user id are literal text.
-        assert!(matches("user.{userId}", "*", "user.*"));
+        // Wildcard characters in a user id match nothing at all.
+        assert!(!matches("user.{userId}", "*", "user.*"));
         assert!(!matches("user.{userId}", "*", "user.bob"));
         assert!(!matches("user.{userId}", "**", "user.bob.secrets"));
         assert!(!matches("user.{userId}.inbox", "a.**", "user.a.b.c.inbox"));
-        assert!(matches("user.{userId}.inbox", "a.**", "user.a.**.inbox"));
+        assert!(!matches("user.{userId}", "a?", "user.ab"));
+        // Braces are literal text, never a second template.
         assert!(!matches("user.{userId}", "{claim:tenant}", "user.contoso"));
-        // Dots in a user id are literal too: `a.b` matches only `user.a.b`.
-        assert!(matches("user.{userId}", "a.b", "user.a.b"));
-        assert!(!matches("user.{userId}", "a.b", "user.a.c"));
+        assert!(matches(
+            "user.{userId}",
+            "{claim:tenant}",
+            "user.{claim:tenant}"
+        ));
+    }
+
+    #[test]
+    fn a_dotted_id_matches_nothing_so_users_cannot_reach_each_others_groups() {
+        // `alice` must not reach `alice.smith`'s personal groups through `user.{userId}.**`...
+        assert!(matches("user.{userId}.**", "alice", "user.alice.notes"));
+        assert!(!matches("user.{userId}", "alice", "user.alice.smith"));
+        // ...and `alice.smith` gets no templated groups, so there are none of theirs to reach.
+        assert!(!matches("user.{userId}", "alice.smith", "user.alice.smith"));
+        assert!(!matches(
+            "user.{userId}.**",
+            "alice.smith",
+            "user.alice.smith.inbox"
+        ));
+        // The same holds for claim values.
+        let dotted_team = user("u", json!({"team": "red.blue"}));
+        let pattern = Pattern::parse("team.{claim:team}.**").expect("valid");
+        assert!(pattern.fill(&dotted_team).is_none());
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub struct BindingToken {
     claims: Map<String, Value>,
 }
 
+impl BindingToken {
+    /// The token's `aud`, when it is a string.
+    pub fn audience(&self) -> Option<&str> {
+        self.claims.get("aud").and_then(Value::as_str)
+    }
+}
+
 /// Signs and checks service tokens with the AccessKey.
 pub struct ServiceTokenSigner<'a> {
     connection: &'a ConnectionString,

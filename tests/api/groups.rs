@@ -135,17 +135,13 @@ async fn a_group_outside_the_callers_patterns_is_forbidden() {
         .call("addToGroup", &alice(), json!({"group": "user.alice.inbox"}))
         .await;
     assert_eq!(own.status, 202, "{own:#?}");
-    // A user id full of wildcards matches only itself.
+    // A user id made of wildcards gets no templated group at all, not even a literal one.
     let star = token_with("*", json!({}));
-    app.call("addToGroup", &star, json!({"group": "user.bob"}))
-        .await
-        .assert_forbidden("join");
-    assert_eq!(
-        app.call("addToGroup", &star, json!({"group": "user.*"}))
+    for group in ["user.bob", "user.*", "user.x.y"] {
+        app.call("addToGroup", &star, json!({"group": group}))
             .await
-            .status,
-        202
-    );
+            .assert_forbidden("join");
+    }
 }
 
 #[tokio::test]
@@ -443,4 +439,27 @@ async fn without_a_policy_file_only_the_callers_own_groups_are_allowed() {
     app.call("addToGroup", &alice(), json!({"group": "room-1"}))
         .await
         .assert_forbidden("join");
+}
+
+#[tokio::test]
+async fn a_dotted_user_id_cannot_reach_another_users_groups() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    // `alice` may use her own subgroups, but `user.alice.smith` could be `alice.smith`'s group.
+    assert_eq!(
+        app.call("addToGroup", &alice(), json!({"group": "user.alice.notes"}))
+            .await
+            .status,
+        202
+    );
+    let dotted = token_with("alice.smith", json!({}));
+    app.call("addToGroup", &dotted, json!({"group": "user.alice.smith"}))
+        .await
+        .assert_forbidden("join");
+    app.call(
+        "sendToGroup",
+        &dotted,
+        json!({"group": "user.alice.smith.inbox", "target": "t"}),
+    )
+    .await
+    .assert_forbidden("sendToGroup");
 }

@@ -254,3 +254,52 @@ async fn a_token_over_4_kb_is_never_issued() {
     assert!(!outcome.body_text.contains("accessToken"));
     assert!(outcome.logs_text().contains("4096"), "{:?}", outcome.logs);
 }
+
+#[tokio::test]
+async fn a_binding_token_for_another_hub_is_a_configuration_error() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let other_hub = raw_token(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &json!({"nbf": now(), "exp": now() + 3600, "iat": now(), "aud": "http://localhost/client/?hub=admin"}),
+        Some(ACCESS_KEY.as_bytes()),
+    );
+    let outcome = app
+        .invoke(
+            "negotiate",
+            &payload(
+                "negotiate-binding.json",
+                &[
+                    ("APP_TOKEN", &hs256_token(&claims("alice"))),
+                    ("BINDING_TOKEN", &other_hub),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(outcome.status, 500, "{outcome:#?}");
+    assert!(!outcome.body_text.contains("accessToken"));
+    assert!(
+        outcome.logs_text().contains("hub=admin"),
+        "{:?}",
+        outcome.logs
+    );
+}
+
+#[test]
+fn a_negotiate_binding_whose_hub_is_an_expression_stops_start_up() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(root.path().join("negotiate")).expect("mkdir");
+    std::fs::write(
+        root.path().join("negotiate/function.json"),
+        r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req"},
+            {"type":"signalRConnectionInfo","direction":"in","name":"connectionInfo","hubName":"{query.hub}"},
+            {"type":"http","direction":"out","name":"res"}]}"#,
+    )
+    .expect("write");
+    let mut config = AppConfig::hs256();
+    config.app_root = root.path().to_path_buf();
+    let stderr = start_expecting_failure(&config);
+    assert!(
+        stderr.contains("{query.hub}") && stderr.contains("function.json"),
+        "{stderr}"
+    );
+}

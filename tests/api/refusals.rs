@@ -238,7 +238,9 @@ async fn refusals_never_log_the_token() {
     outcome.assert_unauthorized("ExpiredSignature");
     let signature = segment(&token, 2);
     assert!(!outcome.logs_text().contains(signature));
-    // The process log is written asynchronously; the envelope already proves the line exists.
-    assert!(!app.stderr().contains(signature));
-    assert!(!app.stderr().contains(HS256_SECRET));
+    // The process log is written asynchronously: wait for the refusal line before looking.
+    let stderr = app.wait_for_stderr("refused").await;
+    assert!(stderr.contains("ExpiredSignature"), "{stderr}");
+    assert!(!stderr.contains(signature));
+    assert!(!stderr.contains(HS256_SECRET));
 }

@@ -6,7 +6,7 @@
 //! each phase sends a fixed number of messages and waits at most `PHASE_LIMIT` for them to arrive.
 //!
 //! Flags: `--payload-bytes N` (default 128), `--broadcasts N` (default 1000), `--group-sends N`
-//! (default 10000), `--clients N` (default 1000).
+//! (default 10000), `--clients N` (default 1000), `--senders N` concurrent REST callers (default 64).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use signalr_emulator::{AccessKey, Config, Emulator, INSECURE_DEV_ACCESS_KEY};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const HUB: &str = "bench";
 const GROUPS: usize = 10;
-const SENDERS: usize = 4;
 const CONNECT_CONCURRENCY: usize = 50;
 const CLIENT_PING_INTERVAL: Duration = Duration::from_secs(15);
 const PHASE_LIMIT: Duration = Duration::from_secs(120);
@@ -33,6 +33,7 @@ struct Settings {
     payload_bytes: usize,
     broadcasts: usize,
     group_sends: usize,
+    senders: usize,
 }
 
 fn parse_settings() -> anyhow::Result<Settings> {
@@ -41,6 +42,7 @@ fn parse_settings() -> anyhow::Result<Settings> {
         payload_bytes: 128,
         broadcasts: 1000,
         group_sends: 10_000,
+        senders: 64,
     };
     let mut arguments = std::env::args().skip(1);
     while let Some(flag) = arguments.next() {
@@ -58,6 +60,7 @@ fn parse_settings() -> anyhow::Result<Settings> {
             "--payload-bytes" => settings.payload_bytes = value,
             "--broadcasts" => settings.broadcasts = value,
             "--group-sends" => settings.group_sends = value,
+            "--senders" => settings.senders = value.max(1),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -113,7 +116,11 @@ async fn connect_client(
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+    // tungstenite zero-fills its whole read buffer on every read; 128 KiB (the default) per small message
+    // would make the clients, not the emulator, the bottleneck.
+    let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
     let (mut sink, mut stream) = socket.split();
     sink.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
         .await?;
@@ -150,25 +157,31 @@ async fn connect_client(
     Ok(connection_id)
 }
 
-/// Sends `count` messages from `SENDERS` concurrent REST callers; `path_for(i)` names the i-th target.
+/// Sends `count` messages from `senders` concurrent REST callers; the i-th send goes to
+/// `paths[i % paths.len()]`.
 /// Returns the elapsed time until `expected` deliveries were counted by the clients.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a benchmark phase is one call with its whole setup"
+)]
 async fn run_phase(
     port: u16,
     http: &reqwest::Client,
     received: &AtomicU64,
     count: usize,
+    senders: usize,
     expected: u64,
     body: &Value,
     paths: &[(String, String)],
 ) -> anyhow::Result<Duration> {
     received.store(0, Ordering::Relaxed);
     let start = Instant::now();
-    let mut senders = Vec::new();
-    for sender in 0..SENDERS {
+    let mut tasks = Vec::new();
+    for sender in 0..senders {
         let http = http.clone();
         let body = body.clone();
         let paths = paths.to_vec();
-        senders.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let mut index = sender;
             while index < count {
                 let (path, token) = &paths[index % paths.len()];
@@ -182,13 +195,13 @@ async fn run_phase(
                 if status != reqwest::StatusCode::ACCEPTED {
                     bail!("REST send answered {status}");
                 }
-                index += SENDERS;
+                index += senders;
             }
             Ok(())
         }));
     }
-    for sender in senders {
-        sender.await??;
+    for task in tasks {
+        task.await??;
     }
     while received.load(Ordering::Relaxed) < expected {
         if start.elapsed() > PHASE_LIMIT {
@@ -242,10 +255,11 @@ async fn bench(settings: Settings) -> anyhow::Result<()> {
         .into_iter()
         .collect::<anyhow::Result<_>>()?;
     println!(
-        "connected {} WebSocket clients in {:.2} s; payload {} bytes; {} cores",
+        "connected {} WebSocket clients in {:.2} s; payload {} bytes; {} concurrent REST senders; {} cores",
         connection_ids.len(),
         connect_start.elapsed().as_secs_f64(),
         settings.payload_bytes,
+        settings.senders,
         std::thread::available_parallelism().map_or(1, usize::from),
     );
 
@@ -276,6 +290,7 @@ async fn bench(settings: Settings) -> anyhow::Result<()> {
         &http,
         &received,
         settings.broadcasts,
+        settings.senders,
         expected,
         &body,
         &broadcast_paths,
@@ -299,6 +314,7 @@ async fn bench(settings: Settings) -> anyhow::Result<()> {
         &http,
         &received,
         group_sends,
+        settings.senders,
         members,
         &body,
         &group_paths,

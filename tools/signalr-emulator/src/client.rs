@@ -27,14 +27,18 @@ use crate::protocol::{self, ClientMessage, RECORD_SEPARATOR};
 /// Largest WebSocket message, and largest unterminated record, a client may send.
 const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// Read buffer per connection. Clients send little (pings, the odd invocation), and tungstenite zero-fills
+/// this much on every read, so the 128 KiB default would cost both memory and time for nothing.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Frames written to a socket before one flush.
 const WRITE_BATCH: usize = 256;
 
 /// Largest WebSocket message made by joining queued frames.
 const COALESCE_BYTES: usize = 64 * 1024;
 
-/// A write that takes longer than this means the client is gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the close message may take; a client that is not reading will not get it anyway.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `POST /client/negotiate?hub=…[&negotiateVersion=1]`.
 pub(crate) async fn negotiate(
@@ -143,6 +147,7 @@ pub(crate) async fn connect(
     let task_token = app.tasks.token();
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             let session = Session {
                 app,
@@ -267,12 +272,12 @@ impl Session {
         } = &ending
         {
             let close = protocol::close(error.as_deref(), *allow_reconnect);
-            let _ = timeout(WRITE_TIMEOUT, socket.send(Message::text(close))).await;
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(Message::text(close))).await;
             let frame = CloseFrame {
                 code: close_code::NORMAL,
                 reason: "".into(),
             };
-            let _ = timeout(WRITE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+            let _ = timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
         }
         tracing::debug!(
             hub = self.hub_name.as_str(),
@@ -308,18 +313,33 @@ impl Session {
                 () = inbox.closing.cancelled() => {
                     return Ending::Close { error: peer.close_reason(), allow_reconnect: true };
                 }
-                () = self.app.shutdown.cancelled() => {
-                    return Ending::Close {
-                        error: Some("Server is shutting down.".to_owned()),
-                        allow_reconnect: true,
-                    };
-                }
+                () = self.app.shutdown.cancelled() => return shutting_down(),
                 count = inbox.frames.recv_many(&mut batch, WRITE_BATCH) => {
                     if count == 0 {
                         return Ending::ClientLeft;
                     }
-                    if !write_batch(socket, &mut batch).await {
-                        return Ending::ClientLeft;
+                    if count < WRITE_BATCH {
+                        // Let the runtime poll for I/O and run other ready tasks once before writing:
+                        // sends arriving meanwhile join this write instead of costing a system call each.
+                        tokio::task::yield_now().await;
+                        while batch.len() < WRITE_BATCH {
+                            let Ok(frame) = inbox.frames.try_recv() else { break };
+                            batch.push(frame);
+                        }
+                    }
+                    // A client that stopped reading blocks this write; closing it (a REST close, or
+                    // a sender that gave up waiting) or stopping the emulator must still end it. The
+                    // close message then queues behind what tungstenite has already buffered.
+                    tokio::select! {
+                        written = write_batch(socket, &mut batch, timings.client_timeout) => {
+                            if !written {
+                                return Ending::ClientLeft;
+                            }
+                        }
+                        () = inbox.closing.cancelled() => {
+                            return Ending::Close { error: peer.close_reason(), allow_reconnect: true };
+                        }
+                        () = self.app.shutdown.cancelled() => return shutting_down(),
                     }
                     last_write = Instant::now();
                 }
@@ -345,7 +365,7 @@ impl Session {
                 () = &mut ping_timer => {
                     let due = last_write + timings.keep_alive_interval;
                     if Instant::now() >= due {
-                        if !send_text(socket, protocol::PING).await {
+                        if !send_text(socket, protocol::PING, timings.client_timeout).await {
                             return Ending::ClientLeft;
                         }
                         last_write = Instant::now();
@@ -389,7 +409,9 @@ impl Session {
                             "Invocation failed: the emulator has no upstream for '{target}'."
                         );
                         let completion = protocol::completion_error(&invocation_id, &error);
-                        if !send_text(socket, &completion).await {
+                        if !send_text(socket, &completion, self.app.config.timings.client_timeout)
+                            .await
+                        {
                             return Some(Ending::ClientLeft);
                         }
                     }
@@ -401,6 +423,13 @@ impl Session {
             }
         }
         None
+    }
+}
+
+fn shutting_down() -> Ending {
+    Ending::Close {
+        error: Some("Server is shutting down.".to_owned()),
+        allow_reconnect: true,
     }
 }
 
@@ -416,7 +445,7 @@ fn protocol_error(error: &str) -> Ending {
 /// Frames that are waiting together are joined into one WebSocket message (up to `COALESCE_BYTES`): the
 /// JSON hub protocol allows several records per message, and clients parse one message far faster than
 /// many. A lone frame goes out as it is, with no copy.
-async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> bool {
+async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>, limit: Duration) -> bool {
     let write = async {
         if batch.len() == 1
             && let Some(frame) = batch.pop()
@@ -442,12 +471,12 @@ async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> bool {
         }
         socket.flush().await
     };
-    matches!(timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())))
+    matches!(timeout(limit, write).await, Ok(Ok(())))
 }
 
-async fn send_text(socket: &mut WebSocket, text: &str) -> bool {
+async fn send_text(socket: &mut WebSocket, text: &str, limit: Duration) -> bool {
     matches!(
-        timeout(WRITE_TIMEOUT, socket.send(Message::text(text))).await,
+        timeout(limit, socket.send(Message::text(text))).await,
         Ok(Ok(()))
     )
 }

@@ -67,7 +67,8 @@ impl std::fmt::Debug for AccessKey {
 pub struct Timings {
     /// A ping is sent after this long without any other message to the client (spec §5.6: 15 s).
     pub keep_alive_interval: Duration,
-    /// A client that sends nothing (not even a ping) for this long is disconnected (spec §5.6: 30 s).
+    /// A client that sends nothing (not even a ping) for this long is disconnected (spec §5.6: 30 s); a
+    /// write to a client that takes this long also ends the connection.
     pub client_timeout: Duration,
     /// The client must complete the handshake within this time (spec §5.4: 15 s).
     pub handshake_timeout: Duration,

@@ -16,6 +16,8 @@
 //! emulator in-process with [`Emulator::start`]; its WebSocket messages hold reference-counted bytes, so one
 //! serialised frame is shared by every connection it is sent to.
 
+#![deny(missing_docs)]
+
 mod app;
 mod auth;
 mod client;
@@ -31,6 +33,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -114,6 +117,12 @@ pub async fn run(
     });
 
     let shutdown_token = state.shutdown.clone();
+    // Small frames must leave at once, not wait for an acknowledgement as Nagle's algorithm would make them.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;

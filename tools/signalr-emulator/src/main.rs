@@ -147,3 +147,77 @@ async fn main() -> anyhow::Result<()> {
         .context("the emulator stopped with an error")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(arguments: &[&str]) -> anyhow::Result<Option<Flags>> {
+        parse_flags(arguments.iter().map(|argument| (*argument).to_owned()))
+    }
+
+    #[test]
+    fn defaults_are_port_8888_on_loopback_with_the_dev_key() {
+        let flags = parse(&[]).ok().flatten().expect("no flags parse");
+        assert_eq!(flags.port, 8888);
+        assert_eq!(flags.bind, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert!(config_from(&flags).is_ok());
+    }
+
+    #[test]
+    fn flags_take_separate_or_inline_values() {
+        let flags = parse(&[
+            "--port",
+            "0",
+            "--bind=0.0.0.0",
+            "--access-key",
+            "k1",
+            "--access-key=k2",
+        ])
+        .ok()
+        .flatten()
+        .expect("valid flags parse");
+        assert_eq!(flags.port, 0);
+        assert_eq!(flags.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(flags.access_keys, ["k1", "k2"]);
+        assert_eq!(
+            config_from(&flags)
+                .map(|config| config.access_keys.len())
+                .ok(),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_a_reason() {
+        for (arguments, case) in [
+            (&["--port", "70000"][..], "a port out of range"),
+            (&["--port"][..], "a missing value"),
+            (
+                &["--bind", "localhost"][..],
+                "a host name instead of an address",
+            ),
+            (&["--verbose"][..], "an unknown flag"),
+        ] {
+            assert!(parse(arguments).is_err(), "accepted {case}");
+        }
+        let three_keys = parse(&[
+            "--access-key",
+            "a",
+            "--access-key",
+            "b",
+            "--access-key",
+            "c",
+        ])
+        .ok()
+        .flatten()
+        .expect("three keys parse");
+        assert!(config_from(&three_keys).is_err(), "accepted three keys");
+        let bad_key = parse(&["--access-key", "a;b"])
+            .ok()
+            .flatten()
+            .expect("parses");
+        assert!(config_from(&bad_key).is_err(), "accepted a key with ';'");
+        assert!(matches!(parse(&["--help"]), Ok(None)));
+    }
+}

@@ -317,3 +317,48 @@ async fn connections_beyond_the_quota_get_429() {
         429
     );
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_instead_of_stalling_senders() {
+    let app = spawn_app_with(|config| {
+        config.outbound_queue_capacity = 1;
+        config.timings.slow_client_grace = Duration::from_millis(10);
+        // Long enough that only the slow-client rule, not the write timeout, can end the connection here.
+        config.timings.client_timeout = Duration::from_secs(3600);
+    })
+    .await;
+    // This client never reads: once the kernel's socket buffers and its queue are full, sends wait for
+    // it only for the grace period, then it is dropped.
+    let stuck = app.connect("chat", None).await;
+    let path = format!("/api/v1/hubs/chat/connections/{}", stuck.connection_id);
+    let large = json!({"target": "big", "arguments": ["x".repeat(900 * 1024)]});
+    let mut gone = false;
+    for _ in 0..500 {
+        let response = app
+            .rest(Method::POST, "/api/v1/hubs/chat", Some(large.clone()))
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "sends keep being accepted"
+        );
+        if app.rest(Method::HEAD, &path, None).await.status() == StatusCode::NOT_FOUND {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "the stuck client was never disconnected");
+    let mut reader = app.connect("chat", None).await;
+    app.rest(
+        Method::POST,
+        "/api/v1/hubs/chat",
+        Some(json!({"target": "after"})),
+    )
+    .await;
+    assert_eq!(
+        reader.next_invocation().await.0,
+        "after",
+        "other clients still get messages"
+    );
+    drop(stuck);
+}
