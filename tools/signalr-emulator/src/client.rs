@@ -47,19 +47,7 @@ pub(crate) async fn negotiate(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = QueryParams::parse(uri.query());
-    let hub = hub_from_query(&query)?;
-    let token = bearer_token(&headers)
-        .or_else(|| query.last("access_token"))
-        .ok_or_else(|| unauthorized(TokenError::Missing))?;
-    let verified = app
-        .validator
-        .verify(
-            token,
-            request_host(&headers),
-            Audience::Client { hub: &hub },
-        )
-        .map_err(unauthorized)?;
-    let user = verified.user_id.as_deref().map(UserId::parse).transpose()?;
+    let (hub, user) = verified_client(&app, &query, &headers)?;
     let version = query
         .last("negotiateVersion")
         .and_then(|value| value.parse::<i64>().ok())
@@ -115,19 +103,7 @@ pub(crate) async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query = QueryParams::parse(uri.query());
-    let hub_name = hub_from_query(&query)?;
-    let token = bearer_token(&headers)
-        .or_else(|| query.last("access_token"))
-        .ok_or_else(|| unauthorized(TokenError::Missing))?;
-    let verified = app
-        .validator
-        .verify(
-            token,
-            request_host(&headers),
-            Audience::Client { hub: &hub_name },
-        )
-        .map_err(unauthorized)?;
-    let user = verified.user_id.as_deref().map(UserId::parse).transpose()?;
+    let (hub_name, user) = verified_client(&app, &query, &headers)?;
     let Ok(upgrade) = upgrade else {
         return Err(ApiError::BadRequest(
             "This emulator supports only the WebSockets transport.".to_owned(),
@@ -160,6 +136,26 @@ pub(crate) async fn connect(
             session.run(socket).await;
             drop(task_token);
         }))
+}
+
+/// The hub and user of a client request (negotiate or connect): the token comes from the
+/// `Authorization` header, else the `access_token` query parameter (browsers cannot set headers
+/// on WebSockets), and must be a client token for that hub.
+fn verified_client(
+    app: &AppState,
+    query: &QueryParams,
+    headers: &HeaderMap,
+) -> Result<(HubName, Option<UserId>), ApiError> {
+    let hub = hub_from_query(query)?;
+    let token = bearer_token(headers)
+        .or_else(|| query.last("access_token"))
+        .ok_or_else(|| unauthorized(TokenError::Missing))?;
+    let verified = app
+        .validator
+        .verify(token, request_host(headers), Audience::Client { hub: &hub })
+        .map_err(unauthorized)?;
+    let user = verified.user_id.as_deref().map(UserId::parse).transpose()?;
+    Ok((hub, user))
 }
 
 fn hub_from_query(query: &QueryParams) -> Result<HubName, ApiError> {
