@@ -171,11 +171,7 @@ impl HttpRequestData {
 
     /// All values of a header, looked up case-insensitively.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-            .flat_map(|(_, values)| values.iter().map(String::as_str))
-            .collect()
+        header_values_in(self.headers.iter().map(|(key, values)| (key, values)), name)
     }
 
     /// All values of a query parameter (exact name, as ASP.NET Core matches case-insensitively).
@@ -194,6 +190,18 @@ impl HttpRequestData {
             value.starts_with("application/octet-stream") || value.contains("multipart")
         })
     }
+}
+
+/// All values of header `name` among `(name, values)` pairs, matched case-insensitively as HTTP
+/// header names are. The one header lookup for every request shape the handler reads.
+pub fn header_values_in<'a>(
+    headers: impl Iterator<Item = (&'a String, &'a Vec<String>)>,
+    name: &str,
+) -> Vec<&'a str> {
+    headers
+        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+        .flat_map(|(_, values)| values.iter().map(String::as_str))
+        .collect()
 }
 
 fn scalar_to_string(value: &Value) -> String {

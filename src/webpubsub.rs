@@ -14,7 +14,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::config::WebPubSubSettings;
-use crate::invocation::HttpRequestData;
+use crate::invocation::{HttpRequestData, header_values_in};
 
 /// `ce-type` of the blocking connect event.
 pub const CONNECT_EVENT: &str = "azure.webpubsub.sys.connect";
@@ -104,11 +104,7 @@ impl ConnectEvent {
 
     /// All values of a header of the client's request, looked up case-insensitively.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-            .flat_map(|(_, values)| values.iter().map(String::as_str))
-            .collect()
+        header_values_in(self.headers.iter(), name)
     }
 
     /// All values of a query parameter of the client's request.
