@@ -244,11 +244,7 @@ impl FakeHandler {
         let router = axum::Router::new()
             .fallback(fake_handler_route)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let port = serve_on_free_port(router).await;
         Self {
             port,
             received: state.received,
@@ -329,11 +325,7 @@ impl FakeService {
         let router = axum::Router::new()
             .fallback(fake_service_route)
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let port = serve_on_free_port(router).await;
         Self {
             port,
             calls: state.calls,
@@ -423,4 +415,14 @@ pub fn http_function(route: &str, methods: &[&str], extra: Value) -> String {
     }
     bindings.push(json!({"type": "http", "direction": "out", "name": "res"}));
     json!({ "bindings": bindings }).to_string()
+}
+
+/// Serves `router` on a free loopback port in the background and returns the port.
+async fn serve_on_free_port(router: axum::Router) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    port
 }
