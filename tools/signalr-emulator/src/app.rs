@@ -74,8 +74,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Lets browser apps on any origin call the emulator with credentials, as Microsoft's emulator does (spec §7):
-/// the demo page is served by the function app on another port.
+/// Lets browser apps on any origin call the emulator with credentials, as Microsoft's emulator does
+/// (docs/protocol/signalr-service.md §7): the demo page is served by the function app on another port.
 async fn cors(request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let Some(origin) = origin else {

@@ -1,8 +1,10 @@
-//! Access-token checks for clients and REST callers, as the service does them (spec §2.3, §3).
+//! Access-token checks for clients and REST callers, as the service does them
+//! (docs/protocol/signalr-service.md §2.3, §3).
 //!
 //! Tokens are HMAC-signed with an access key's UTF-8 bytes; `kid` is ignored because the SDKs fill it with a
-//! per-process hash (spec §2.1). `exp` is required, `nbf`, `iat` and `iss` are ignored, and `aud` is compared
-//! after normalisation: scheme and host (port ignored), path without trailing slash, and for clients the hub.
+//! per-process hash (docs/protocol/signalr-service.md §2.1). `exp` is required, `nbf`, `iat` and `iss` are ignored, and
+//! `aud` is compared after normalisation: scheme and host (port ignored), path without trailing slash, and for clients
+//! the hub.
 
 use std::collections::HashSet;
 
@@ -14,7 +16,8 @@ use serde_json::{Map, Value};
 use crate::config::Config;
 use crate::names::HubName;
 
-/// Longest token accepted; beyond the SDK's 4 KB limit, within the service's 16 KB header limit (spec §2.1).
+/// Longest token accepted; beyond the SDK's 4 KB limit, within the service's 16 KB header limit
+/// (docs/protocol/signalr-service.md §2.1).
 const MAX_TOKEN_CHARS: usize = 16 * 1024;
 
 /// What the token must be for.
@@ -28,7 +31,7 @@ pub(crate) enum Audience<'a> {
 /// The parts of a verified token the emulator uses.
 #[derive(Debug)]
 pub(crate) struct VerifiedToken {
-    /// `asrs.s.uid`, else `nameid`, else `sub` (spec §2.2).
+    /// `asrs.s.uid`, else `nameid`, else `sub` (docs/protocol/signalr-service.md §2.2).
     pub(crate) user_id: Option<String>,
 }
 
@@ -159,14 +162,15 @@ fn single_audience(claims: &Map<String, Value>) -> Result<&str, TokenError> {
         Some(Value::String(audience)) => Ok(audience),
         Some(Value::Array(values)) => match values.as_slice() {
             [Value::String(audience)] => Ok(audience),
-            // Two audiences broke negotiate against the real service (spec §2.2), so they are refused here too.
+            // Two audiences broke negotiate against the real service (docs/protocol/signalr-service.md §2.2), so they
+            // are refused here too.
             _ => Err(TokenError::MissingAudience),
         },
         _ => Err(TokenError::MissingAudience),
     }
 }
 
-/// The user id claims in the order the SDK and Microsoft's emulator read them (spec §2.2).
+/// The user id claims in the order the SDK and Microsoft's emulator read them (docs/protocol/signalr-service.md §2.2).
 fn user_id(claims: &Map<String, Value>) -> Option<String> {
     ["asrs.s.uid", "nameid", "sub"].iter().find_map(|name| {
         let value: &str = match claims.get(*name)? {
@@ -204,7 +208,7 @@ fn audience_matches(audience: &str, request_host: Option<&str>, expected: &Audie
 }
 
 /// Path segments, percent-decoded, without empty ones, and with the hub (the segment after `hubs`)
-/// lowercased, because the SDK lowercases the hub in the audience (spec §3).
+/// lowercased, because the SDK lowercases the hub in the audience (docs/protocol/signalr-service.md §3).
 fn normalised_segments(path: &str) -> Vec<String> {
     let mut segments: Vec<String> = path
         .split('/')

@@ -1,4 +1,5 @@
-//! The client side (spec §5): negotiate, the WebSocket connect, and the per-connection socket task.
+//! The client side (docs/protocol/signalr-service.md §5): negotiate, the WebSocket connect, and the per-connection
+//! socket task.
 //!
 //! Only the WebSockets transport is offered; negotiate says so, so clients never try Server-Sent Events or
 //! long polling.

@@ -13,7 +13,8 @@ pub const INSECURE_DEV_ACCESS_KEY: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789A
 /// The port Microsoft's emulator listens on, so connection strings written for it work unchanged.
 pub const DEFAULT_PORT: u16 = 8888;
 
-/// An access key, used verbatim: the HMAC key is its UTF-8 bytes (spec §1), never base64-decoded.
+/// An access key, used verbatim: the HMAC key is its UTF-8 bytes (docs/protocol/signalr-service.md §1), never
+/// base64-decoded.
 ///
 /// Wrapped in a secret so `Debug` output and logs never show it.
 #[derive(Clone)]
@@ -25,7 +26,8 @@ pub enum AccessKeyError {
     /// An empty key would make every token forgeable.
     #[error("the access key is empty")]
     Empty,
-    /// `;` and `=` would break the printed connection string, and whitespace is trimmed by its parser (spec §1).
+    /// `;` and `=` would break the printed connection string, and whitespace is trimmed by its parser
+    /// (docs/protocol/signalr-service.md §1).
     #[error("the access key must not contain ';', whitespace or control characters")]
     BreaksConnectionString,
 }
@@ -65,23 +67,26 @@ impl std::fmt::Debug for AccessKey {
 /// How long things may take; the service's values by default, shorter in tests that check the behaviour.
 #[derive(Clone, Debug)]
 pub struct Timings {
-    /// A ping is sent after this long without any other message to the client (spec §5.6: 15 s).
+    /// A ping is sent after this long without any other message to the client
+    /// (docs/protocol/signalr-service.md §5.6: 15 s).
     pub keep_alive_interval: Duration,
-    /// A client that sends nothing (not even a ping) for this long is disconnected (spec §5.6: 30 s); a
-    /// write to a client that takes this long also ends the connection.
+    /// A client that sends nothing (not even a ping) for this long is disconnected
+    /// (docs/protocol/signalr-service.md §5.6: 30 s); a write to a client that takes this long also ends the
+    /// connection.
     pub client_timeout: Duration,
-    /// The client must complete the handshake within this time (spec §5.4: 15 s).
+    /// The client must complete the handshake within this time (docs/protocol/signalr-service.md §5.4: 15 s).
     pub handshake_timeout: Duration,
-    /// A connection token from negotiate must be used within this time, otherwise 404 (spec §5.3: 5 s).
+    /// A connection token from negotiate must be used within this time, otherwise 404
+    /// (docs/protocol/signalr-service.md §5.3: 5 s).
     pub connection_token_lifetime: Duration,
-    /// Clock skew allowed on `exp` (spec §2.3: JwtBearer's default, 5 minutes).
+    /// Clock skew allowed on `exp` (docs/protocol/signalr-service.md §2.3: JwtBearer's default, 5 minutes).
     pub token_clock_skew: Duration,
     /// How long a REST send waits for a client whose outgoing queue is full before that client is disconnected.
     pub slow_client_grace: Duration,
 }
 
 impl Timings {
-    /// The service's timings (spec §2.3, §5).
+    /// The service's timings (docs/protocol/signalr-service.md §2.3, §5).
     pub fn service_defaults() -> Self {
         Self {
             keep_alive_interval: Duration::from_secs(15),
@@ -101,7 +106,7 @@ pub struct Config {
     pub access_keys: Vec<AccessKey>,
     /// Protocol timings.
     pub timings: Timings,
-    /// Most client connections at once; more get 429, as a unit's quota does (spec §5.8).
+    /// Most client connections at once; more get 429, as a unit's quota does (docs/protocol/signalr-service.md §5.8).
     pub max_connections: usize,
     /// Messages queued for one client before REST sends start waiting for it.
     pub outbound_queue_capacity: usize,
@@ -118,7 +123,8 @@ impl Config {
         }
     }
 
-    /// The connection string an app server uses to reach this emulator on `port` (spec §1 format).
+    /// The connection string an app server uses to reach this emulator on `port`, in the format of
+    /// docs/protocol/signalr-service.md §1.
     ///
     /// It names `localhost`, as Microsoft's emulator does, so the token audiences it leads to are the same.
     pub fn connection_string(&self, port: u16) -> String {

@@ -9,7 +9,8 @@ use crate::names::NameError;
 /// A refused HTTP request.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
-    /// 401 with `WWW-Authenticate: Bearer error="invalid_token", error_description="…"` (spec §2.3).
+    /// 401 with `WWW-Authenticate: Bearer error="invalid_token", error_description="…"`
+    /// (docs/protocol/signalr-service.md §2.3).
     #[error("unauthorized: {0}")]
     Unauthorized(TokenError),
     /// 403: the token's user is not the one that negotiated the connection.
@@ -18,7 +19,7 @@ pub(crate) enum ApiError {
     /// 400 with the reason.
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// 404, with `x-ms-error-code` when the service sets one (spec §4.3).
+    /// 404, with `x-ms-error-code` when the service sets one (docs/protocol/signalr-service.md §4.3).
     #[error("not found: {message}")]
     NotFound {
         error_code: Option<&'static str>,
@@ -27,13 +28,13 @@ pub(crate) enum ApiError {
     /// 405 for a known path with another method.
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// 413: a REST body over 1 MB (spec §4.2).
+    /// 413: a REST body over 1 MB (docs/protocol/signalr-service.md §4.2).
     #[error("payload too large")]
     PayloadTooLarge,
     /// 415: the emulator reads JSON bodies only.
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    /// 429: the connection quota is used up (spec §5.8).
+    /// 429: the connection quota is used up (docs/protocol/signalr-service.md §5.8).
     #[error("too many connections")]
     TooManyConnections,
 }

@@ -21,10 +21,10 @@ use crate::names::{GroupName, HubName, UserId};
 /// A serialised hub-protocol record, shared by every connection it goes to.
 pub(crate) type Frame = Utf8Bytes;
 
-/// Without a ttl a user stays in a group for at most a year (spec §4.1).
+/// Without a ttl a user stays in a group for at most a year (docs/protocol/signalr-service.md §4.1).
 const USER_GROUP_DEFAULT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// Among groups joined without a ttl, only the latest 100 per user are kept (spec §4.1).
+/// Among groups joined without a ttl, only the latest 100 per user are kept (docs/protocol/signalr-service.md §4.1).
 const MAX_UNTIMED_GROUPS_PER_USER: usize = 100;
 
 /// One client connection as the rest of the emulator sees it.
@@ -85,7 +85,7 @@ pub(crate) enum Target<'a> {
     Connection(&'a str),
 }
 
-/// Connections the caller excluded with `?excluded=` (spec §4.1).
+/// Connections the caller excluded with `?excluded=` (docs/protocol/signalr-service.md §4.1).
 pub(crate) struct Excluded(HashSet<String>);
 
 impl Excluded {
@@ -161,7 +161,7 @@ impl Registry {
     }
 
     /// The hub, created on first use: unlike Microsoft's emulator, a hub exists before its first client, so
-    /// user-group changes made early are kept (spec §7).
+    /// user-group changes made early are kept (docs/protocol/signalr-service.md §7).
     pub(crate) fn hub(&self, name: &HubName) -> Arc<Hub> {
         if let Some(hub) = self.hubs.read().get(name) {
             return Arc::clone(hub);
@@ -447,8 +447,8 @@ impl Hub {
         true
     }
 
-    /// Adds a user to a group (spec §4.1 ttl rules): without `ttl` for a year, with `ttl` seconds for that
-    /// long, and with `ttl = 0` only the user's connections of this moment, remembering nothing.
+    /// Adds a user to a group (docs/protocol/signalr-service.md §4.1 ttl rules): without `ttl` for a year, with `ttl`
+    /// seconds for that long, and with `ttl = 0` only the user's connections of this moment, remembering nothing.
     pub(crate) fn add_user_to_group(
         &self,
         user: &UserId,

@@ -1,14 +1,15 @@
 //! A local Azure SignalR Service emulator (serverless mode) that real `@microsoft/signalr` clients and REST
-//! callers can use, checking tokens as strictly as the service does (`shared/spec/signalr-service.md`).
+//! callers can use, checking tokens as strictly as the service does (`docs/protocol/signalr-service.md`).
 //!
 //! Layout:
 //! - `config`: access keys (with the well-known [`INSECURE_DEV_ACCESS_KEY`]), timings, the connection string.
-//! - `names`: hub, group and user names parsed at the boundary (spec §4.4).
-//! - `auth`: token signature, expiry and audience checks (spec §2.3, §3).
-//! - `protocol`: the JSON hub protocol frames (spec §5.4–5.7).
+//! - `names`: hub, group and user names parsed at the boundary (docs/protocol/signalr-service.md §4.4).
+//! - `auth`: token signature, expiry and audience checks (docs/protocol/signalr-service.md §2.3, §3).
+//! - `protocol`: the JSON hub protocol frames (docs/protocol/signalr-service.md §5.4–5.7).
 //! - `hub`: in-memory connections, users and groups, and the fan-out of sends.
-//! - `client`: negotiate, the WebSocket endpoint and each connection's socket task (spec §5).
-//! - `rest`: the REST API, v1 and 2022-06-01 (spec §4).
+//! - `client`: negotiate, the WebSocket endpoint and each connection's socket task
+//!   (docs/protocol/signalr-service.md §5).
+//! - `rest`: the REST API, v1 and 2022-06-01 (docs/protocol/signalr-service.md §4).
 //! - `app`, `error`: the router, CORS, and the mapping of refusals to HTTP.
 //!
 //! Server stack: axum on tokio, with axum's WebSocket support (tungstenite underneath). It runs on any tokio
@@ -80,7 +81,7 @@ impl Emulator {
         self.port
     }
 
-    /// The connection string an app server uses for this emulator (spec §1).
+    /// The connection string an app server uses for this emulator (docs/protocol/signalr-service.md §1).
     pub fn connection_string(&self) -> &str {
         &self.connection_string
     }

@@ -1,14 +1,15 @@
-//! Names from requests, parsed once at the boundary (spec §4.4).
+//! Names from requests, parsed once at the boundary (docs/protocol/signalr-service.md §4.4).
 
-/// A hub name, lowercased: the service treats `Chat` and `chat` as one hub (spec §4.4).
+/// A hub name, lowercased: the service treats `Chat` and `chat` as one hub (docs/protocol/signalr-service.md §4.4).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HubName(String);
 
-/// A group name: 1–1024 characters, not all whitespace, compared case-sensitively (spec §4.4).
+/// A group name: 1–1024 characters, not all whitespace, compared case-sensitively
+/// (docs/protocol/signalr-service.md §4.4).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupName(String);
 
-/// A user id: non-empty, at most 1024 characters, compared case-sensitively (spec §4.4).
+/// A user id: non-empty, at most 1024 characters, compared case-sensitively (docs/protocol/signalr-service.md §4.4).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct UserId(String);
 
@@ -43,7 +44,8 @@ fn is_valid_hub_like(name: &str) -> bool {
 }
 
 impl HubName {
-    /// Parses a hub name, optionally prefixed by an application name as `{app}_{hub}` (spec §4.4).
+    /// Parses a hub name, optionally prefixed by an application name as `{app}_{hub}`
+    /// (docs/protocol/signalr-service.md §4.4).
     pub fn parse(hub: &str, application: Option<&str>) -> Result<Self, NameError> {
         if !is_valid_hub_like(hub) {
             return Err(NameError::InvalidHub("hub"));

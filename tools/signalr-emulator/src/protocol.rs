@@ -1,5 +1,5 @@
 //! The JSON hub protocol on the wire: handshake, the frames the emulator writes, and the messages it reads
-//! (spec §5.4–5.7). Every record ends with the record separator `0x1E`.
+//! (docs/protocol/signalr-service.md §5.4–5.7). Every record ends with the record separator `0x1E`.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,7 +13,7 @@ pub(crate) const HANDSHAKE_OK: &str = "{}\u{1e}";
 /// The keep-alive ping (type 6).
 pub(crate) const PING: &str = "{\"type\":6}\u{1e}";
 
-/// An invocation without an invocation id, as the service delivers REST sends (spec §4.2).
+/// An invocation without an invocation id, as the service delivers REST sends (docs/protocol/signalr-service.md §4.2).
 pub(crate) fn invocation(target: &str, arguments: &[Value]) -> String {
     #[derive(serde::Serialize)]
     struct Invocation<'a> {

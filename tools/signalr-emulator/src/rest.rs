@@ -1,4 +1,5 @@
-//! The REST data-plane API (spec §4): both `/api/v1/hubs/{hub}/…` and `/api/hubs/{hub}/…` (2022-06-01).
+//! The REST data-plane API (docs/protocol/signalr-service.md §4): both `/api/v1/hubs/{hub}/…` and `/api/hubs/{hub}/…`
+//! (2022-06-01).
 //!
 //! The path is parsed into an [`Operation`] first (404 or 405 when it is none), then the token is checked
 //! against the request URL (401), then names (400), then the body (413, 415, 400).
@@ -20,10 +21,10 @@ use crate::hub::{Excluded, Frame, Target};
 use crate::names::{GroupName, HubName, UserId, check_connection_id};
 use crate::protocol;
 
-/// Largest REST body (spec §4.2).
+/// Largest REST body (docs/protocol/signalr-service.md §4.2).
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Which API a path belongs to; a few status codes differ (spec §4.1).
+/// Which API a path belongs to; a few status codes differ (docs/protocol/signalr-service.md §4.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ApiVersion {
     V1,
@@ -455,7 +456,8 @@ fn close(
     StatusCode::NO_CONTENT
 }
 
-/// Reads `{"target": …, "arguments": […]}` with property names matched case-insensitively (spec §4.2).
+/// Reads `{"target": …, "arguments": […]}` with property names matched case-insensitively
+/// (docs/protocol/signalr-service.md §4.2).
 async fn read_payload(headers: &HeaderMap, body: Body) -> Result<(String, Vec<Value>), ApiError> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let content_type = content_type

@@ -1,4 +1,5 @@
-//! Token refusals and acceptances (spec §2.3, §3), on REST calls, negotiate and the WebSocket upgrade.
+//! Token refusals and acceptances (docs/protocol/signalr-service.md §2.3, §3), on REST calls, negotiate and the
+//! WebSocket upgrade.
 
 use jsonwebtoken::{Algorithm, Header};
 use reqwest::{Method, StatusCode};

@@ -1,4 +1,5 @@
-//! The client side (spec §5): negotiate v0 and v1, the WebSocket connect, handshake, ping, close.
+//! The client side (docs/protocol/signalr-service.md §5): negotiate v0 and v1, the WebSocket connect, handshake, ping,
+//! close.
 
 use std::time::Duration;
 

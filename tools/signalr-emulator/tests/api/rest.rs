@@ -1,4 +1,5 @@
-//! Every REST route of spec §4.1, on both API versions, with their status codes and error codes.
+//! Every REST route of docs/protocol/signalr-service.md §4.1, on both API versions, with their status codes and error
+//! codes.
 
 use reqwest::Method;
 use reqwest::StatusCode;
