@@ -1312,6 +1312,13 @@ mod tests {
             (
                 &[
                     ("AUTH_SOURCES", Some("clientcert")),
+                    ("CLIENT_CERT_THUMBPRINTS", Some(&format!("{THUMBPRINT}=.."))),
+                ],
+                "CLIENT_CERT_THUMBPRINTS",
+            ),
+            (
+                &[
+                    ("AUTH_SOURCES", Some("clientcert")),
                     ("CLIENT_CERT_THUMBPRINTS", Some(&thumbprint_with_user)),
                     ("CLIENT_CERT_USER_ID_FROM", Some("subject-cn")),
                 ],

@@ -284,6 +284,28 @@ mod tests {
     }
 
     #[test]
+    fn principals_whose_user_id_breaks_the_name_rules_are_refused() {
+        for bad in ["..", ".", "a/b", " alice", "alice ", "\u{200b}", "50%"] {
+            let mut app_service = app_service_principal();
+            app_service["claims"][0]["val"] = json!(bad);
+            assert!(
+                verifier(PrincipalFormat::AppService)
+                    .parse(app_service)
+                    .is_err(),
+                "App Service {bad:?}"
+            );
+            let static_web_apps = json!({"identityProvider": "github", "userId": bad,
+                                         "userRoles": ["authenticated"]});
+            assert!(
+                verifier(PrincipalFormat::StaticWebApps)
+                    .parse(static_web_apps)
+                    .is_err(),
+                "Static Web Apps {bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn refuses_tampered_and_mismatched_principals() {
         let mut two_ids = app_service_principal();
         two_ids["claims"]
