@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::identity::IdentityError;
 use crate::identity::client_cert::CertificateError;
 use crate::invocation::CallerResponse;
+use crate::names::NameError;
 use crate::webpubsub::WebPubSubError;
 
 /// Everything that can stop an invocation.
@@ -52,6 +53,14 @@ pub enum HandlerError {
     /// No such resource (404), e.g. a static file.
     #[error("not found: {0}")]
     NotFound(String),
+}
+
+/// A name from the caller's request (a group or a target user id) breaks the name rules: 400.
+/// Ids from identity sources never take this path; they become `IdentityError`s (401).
+impl From<NameError> for HandlerError {
+    fn from(error: NameError) -> Self {
+        Self::BadRequest(error.to_string())
+    }
 }
 
 impl HandlerError {

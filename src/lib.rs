@@ -6,6 +6,7 @@
 //! - [`startup`]: the HTTP server the host talks to; [`telemetry`]: process logging.
 //! - [`invocation`]: the host's wire format (`Data`/`Metadata` in, `Outputs`/`Logs` out).
 //! - [`identity`]: credential → [`identity::VerifiedUser`], the only way to get one.
+//! - [`names`]: hub names, group names and user ids, refused when a URL parser could reinterpret them.
 //! - [`policy`]: who may join, leave or send to which group (default deny).
 //! - [`signalr`]: connection strings, client tokens that carry the verified user, output items.
 //! - [`functions`]: one module per function folder; [`error`]: errors → caller responses.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod functions;
 pub mod identity;
 pub mod invocation;
+pub mod names;
 pub mod policy;
 pub mod signalr;
 pub mod startup;

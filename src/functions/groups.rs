@@ -15,7 +15,8 @@ use crate::functions::{
 };
 use crate::identity::VerifiedUser;
 use crate::invocation::{CallerResponse, InvocationRequest};
-use crate::policy::{GroupName, Operation, Request, TargetUser};
+use crate::names::{GroupName, TargetUser};
+use crate::policy::{Operation, Request};
 use crate::signalr::output::GroupAction;
 
 #[derive(Deserialize)]
@@ -52,7 +53,7 @@ pub async fn change_membership(
 ) -> Result<FunctionOutcome, HandlerError> {
     let (request, user) = verified_request(state, bindings, invocation).await?;
     let body: GroupBody = parse_json_body(&request)?;
-    let group = GroupName::parse(&body.group).map_err(HandlerError::BadRequest)?;
+    let group = GroupName::parse(&body.group)?;
     let (target, for_someone_else) = target_user(&user, body.user_id.as_deref())?;
     let operation = match (change, for_someone_else) {
         (Change::Add, false) => Operation::Join,
@@ -143,9 +144,6 @@ fn target_user(
     match named {
         None => Ok((TargetUser::caller(user), false)),
         Some(id) if id == user.user_id() => Ok((TargetUser::caller(user), false)),
-        Some(id) => Ok((
-            TargetUser::parse(id).map_err(HandlerError::BadRequest)?,
-            true,
-        )),
+        Some(id) => Ok((TargetUser::parse(id)?, true)),
     }
 }

@@ -11,7 +11,8 @@ use crate::functions::{
     verified_request,
 };
 use crate::invocation::{CallerResponse, InvocationRequest};
-use crate::policy::{GroupName, Operation, Request, TargetUser};
+use crate::names::{GroupName, TargetUser};
+use crate::policy::{Operation, Request};
 use crate::signalr::output::{Message, Recipient};
 
 /// Longest client method name accepted.
@@ -49,12 +50,8 @@ pub async fn send(
     let (request, user) = verified_request(state, bindings, invocation).await?;
     let body: MessageBody = parse_json_body(&request)?;
     let recipient = match (to, body.group, body.user_id) {
-        (To::Group, Some(group), None) => {
-            Recipient::Group(GroupName::parse(&group).map_err(HandlerError::BadRequest)?)
-        }
-        (To::User, None, Some(user_id)) => {
-            Recipient::User(TargetUser::parse(&user_id).map_err(HandlerError::BadRequest)?)
-        }
+        (To::Group, Some(group), None) => Recipient::Group(GroupName::parse(&group)?),
+        (To::User, None, Some(user_id)) => Recipient::User(TargetUser::parse(&user_id)?),
         (To::Group, _, _) => {
             return Err(HandlerError::BadRequest(
                 "the body needs `group` (and no `userId`)".into(),

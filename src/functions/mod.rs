@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::error::HandlerError;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
+use crate::names::{HubName, TargetUser};
 use crate::policy::{Decision, Request};
 use crate::signalr::rest::ServiceClient;
 
@@ -195,9 +196,13 @@ pub async fn authorize(
             let (Some(group), Some(hub)) = (request.group, output.hub_name.as_deref()) else {
                 return Err(forbidden("membership rule without a group or hub".into()));
             };
+            // Checked at start-up (`config::check_signalr_outputs`); parsed again for the type.
+            let hub = HubName::parse(hub).map_err(|error| {
+                HandlerError::Configuration(format!("the signalR output's hubName: {error}"))
+            })?;
             match state
                 .service
-                .is_user_in_group(hub, user.user_id(), group.as_str())
+                .is_user_in_group(&hub, &TargetUser::caller(user), group)
                 .await
             {
                 Ok(true) => {

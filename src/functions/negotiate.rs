@@ -77,13 +77,13 @@ pub async fn run(
         None => {
             let hub = settings
                 .mint_hub
-                .as_deref()
+                .as_ref()
                 .ok_or_else(|| HandlerError::Configuration("SIGNALR_HUB_NAME is not set".into()))?;
             let now = jsonwebtoken::get_current_timestamp();
             let token = signer
-                .mint(hub, &user, forward, now)
+                .mint(hub.as_str(), &user, forward, now)
                 .map_err(|error| HandlerError::Configuration(error.to_string()))?;
-            (settings.signalr.client_url(hub), token)
+            (settings.signalr.client_url(hub.as_str()), token)
         }
     };
     log.info(&format!("token issued for user {:?}", user.user_id()));

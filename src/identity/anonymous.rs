@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use crate::config::AnonymousSettings;
 use crate::identity::{ANONYMOUS_PREFIX, IdentityError, IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
+use crate::names::UserId;
 
 /// The `aud` every visitor token carries: it marks the token's purpose, so no other token
 /// signed with the same algorithm can pass for one.
@@ -105,7 +106,10 @@ impl VisitorVerifier {
             .ok_or(IdentityError::VisitorUnusable(
                 "`sub` must be 1-128 characters of A-Z a-z 0-9 . _ ~ -",
             ))?;
-        let user_id = format!("{ANONYMOUS_PREFIX}{visitor_id}");
+        // The visitor id's alphabet has no `/`, `\` or `%`, and the prefix rules out a dot
+        // segment, so the parse only restates the name rules.
+        let user_id = UserId::parse(&format!("{ANONYMOUS_PREFIX}{visitor_id}"))
+            .map_err(|_| IdentityError::VisitorUnusable("`sub` is not a usable user id"))?;
         // Only the namespaced id and expiry: nothing else the engine wrote is treated as verified
         // identity data.
         let mut verified = Map::new();

@@ -12,8 +12,9 @@ use sha1::{Digest, Sha1};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::{CertUserId, ClientCertSettings};
-use crate::identity::{IdentitySource, VerifiedUser, is_acceptable_user_id};
+use crate::identity::{IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
+use crate::names::UserId;
 
 /// The header App Service forwards the certificate in.
 pub const CLIENT_CERT_HEADER: &str = "X-ARR-ClientCert";
@@ -58,6 +59,10 @@ pub enum CertificateError {
     /// `CLIENT_CERT_USER_ID_FROM=subject-cn`, but no single usable common name.
     #[error("certificate {0} has no single usable subject common name for the user id")]
     NoCommonName(String),
+    /// The user id mapped to an allowed thumbprint breaks the name rules (configuration checks
+    /// this at start; refused here too rather than trusted).
+    #[error("the user id mapped to certificate {0} breaks the name rules")]
+    UnusableUserId(String),
     /// The user id derived from the certificate is in the anonymous namespace.
     #[error("the certificate's user id starts with `anon:`, which is reserved")]
     ReservedUserId,
@@ -191,29 +196,35 @@ impl CertificateVerifier {
     }
 
     /// The mapped user id of an allowed thumbprint (`None` when ids come from the subject CN).
-    fn allowed_user(&self, thumbprint: &str) -> Result<Option<String>, CertificateError> {
+    fn allowed_user(&self, thumbprint: &str) -> Result<Option<UserId>, CertificateError> {
         let (_, user_id) = self
             .allowed
             .iter()
             .find(|(allowed, _)| allowed == thumbprint)
             .ok_or_else(|| CertificateError::NotAllowed(thumbprint.to_owned()))?;
-        Ok(match self.user_id_from {
-            CertUserId::Mapped => user_id.clone(),
-            CertUserId::SubjectCommonName => None,
-        })
+        match self.user_id_from {
+            CertUserId::Mapped => user_id
+                .as_deref()
+                .map(|id| {
+                    UserId::parse(id)
+                        .map_err(|_| CertificateError::UnusableUserId(thumbprint.to_owned()))
+                })
+                .transpose(),
+            CertUserId::SubjectCommonName => Ok(None),
+        }
     }
 }
 
-fn single_common_name(certificate: &X509Certificate<'_>) -> Option<String> {
+fn single_common_name(certificate: &X509Certificate<'_>) -> Option<UserId> {
     let mut names = certificate.subject().iter_common_name();
-    let first = names.next()?.as_str().ok()?.to_owned();
-    if names.next().is_some() || !is_acceptable_user_id(&first) {
+    let first = names.next()?.as_str().ok()?;
+    if names.next().is_some() {
         return None;
     }
-    Some(first)
+    UserId::parse(first).ok()
 }
 
-fn certificate_user(user_id: String, thumbprint: &str, expires_at: u64) -> VerifiedUser {
+fn certificate_user(user_id: UserId, thumbprint: &str, expires_at: u64) -> VerifiedUser {
     let mut claims = serde_json::Map::new();
     claims.insert("thumbprint".into(), thumbprint.into());
     VerifiedUser::new(

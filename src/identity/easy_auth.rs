@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{AppServiceSettings, PrincipalFormat};
-use crate::identity::{IdentityError, IdentitySource, VerifiedUser, is_acceptable_user_id};
+use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
+use crate::names::UserId;
 
 /// The principal header.
 pub const PRINCIPAL_HEADER: &str = "X-MS-CLIENT-PRINCIPAL";
@@ -151,7 +152,11 @@ impl PrincipalVerifier {
                 .collect()
         };
         let user_id = match values(&self.user_id_claim).as_slice() {
-            [id] if is_acceptable_user_id(id) => (*id).to_owned(),
+            [id] => UserId::parse(id).map_err(|_| {
+                IdentityError::Principal(
+                    "the user id claim (AUTH_APPSERVICE_USER_ID_CLAIM) is missing, empty or malformed",
+                )
+            })?,
             [_, _, ..] => {
                 return Err(IdentityError::Principal(
                     "the user id claim appears more than once",
@@ -210,9 +215,8 @@ fn parse_static_web_apps(json: Value) -> Result<VerifiedUser, IdentityError> {
             "the Static Web Apps principal lacks the `authenticated` role",
         ));
     }
-    if !is_acceptable_user_id(&principal.user_id) {
-        return Err(IdentityError::Principal("`userId` is empty or malformed"));
-    }
+    let user_id = UserId::parse(&principal.user_id)
+        .map_err(|_| IdentityError::Principal("`userId` is empty or malformed"))?;
     if principal.identity_provider.trim().is_empty() {
         return Err(IdentityError::Principal("`identityProvider` is empty"));
     }
@@ -226,7 +230,7 @@ fn parse_static_web_apps(json: Value) -> Result<VerifiedUser, IdentityError> {
         Value::Array(principal.user_roles.into_iter().map(Value::from).collect()),
     );
     Ok(VerifiedUser::new(
-        principal.user_id,
+        user_id,
         claims,
         u64::MAX,
         IdentitySource::StaticWebApps,
@@ -277,6 +281,28 @@ mod tests {
             .expect("valid");
         assert_eq!(user.user_id(), "abc123");
         assert_eq!(user.source(), IdentitySource::StaticWebApps);
+    }
+
+    #[test]
+    fn principals_whose_user_id_breaks_the_name_rules_are_refused() {
+        for bad in ["..", ".", "a/b", " alice", "alice ", "\u{200b}", "50%"] {
+            let mut app_service = app_service_principal();
+            app_service["claims"][0]["val"] = json!(bad);
+            assert!(
+                verifier(PrincipalFormat::AppService)
+                    .parse(app_service)
+                    .is_err(),
+                "App Service {bad:?}"
+            );
+            let static_web_apps = json!({"identityProvider": "github", "userId": bad,
+                                         "userRoles": ["authenticated"]});
+            assert!(
+                verifier(PrincipalFormat::StaticWebApps)
+                    .parse(static_web_apps)
+                    .is_err(),
+                "Static Web Apps {bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::config::{JwtSettings, KeySource};
 use crate::identity::jwks::JwksCache;
-use crate::identity::{IdentityError, IdentitySource, VerifiedUser, is_acceptable_user_id};
+use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
+use crate::names::UserId;
 use crate::signalr::connection_string::ConnectionString;
 
 /// Longest token accepted. Real ID/access tokens are 1-3 KB; anything far beyond is an attack on
@@ -101,9 +102,8 @@ impl JwtVerifier {
         let user_id = claims
             .get(&self.user_id_claim)
             .and_then(Value::as_str)
-            .filter(|id| is_acceptable_user_id(id))
-            .ok_or_else(|| IdentityError::BadUserId(self.user_id_claim.clone()))?
-            .to_owned();
+            .and_then(|id| UserId::parse(id).ok())
+            .ok_or_else(|| IdentityError::BadUserId(self.user_id_claim.clone()))?;
         let expires_at = claims
             .get("exp")
             .and_then(Value::as_f64)

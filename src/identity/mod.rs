@@ -27,13 +27,9 @@ use serde_json::{Map, Value};
 
 use crate::config::{AuthSettings, SourceKind};
 use crate::invocation::HttpRequestData;
+pub use crate::names::ANONYMOUS_PREFIX;
+use crate::names::UserId;
 use crate::signalr::connection_string::ConnectionString;
-
-/// Prefix of every anonymous visitor's user id. No signed-in source may produce an id with it,
-/// so an anonymous visitor can never share a signed-in user's id.
-pub const ANONYMOUS_PREFIX: &str = "anon:";
-/// Longest user id accepted, matching the service's 1024-character user name limit.
-const MAX_USER_ID_CHARS: usize = 1024;
 
 /// Which kind of credential proved the caller's identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +49,7 @@ pub enum IdentitySource {
 /// A caller whose credential was verified. Only `identity` constructs it.
 #[derive(Debug, Clone)]
 pub struct VerifiedUser {
-    user_id: String,
+    user_id: UserId,
     claims: Map<String, Value>,
     expires_at: u64,
     source: IdentitySource,
@@ -62,7 +58,7 @@ pub struct VerifiedUser {
 impl VerifiedUser {
     /// Builds a user from verified claims. Private to `identity` and its submodules.
     fn new(
-        user_id: String,
+        user_id: UserId,
         claims: Map<String, Value>,
         expires_at: u64,
         source: IdentitySource,
@@ -77,6 +73,11 @@ impl VerifiedUser {
 
     /// The user id, from the configured claim of a verified credential.
     pub fn user_id(&self) -> &str {
+        self.user_id.as_str()
+    }
+
+    /// The user id as a checked name, for anything that puts it into a URL path.
+    pub fn id(&self) -> &UserId {
         &self.user_id
     }
 
@@ -121,7 +122,8 @@ impl VerifiedUser {
             Value::Object(claims) => claims,
             _ => Map::new(),
         };
-        Self::new(user_id.to_owned(), claims, u64::MAX, IdentitySource::Jwt)
+        let user_id = UserId::parse(user_id).expect("test user ids follow the name rules");
+        Self::new(user_id, claims, u64::MAX, IdentitySource::Jwt)
     }
 }
 
@@ -182,25 +184,13 @@ pub enum IdentityError {
     NotConfigured(&'static str),
 }
 
-/// A user id must be usable as a SignalR user and as a group-template value: non-empty, not
-/// all whitespace, no control characters, bounded.
-pub(crate) fn is_acceptable_user_id(id: &str) -> bool {
-    !id.trim().is_empty()
-        && id.chars().count() <= MAX_USER_ID_CHARS
-        && !id.chars().any(char::is_control)
-}
-
-/// True for an id in the anonymous namespace. Compared without regard to ASCII case, so that
-/// `ANON:x` cannot sit beside `anon:x` in a case-insensitive store.
-pub(crate) fn is_anonymous_id(id: &str) -> bool {
-    id.get(..ANONYMOUS_PREFIX.len())
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(ANONYMOUS_PREFIX))
-}
-
-/// Refuses a signed-in user whose id lies in the anonymous namespace.
+/// Refuses a signed-in user whose id lies in the anonymous namespace (checked by
+/// [`UserId::is_anonymous`], after invisible characters are dropped).
 fn refuse_reserved(user: VerifiedUser) -> Result<VerifiedUser, IdentityError> {
-    if user.is_signed_in() && is_anonymous_id(&user.user_id) {
-        return Err(IdentityError::ReservedUserId(user.user_id));
+    if user.is_signed_in() && user.user_id.is_anonymous() {
+        return Err(IdentityError::ReservedUserId(
+            user.user_id.as_str().to_owned(),
+        ));
     }
     Ok(user)
 }
@@ -326,7 +316,7 @@ impl Authenticator {
             .as_ref()
             .ok_or(client_cert::CertificateError::NoAllowList)?;
         let user = verifier.verify_reported(thumbprint, pem, now())?;
-        if is_anonymous_id(&user.user_id) {
+        if user.user_id.is_anonymous() {
             return Err(client_cert::CertificateError::ReservedUserId);
         }
         Ok(user)

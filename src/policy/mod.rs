@@ -28,63 +28,8 @@ use serde::Deserialize;
 
 use crate::config::ConfigError;
 use crate::identity::VerifiedUser;
+use crate::names::{GroupName, TargetUser};
 use crate::policy::pattern::{FilledPattern, Pattern};
-
-/// Longest group name the service accepts (spec `signalr-service.md` §4.4).
-pub const MAX_GROUP_CHARS: usize = 1024;
-/// Longest user id accepted as a target.
-pub const MAX_USER_ID_CHARS: usize = 1024;
-
-/// A validated group name: 1-1024 characters, no control characters, not all whitespace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupName(String);
-
-impl GroupName {
-    /// Validates a group name from a caller.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        validate_name(value, "group", MAX_GROUP_CHARS).map(|()| Self(value.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A validated user id named as a target by a caller (never an identity: that is
-/// [`VerifiedUser`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TargetUser(String);
-
-impl TargetUser {
-    /// Validates a user id from a caller.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        validate_name(value, "userId", MAX_USER_ID_CHARS).map(|()| Self(value.to_owned()))
-    }
-
-    /// The verified caller as a target.
-    pub fn caller(user: &VerifiedUser) -> Self {
-        Self(user.user_id().to_owned())
-    }
-
-    /// The id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-fn validate_name(value: &str, field: &str, max: usize) -> Result<(), String> {
-    if value.trim().is_empty() {
-        return Err(format!("`{field}` must not be empty or all whitespace"));
-    }
-    if value.chars().count() > max {
-        return Err(format!("`{field}` must be at most {max} characters"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(format!("`{field}` must not contain control characters"));
-    }
-    Ok(())
-}
 
 /// Something a caller asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -769,15 +714,6 @@ mod tests {
         for (text, expected) in cases {
             let error = Policy::parse(text, "test").expect_err(text);
             assert!(error.contains(expected), "{text}: {error}");
-        }
-    }
-
-    #[test]
-    fn names_are_validated() {
-        assert!(GroupName::parse("room-1").is_ok());
-        assert!(GroupName::parse(&"g".repeat(1024)).is_ok());
-        for bad in ["", "   ", "a\u{7}b", &"g".repeat(1025)] {
-            assert!(GroupName::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::policy::{GroupName, TargetUser};
+use crate::names::{GroupName, TargetUser};
 
 /// A group action item.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,17 +3,31 @@
 //! Only reads happen here: membership checks for "sender must be a member". Writes (adds,
 //! removes, sends) are output-binding items that the host applies. When the service cannot
 //! answer, the caller gets 503: a check that cannot be made never turns into an allow.
+//!
+//! Paths are built from [`crate::names`] types only, and each segment is percent-encoded here
+//! (everything but RFC 3986 unreserved characters, as the SDK's `Uri.EscapeDataString` does), so
+//! a name is always exactly one segment: `names` refuses what encoding cannot make safe (`.`,
+//! `..`), and encoding keeps `?`, `#` and the rest from being read as anything but text.
 
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::Url;
 
+use crate::names::{GroupName, HubName, TargetUser};
 use crate::signalr::access_token::ServiceTokenSigner;
 use crate::signalr::connection_string::ConnectionString;
 
 const API_VERSION: &str = "2022-06-01";
 const TIMEOUT: Duration = Duration::from_secs(5);
 const REST_TOKEN_LIFETIME_SECONDS: u64 = 300;
+
+/// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Why the service gave no usable answer.
 #[derive(Debug, thiserror::Error)]
@@ -48,28 +62,14 @@ impl ServiceClient {
     /// `HEAD /api/hubs/{hub}/users/{user}/groups/{group}`: 200 is a member, 404 is not.
     pub async fn is_user_in_group(
         &self,
-        hub: &str,
-        user: &str,
-        group: &str,
+        hub: &HubName,
+        user: &TargetUser,
+        group: &GroupName,
     ) -> Result<bool, RestError> {
-        let hub = hub.to_lowercase();
-        let segments = ["api", "hubs", hub.as_str(), "users", user, "groups", group];
-        let mut url = Url::parse(&self.connection.server_base())
-            .map_err(|error| RestError::Request(error.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| RestError::Request("the server endpoint cannot take a path".into()))?
-            .pop_if_empty()
-            .extend(segments);
+        let path = membership_path(hub, user, group);
+        let url = with_path(&self.connection.server_base(), &path)?;
         // The audience is the same path on the Endpoint host without port, as the SDK builds it.
-        let mut audience = Url::parse(&self.connection.audience_base())
-            .map_err(|error| RestError::Request(error.to_string()))?;
-        audience
-            .path_segments_mut()
-            .map_err(|()| RestError::Request("the endpoint cannot take a path".into()))?
-            .pop_if_empty()
-            .extend(segments);
-        audience.set_query(Some(&format!("api-version={API_VERSION}")));
-        url.set_query(Some(&format!("api-version={API_VERSION}")));
+        let audience = with_path(&self.connection.audience_base(), &path)?;
 
         let now = jsonwebtoken::get_current_timestamp();
         let token = ServiceTokenSigner::new(&self.connection)
@@ -86,6 +86,132 @@ impl ServiceClient {
             200 => Ok(true),
             404 => Ok(false),
             other => Err(RestError::UnexpectedStatus(other)),
+        }
+    }
+}
+
+/// `api/hubs/{hub}/users/{user}/groups/{group}`, each name one percent-encoded segment; the hub
+/// lower-cased as the SDK sends it.
+fn membership_path(hub: &HubName, user: &TargetUser, group: &GroupName) -> String {
+    let hub = hub.as_str().to_lowercase();
+    [
+        "api",
+        "hubs",
+        hub.as_str(),
+        "users",
+        user.as_str(),
+        "groups",
+        group.as_str(),
+    ]
+    .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+    .join("/")
+}
+
+/// `{base}/{path}?api-version=…`, parsed so that a base that cannot take a path fails here.
+fn with_path(base: &str, path: &str) -> Result<Url, RestError> {
+    let text = format!(
+        "{}/{path}?api-version={API_VERSION}",
+        base.trim_end_matches('/')
+    );
+    Url::parse(&text).map_err(|error| RestError::Request(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use percent_encoding::percent_decode_str;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn membership_url(hub: &str, user: &str, group: &str) -> Url {
+        let path = membership_path(
+            &HubName::parse(hub).expect("valid hub"),
+            &TargetUser::parse(user).expect("valid user"),
+            &GroupName::parse(group).expect("valid group"),
+        );
+        with_path("https://x.service.signalr.net", &path).expect("url")
+    }
+
+    fn decoded_segments(url: &Url) -> Vec<String> {
+        url.path_segments()
+            .expect("a path")
+            .map(|segment| {
+                percent_decode_str(segment)
+                    .decode_utf8()
+                    .expect("UTF-8")
+                    .into_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_membership_path_keeps_every_name_as_one_segment() {
+        let url = membership_url("Chat", "anon:v-1", "room.1 ?#;x");
+        assert_eq!(
+            url.as_str(),
+            "https://x.service.signalr.net/api/hubs/chat/users/anon%3Av-1/groups/room.1%20%3F%23%3Bx?api-version=2022-06-01"
+        );
+        assert_eq!(
+            decoded_segments(&url),
+            [
+                "api",
+                "hubs",
+                "chat",
+                "users",
+                "anon:v-1",
+                "groups",
+                "room.1 ?#;x"
+            ]
+        );
+    }
+
+    #[test]
+    fn dot_segments_cannot_reach_the_membership_path() {
+        // The old client extended the path with `..` and asked about
+        // `/api/hubs/chat/groups/room-1` instead; such names no longer parse.
+        assert!(TargetUser::parse("..").is_err());
+        assert!(GroupName::parse(".").is_err());
+        let url = membership_url("chat", "a..", ".b");
+        assert_eq!(url.path(), "/api/hubs/chat/users/a../groups/.b");
+    }
+
+    /// Names from a mix of ordinary text and the characters URL parsers treat specially.
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9._~ :;?#@!$&'()*+,=%/\\\\\u{200b}é\u{FF0E}\\[\\]-]{1,12}",
+            "\\PC{1,12}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn accepted_names_survive_url_normalisation_as_one_segment_each(
+            hub in "[A-Za-z][A-Za-z0-9_`,.\\[\\]]{0,20}",
+            user in name(),
+            group in name(),
+        ) {
+            let (Ok(hub), Ok(user), Ok(group)) =
+                (HubName::parse(&hub), TargetUser::parse(&user), GroupName::parse(&group))
+            else {
+                return Ok(());
+            };
+            let path = membership_path(&hub, &user, &group);
+            let url = with_path("https://x.service.signalr.net", &path).expect("url");
+            let normalised = Url::parse(url.as_str()).expect("reparse");
+            let expected = [
+                "api".to_owned(),
+                "hubs".to_owned(),
+                hub.as_str().to_lowercase(),
+                "users".to_owned(),
+                user.as_str().to_owned(),
+                "groups".to_owned(),
+                group.as_str().to_owned(),
+            ];
+            prop_assert_eq!(decoded_segments(&url), expected.clone());
+            prop_assert_eq!(decoded_segments(&normalised), expected);
+            prop_assert_eq!(url.query(), Some("api-version=2022-06-01"));
         }
     }
 }
