@@ -16,6 +16,7 @@ use url::Url;
 use crate::bindings::{self, FunctionBindings};
 use crate::policy::Policy;
 use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::output::SenderStamp;
 
 /// Functions this handler implements. Each has a folder with a `function.json` at the app root.
 pub const KNOWN_FUNCTIONS: &[&str] = &[
@@ -90,6 +91,8 @@ pub struct Settings {
     pub web_pubsub: Option<WebPubSubSettings>,
     /// Who may do what to which group.
     pub policy: Policy,
+    /// `MESSAGE_SENDER_STAMP`: whether messages carry their verified sender (default: yes).
+    pub sender_stamp: SenderStamp,
     /// The function app root (static files of the `index` function live under `www/`).
     pub app_root: PathBuf,
 }
@@ -313,6 +316,7 @@ impl Settings {
         let web_pubsub = web_pubsub_if_configured(&raw, &functions, &signalr)?;
         let auth = parse_auth(&raw, &signalr, web_pubsub.as_ref())?;
         let policy = load_policy(&raw, &app_root)?;
+        let sender_stamp = parse_sender_stamp(&raw)?;
         Ok(Self {
             port,
             functions,
@@ -322,6 +326,7 @@ impl Settings {
             auth,
             web_pubsub,
             policy,
+            sender_stamp,
             app_root,
         })
     }
@@ -857,6 +862,26 @@ impl WebPubSubSettings {
                 .secondary_key
                 .as_ref()
                 .is_some_and(|key| key.expose_secret() == secret)
+    }
+}
+
+/// `MESSAGE_SENDER_STAMP`: `true` (default) or `false`; anything else stops start-up, since a
+/// typo must not silently switch off the sender receivers rely on.
+fn parse_sender_stamp(raw: &RawSettings) -> Result<SenderStamp, ConfigError> {
+    const SETTING: &str = "MESSAGE_SENDER_STAMP";
+    match raw
+        .get(SETTING)
+        .map(|value| value.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("true") => Ok(SenderStamp::FirstArgument),
+        Some("false") => Ok(SenderStamp::Off),
+        Some(other) => Err(ConfigError::new(
+            SETTING,
+            format!(
+                "`{other}` must be true (messages start with the verified sender, the default) or false (the caller's arguments only; receivers cannot tell who sent a message)"
+            ),
+        )),
     }
 }
 

@@ -50,6 +50,19 @@ pub enum IdentitySource {
     AnonymousVisitor,
 }
 
+impl IdentitySource {
+    /// The stable name receivers see in a message's sender stamp.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::AppService => "appservice",
+            Self::StaticWebApps => "staticwebapps",
+            Self::ClientCertificate => "clientcert",
+            Self::AnonymousVisitor => "anonymous",
+        }
+    }
+}
+
 /// A caller whose credential was verified. Only `identity` constructs it.
 #[derive(Debug, Clone)]
 pub struct VerifiedUser {

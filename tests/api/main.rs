@@ -6,6 +6,7 @@ mod helpers;
 mod identity_sources;
 mod index;
 mod jwks;
+mod messages;
 mod negotiate;
 mod protocol;
 mod refusals;
