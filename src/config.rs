@@ -516,6 +516,15 @@ fn parse_auth(
     } else {
         None
     };
+    if let Some(jwt) = &jwt
+        && let KeySource::SharedSecret(secret) = &jwt.key_source
+        && web_pubsub.is_some_and(|wps| wps.signs_with(secret.expose_secret()))
+    {
+        return Err(ConfigError::new(
+            "AUTH_HS256_SECRET",
+            "equals a Web PubSub access key (WEBPUBSUB_CONNECTION_STRING or WEBPUBSUB_SECONDARY_ACCESS_KEY); use a separate secret, or anyone holding a Web PubSub key could sign app tokens",
+        ));
+    }
     let app_service = if sources.contains(&SourceKind::AppService) {
         Some(parse_app_service(raw)?)
     } else {
@@ -1059,10 +1068,17 @@ fn parse_forward_claims(value: Option<String>) -> Result<Vec<String>, ConfigErro
         .map(str::trim)
         .filter(|name| !name.is_empty())
     {
-        if name.starts_with("asrs.") {
+        // Refused in any case: whether the service compares system claim names without regard
+        // to case is not ours to rely on, and `ASRS.S.UID` beside `asrs.s.uid` is never meant.
+        if name
+            .get(..5)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("asrs."))
+        {
             return Err(ConfigError::new(
                 "AUTH_FORWARD_CLAIMS",
-                format!("`{name}` is a SignalR system claim; the handler sets those itself"),
+                format!(
+                    "`{name}` is a SignalR system claim (prefix `asrs.`, in any case); the handler sets those itself, remove it from the list"
+                ),
             ));
         }
         if !claims.iter().any(|claim| claim == name) {
@@ -1225,6 +1241,32 @@ mod tests {
             (
                 &[("AUTH_FORWARD_CLAIMS", Some("name,asrs.s.uid"))],
                 "AUTH_FORWARD_CLAIMS",
+            ),
+            (
+                &[("AUTH_FORWARD_CLAIMS", Some("name,ASRS.S.UID"))],
+                "AUTH_FORWARD_CLAIMS",
+            ),
+            (
+                &[("AUTH_FORWARD_CLAIMS", Some("Asrs.s.authn"))],
+                "AUTH_FORWARD_CLAIMS",
+            ),
+            (
+                &[(
+                    "AUTH_HS256_SECRET",
+                    Some("INSECURE-TEST-WPS-KEY-0123456789ABCDEFGH"),
+                )],
+                "AUTH_HS256_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_HS256_SECRET", Some(VISITOR_SECRET)),
+                    ("WEBPUBSUB_SECONDARY_ACCESS_KEY", Some(VISITOR_SECRET)),
+                ],
+                "AUTH_HS256_SECRET",
+            ),
+            (
+                &[("MESSAGE_SENDER_STAMP", Some("off"))],
+                "MESSAGE_SENDER_STAMP",
             ),
             (
                 &[("AUTH_CLOCK_SKEW_SECONDS", Some("-1"))],
