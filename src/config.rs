@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::bindings::{self, FunctionBindings};
+use crate::identity::jwks::HostClass;
 use crate::policy::Policy;
 use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::output::SenderStamp;
@@ -992,7 +993,7 @@ fn parse_jwt(
 fn parse_fetch_url(setting: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value)
         .map_err(|_| ConfigError::new(setting, format!("`{value}` is not an absolute URL")))?;
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let loopback = HostClass::of(&url) == HostClass::Loopback;
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
