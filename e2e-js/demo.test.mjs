@@ -50,12 +50,17 @@ test('two users on the demo page exchange a group and a direct message', { timeo
   await bob.page.fill('#group', 'room-1');
   await bob.page.fill('#send-group-text', 'Hello from bob to room-1');
   await bob.page.click('#send-group');
-  await alice.page.locator('#messages li').filter({ hasText: 'Hello from bob to room-1' }).waitFor();
+  const fromBob = alice.page.locator('#messages li').filter({ hasText: 'Hello from bob to room-1' });
+  await fromBob.waitFor();
+  assert.equal(await fromBob.locator('.from').getAttribute('data-source'), 'jwt');
+  assert.match(await fromBob.locator('.from').textContent(), /^bob/, 'the verified sender is shown');
 
   await alice.page.fill('#send-user-id', 'bob');
   await alice.page.fill('#send-user-text', 'Hi bob, this is just for you');
   await alice.page.click('#send-user');
-  await bob.page.locator('#messages li').filter({ hasText: 'Hi bob, this is just for you' }).waitFor();
+  const fromAlice = bob.page.locator('#messages li').filter({ hasText: 'Hi bob, this is just for you' });
+  await fromAlice.waitFor();
+  assert.match(await fromAlice.locator('.from').textContent(), /^alice/, 'the verified sender is shown');
 
   const artifacts = join(repoRoot, 'e2e-js', 'artifacts');
   mkdirSync(artifacts, { recursive: true });

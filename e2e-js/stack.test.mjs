@@ -33,7 +33,7 @@ async function assertNothingElseArrived(stack, senderToken, userId, inbox, label
   });
   assert.equal(sent.status, 202, `marker to ${userId}: ${sent.text}`);
   const next = await inbox.next();
-  assert.equal(next.args[0].text, marker, `${label} received something before its marker`);
+  assert.equal(next.args[1].text, marker, `${label} received something before its marker`);
 }
 
 test('group and direct messages reach exactly the right users', { timeout: HANG_GUARD_MS }, async (t) => {
@@ -52,12 +52,16 @@ test('group and direct messages reach exactly the right users', { timeout: HANG_
   const joined = await callFunction(stack, 'addToGroup', alice, { group: 'room-1' });
   assert.equal(joined.status, 202, joined.text);
 
+  // bob claims to be root; the handler's first argument names the verified sender anyway.
   const sent = await callFunction(stack, 'sendToGroup', bob, {
-    group: 'room-1', target: TARGET, arguments: [{ from: 'bob', text: 'hello room-1' }],
+    group: 'room-1', target: TARGET, arguments: [{ sender: 'root', from: 'root', text: 'hello room-1' }],
   });
   assert.equal(sent.status, 202, sent.text);
   const received = await aliceConn.inbox.next();
-  assert.deepEqual(received.args, [{ from: 'bob', text: 'hello room-1' }]);
+  assert.deepEqual(received.args, [
+    { sender: 'bob', source: 'jwt' },
+    { sender: 'root', from: 'root', text: 'hello room-1' },
+  ]);
   await assertNothingElseArrived(stack, bob, 'carol', carolConn.inbox, 'carol (not a member)');
 
   const direct = await callFunction(stack, 'sendToUser', alice, {
@@ -66,7 +70,8 @@ test('group and direct messages reach exactly the right users', { timeout: HANG_
   assert.equal(direct.status, 202, direct.text);
   for (const [tab, name] of [[bobTab1, 'first'], [bobTab2, 'second']]) {
     const message = await tab.inbox.next();
-    assert.equal(message.args[0].text, 'just for bob', `bob's ${name} connection`);
+    assert.deepEqual(message.args[0], { sender: 'alice', source: 'jwt' }, `bob's ${name} connection`);
+    assert.equal(message.args[1].text, 'just for bob', `bob's ${name} connection`);
   }
   await assertNothingElseArrived(stack, bob, 'alice', aliceConn.inbox, 'alice');
   await assertNothingElseArrived(stack, bob, 'carol', carolConn.inbox, 'carol');
@@ -96,7 +101,9 @@ test('forged principal headers and body-level "headers" do not change the verifi
     userId: 'bob', target: TARGET, arguments: [{ text: 'to the real bob' }],
   });
   assert.equal(toBob.status, 202, toBob.text);
-  assert.equal((await bobConn.inbox.next()).args[0].text, 'to the real bob');
+  const toRealBob = await bobConn.inbox.next();
+  assert.deepEqual(toRealBob.args[0], { sender: 'carol', source: 'jwt' }, 'forged headers do not change the sender');
+  assert.equal(toRealBob.args[1].text, 'to the real bob');
   await assertNothingElseArrived(stack, bob, 'carol', forgedConn.inbox, 'the forged-header connection');
 });
 

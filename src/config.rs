@@ -15,8 +15,10 @@ use url::Url;
 
 use crate::bindings::{self, FunctionBindings};
 use crate::names::{HubName, UserId};
+use crate::identity::jwks::HostClass;
 use crate::policy::Policy;
 use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::output::SenderStamp;
 
 /// Functions this handler implements. Each has a folder with a `function.json` at the app root.
 pub const KNOWN_FUNCTIONS: &[&str] = &[
@@ -91,6 +93,8 @@ pub struct Settings {
     pub web_pubsub: Option<WebPubSubSettings>,
     /// Who may do what to which group.
     pub policy: Policy,
+    /// `MESSAGE_SENDER_STAMP`: whether messages carry their verified sender (default: yes).
+    pub sender_stamp: SenderStamp,
     /// The function app root (static files of the `index` function live under `www/`).
     pub app_root: PathBuf,
 }
@@ -314,6 +318,7 @@ impl Settings {
         let web_pubsub = web_pubsub_if_configured(&raw, &functions, &signalr)?;
         let auth = parse_auth(&raw, &signalr, web_pubsub.as_ref())?;
         let policy = load_policy(&raw, &app_root)?;
+        let sender_stamp = parse_sender_stamp(&raw)?;
         Ok(Self {
             port,
             functions,
@@ -323,6 +328,7 @@ impl Settings {
             auth,
             web_pubsub,
             policy,
+            sender_stamp,
             app_root,
         })
     }
@@ -503,6 +509,15 @@ fn parse_auth(
     } else {
         None
     };
+    if let Some(jwt) = &jwt
+        && let KeySource::SharedSecret(secret) = &jwt.key_source
+        && web_pubsub.is_some_and(|wps| wps.signs_with(secret.expose_secret()))
+    {
+        return Err(ConfigError::new(
+            "AUTH_HS256_SECRET",
+            "equals a Web PubSub access key (WEBPUBSUB_CONNECTION_STRING or WEBPUBSUB_SECONDARY_ACCESS_KEY); use a separate secret, or anyone holding a Web PubSub key could sign app tokens",
+        ));
+    }
     let app_service = if sources.contains(&SourceKind::AppService) {
         Some(parse_app_service(raw)?)
     } else {
@@ -853,6 +868,26 @@ impl WebPubSubSettings {
     }
 }
 
+/// `MESSAGE_SENDER_STAMP`: `true` (default) or `false`; anything else stops start-up, since a
+/// typo must not silently switch off the sender receivers rely on.
+fn parse_sender_stamp(raw: &RawSettings) -> Result<SenderStamp, ConfigError> {
+    const SETTING: &str = "MESSAGE_SENDER_STAMP";
+    match raw
+        .get(SETTING)
+        .map(|value| value.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("true") => Ok(SenderStamp::FirstArgument),
+        Some("false") => Ok(SenderStamp::Off),
+        Some(other) => Err(ConfigError::new(
+            SETTING,
+            format!(
+                "`{other}` must be true (messages start with the verified sender, the default) or false (the caller's arguments only; receivers cannot tell who sent a message)"
+            ),
+        )),
+    }
+}
+
 fn parse_bool(raw: &RawSettings, name: &str, default: bool) -> Result<bool, ConfigError> {
     match raw
         .get(name)
@@ -951,7 +986,7 @@ fn parse_jwt(
 fn parse_fetch_url(setting: &str, value: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(value)
         .map_err(|_| ConfigError::new(setting, format!("`{value}` is not an absolute URL")))?;
-    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    let loopback = HostClass::of(&url) == HostClass::Loopback;
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
@@ -1027,10 +1062,17 @@ fn parse_forward_claims(value: Option<String>) -> Result<Vec<String>, ConfigErro
         .map(str::trim)
         .filter(|name| !name.is_empty())
     {
-        if name.starts_with("asrs.") {
+        // Refused in any case: whether the service compares system claim names without regard
+        // to case is not ours to rely on, and `ASRS.S.UID` beside `asrs.s.uid` is never meant.
+        if name
+            .get(..5)
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case("asrs."))
+        {
             return Err(ConfigError::new(
                 "AUTH_FORWARD_CLAIMS",
-                format!("`{name}` is a SignalR system claim; the handler sets those itself"),
+                format!(
+                    "`{name}` is a SignalR system claim (prefix `asrs.`, in any case); the handler sets those itself, remove it from the list"
+                ),
             ));
         }
         if !claims.iter().any(|claim| claim == name) {
@@ -1193,6 +1235,32 @@ mod tests {
             (
                 &[("AUTH_FORWARD_CLAIMS", Some("name,asrs.s.uid"))],
                 "AUTH_FORWARD_CLAIMS",
+            ),
+            (
+                &[("AUTH_FORWARD_CLAIMS", Some("name,ASRS.S.UID"))],
+                "AUTH_FORWARD_CLAIMS",
+            ),
+            (
+                &[("AUTH_FORWARD_CLAIMS", Some("Asrs.s.authn"))],
+                "AUTH_FORWARD_CLAIMS",
+            ),
+            (
+                &[(
+                    "AUTH_HS256_SECRET",
+                    Some("INSECURE-TEST-WPS-KEY-0123456789ABCDEFGH"),
+                )],
+                "AUTH_HS256_SECRET",
+            ),
+            (
+                &[
+                    ("AUTH_HS256_SECRET", Some(VISITOR_SECRET)),
+                    ("WEBPUBSUB_SECONDARY_ACCESS_KEY", Some(VISITOR_SECRET)),
+                ],
+                "AUTH_HS256_SECRET",
+            ),
+            (
+                &[("MESSAGE_SENDER_STAMP", Some("off"))],
+                "MESSAGE_SENDER_STAMP",
             ),
             (
                 &[("AUTH_CLOCK_SKEW_SECONDS", Some("-1"))],

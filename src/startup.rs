@@ -11,6 +11,7 @@ use crate::config::Settings;
 use crate::error::HandlerError;
 use crate::functions::{self, AppState};
 use crate::identity::Authenticator;
+use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
@@ -35,6 +36,11 @@ impl Application {
         if settings.function("connect").is_some() && settings.web_pubsub.is_none() {
             tracing::info!(
                 "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
+            );
+        }
+        if settings.sender_stamp == SenderStamp::Off {
+            tracing::warn!(
+                "MESSAGE_SENDER_STAMP=false: messages carry only the caller's arguments, so receivers cannot tell who sent them"
             );
         }
         let listener = TcpListener::bind(("127.0.0.1", settings.port))?;

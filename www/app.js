@@ -110,7 +110,7 @@
       })
       .configureLogging(signalR.LogLevel.Warning)
       .build();
-    connection.on(TARGET, (message) => showMessage(message));
+    connection.on(TARGET, (stamp, message) => showMessage(stamp, message));
     connection.onclose((error) => {
       state.connection = null;
       state.groups.clear();
@@ -168,8 +168,8 @@
 
   $('group').addEventListener('input', refresh);
 
-  // 4. Send. The sender name inside the message is only what this page claims; who may send is
-  // decided by the handler from the verified token.
+  // 4. Send. The page claims no sender name: the handler writes the verified sender as the
+  // first argument of every message, and receivers show that one.
   $('send-group-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const group = $('group').value.trim();
@@ -177,7 +177,7 @@
     const sent = await callFunction('sendToGroup', {
       group,
       target: TARGET,
-      arguments: [{ from: state.user, via: `group ${group}`, text }],
+      arguments: [{ via: `group ${group}`, text }],
     });
     if (sent) $('send-group-text').value = '';
   });
@@ -189,28 +189,33 @@
     const sent = await callFunction('sendToUser', {
       userId,
       target: TARGET,
-      arguments: [{ from: state.user, via: `to ${userId}`, text }],
+      arguments: [{ via: `to ${userId}`, text }],
     });
     if (sent) $('send-user-text').value = '';
   });
 
-  function showMessage(message) {
+  // `stamp` is the handler-written first argument {sender, source}: the verified sender. Any
+  // name inside `message` is whatever the sending page wrote, so it is never shown as the sender.
+  function showMessage(stamp, message) {
     const list = $('messages');
     list.querySelector('.empty')?.remove();
     const item = document.createElement('li');
+    const verified = typeof stamp?.sender === 'string' && typeof stamp?.source === 'string';
     const cells = [
       ['time', new Date().toLocaleTimeString()],
-      ['from', `${message?.from ?? '?'}`],
+      ['from', verified ? stamp.sender : '(unverified sender)'],
       ['text', `${message?.text ?? JSON.stringify(message)}`],
     ];
     for (const [name, value] of cells) {
       const cell = document.createElement('span');
       cell.className = name;
       cell.textContent = value;
-      if (name === 'from' && message?.via) {
+      if (name === 'from') {
+        if (verified) cell.dataset.source = stamp.source;
         const via = document.createElement('div');
         via.className = 'via';
-        via.textContent = message.via;
+        const route = typeof message?.via === 'string' ? `${message.via} · ` : '';
+        via.textContent = `${route}verified by ${verified ? stamp.source : 'nobody'}`;
         cell.append(via);
       }
       item.append(cell);

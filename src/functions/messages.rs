@@ -1,5 +1,7 @@
 //! `sendToGroup` and `sendToUser`: messages from a verified caller, to a recipient the policy
-//! allows. The recipient is a typed [`Recipient`], so a message can never broadcast.
+//! allows. The recipient is a typed [`Recipient`], so a message can never broadcast, and the
+//! sender is the verified caller, written by the handler as the first argument (see
+//! [`crate::signalr::output`]), so a caller cannot pose as someone else.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -13,7 +15,7 @@ use crate::functions::{
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::names::{GroupName, TargetUser};
 use crate::policy::{Operation, Request};
-use crate::signalr::output::{Message, Recipient};
+use crate::signalr::output::{Message, Recipient, Sender};
 
 /// Longest client method name accepted.
 const MAX_TARGET_CHARS: usize = 128;
@@ -92,13 +94,17 @@ pub async fn send(
         user.user_id()
     ));
     let message = Message {
+        sender: Sender::of(&user),
         target,
         arguments,
         recipient,
     };
     Ok(FunctionOutcome {
         response: CallerResponse::json(202, &response),
-        outputs: vec![(output.name.clone(), json!([message.to_item()]))],
+        outputs: vec![(
+            output.name.clone(),
+            json!([message.to_item(state.settings.sender_stamp)]),
+        )],
     })
 }
 

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::bindings::{FunctionBindings, SignalRBinding};
 use crate::config::Settings;
 use crate::error::HandlerError;
+use crate::identity::credential::QueryToken;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
 use crate::names::{HubName, TargetUser};
@@ -140,14 +141,18 @@ pub async fn invoke(
 }
 
 /// The HTTP request of an invocation and its verified caller: the first step of every function
-/// that acts for a user.
+/// that acts for a user. Only `negotiate` accepts a bearer token in the `access_token` query.
 pub async fn verified_request(
     state: &AppState,
     bindings: &FunctionBindings,
     invocation: &InvocationRequest,
 ) -> Result<(HttpRequestData, VerifiedUser), HandlerError> {
     let request = invocation.http_request(&bindings.trigger)?;
-    let user = state.authenticator.authenticate(&request).await?;
+    let query_token = QueryToken::for_function(&bindings.function_name);
+    let user = state
+        .authenticator
+        .authenticate(&request, query_token)
+        .await?;
     Ok((request, user))
 }
 

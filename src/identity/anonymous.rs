@@ -54,6 +54,7 @@ pub struct VisitorVerifier {
     key: DecodingKey,
     validation: Validation,
     max_lifetime: u64,
+    clock_skew: u64,
 }
 
 impl VisitorVerifier {
@@ -72,6 +73,7 @@ impl VisitorVerifier {
             key: DecodingKey::from_secret(settings.secret.expose_secret().as_bytes()),
             validation,
             max_lifetime: settings.max_lifetime.as_secs(),
+            clock_skew: settings.clock_skew.as_secs(),
         }
     }
 
@@ -82,6 +84,7 @@ impl VisitorVerifier {
     }
 
     fn verify_token(&self, token: &str) -> Result<VerifiedUser, IdentityError> {
+        let now = jsonwebtoken::get_current_timestamp();
         if token.len() > MAX_VISITOR_TOKEN_BYTES {
             return Err(IdentityError::TooLarge(token.len()));
         }
@@ -97,6 +100,19 @@ impl VisitorVerifier {
         if expires_at.saturating_sub(issued_at) > self.max_lifetime {
             return Err(IdentityError::VisitorUnusable(
                 "its lifetime (exp - iat) exceeds AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS",
+            ));
+        }
+        // `exp - iat` alone can be satisfied by a token issued far in the future: it would then
+        // stay valid until long after its claimed lifetime. Both ends are anchored to now (the
+        // second check follows from the first two; it is kept so the bound reads as stated).
+        if issued_at > now.saturating_add(self.clock_skew) {
+            return Err(IdentityError::VisitorUnusable(
+                "`iat` is in the future (beyond AUTH_CLOCK_SKEW_SECONDS)",
+            ));
+        }
+        if expires_at.saturating_sub(now) > self.max_lifetime.saturating_add(self.clock_skew) {
+            return Err(IdentityError::VisitorUnusable(
+                "it expires later than AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS from now",
             ));
         }
         let visitor_id = claims
@@ -188,6 +204,23 @@ mod tests {
         assert_eq!(user.user_id(), "anon:v-123");
         assert!(!user.is_signed_in());
         assert_eq!(user.source(), IdentitySource::AnonymousVisitor);
+    }
+
+    #[test]
+    fn refuses_a_visitor_token_issued_in_the_future_even_with_a_short_lifetime() {
+        let mut future = claims("v");
+        future["iat"] = json!(now() + 365 * 86_400);
+        future["exp"] = json!(now() + 365 * 86_400 + 600);
+        assert!(verifier().verify_token(&token(future, SECRET)).is_err());
+        let mut slightly_ahead = claims("v");
+        slightly_ahead["iat"] = json!(now() + 30);
+        slightly_ahead["exp"] = json!(now() + 630);
+        assert!(
+            verifier()
+                .verify_token(&token(slightly_ahead, SECRET))
+                .is_err(),
+            "beyond a zero clock skew"
+        );
     }
 
     #[test]

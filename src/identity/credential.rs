@@ -1,11 +1,33 @@
 //! Where a caller's bearer token may come from.
 //!
-//! `Authorization: Bearer …` first; the `access_token` query parameter as well, because browsers
-//! cannot set headers on WebSocket or Server-Sent Events requests and the SignalR client sends
-//! it there. Headers such as `x-ms-client-principal-id` are never read: any client can set them.
+//! `Authorization: Bearer …` first; the `access_token` query parameter as well, but only at
+//! `negotiate` ([`QueryToken::for_function`]): browsers cannot set headers on WebSocket or
+//! Server-Sent Events requests and the SignalR client sends it there. Everywhere else a token in
+//! a URL would only end up in proxy and access logs, so it is refused. Headers such as
+//! `x-ms-client-principal-id` are never read: any client can set them.
 
 use crate::identity::IdentityError;
 use crate::invocation::HttpRequestData;
+
+/// Whether the `access_token` query parameter may carry the bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryToken {
+    /// `negotiate`: the SignalR browser client may send the token in the query.
+    Accepted,
+    /// Every other function: a token in the query is refused, not ignored.
+    Refused,
+}
+
+impl QueryToken {
+    /// The rule for the function `function_name` (its folder name).
+    pub fn for_function(function_name: &str) -> Self {
+        if function_name == "negotiate" {
+            Self::Accepted
+        } else {
+            Self::Refused
+        }
+    }
+}
 
 /// True when the request carries an `Authorization` header or an `access_token` query
 /// parameter, whatever their value: the JWT source then decides, and refuses a bad one.
@@ -17,7 +39,14 @@ pub fn bearer_presented(request: &HttpRequestData) -> bool {
 /// The bearer token of `request`, refusing ambiguous requests (two headers, two query values,
 /// or a header and a query value that differ), so no layer can pick a different token than
 /// the one verified.
-pub fn bearer_token(request: &HttpRequestData) -> Result<&str, IdentityError> {
+pub fn bearer_token(
+    request: &HttpRequestData,
+    query_token: QueryToken,
+) -> Result<&str, IdentityError> {
+    let queries = request.query_values("access_token");
+    if query_token == QueryToken::Refused && !queries.is_empty() {
+        return Err(IdentityError::QueryTokenNotAllowed);
+    }
     let headers = request.header_values("Authorization");
     let from_header = match headers.as_slice() {
         [] => None,
@@ -28,7 +57,6 @@ pub fn bearer_token(request: &HttpRequestData) -> Result<&str, IdentityError> {
             ));
         }
     };
-    let queries = request.query_values("access_token");
     let from_query = match queries.as_slice() {
         [] => None,
         [value] if value.contains(',') => {
@@ -76,14 +104,39 @@ mod tests {
     #[test]
     fn takes_the_header_or_the_query() {
         let header = request(json!({"authorization": ["bearer abc"]}), json!({}));
-        assert_eq!(bearer_token(&header).expect("token"), "abc");
+        assert_eq!(
+            bearer_token(&header, QueryToken::Refused).expect("token"),
+            "abc"
+        );
         let query = request(json!({}), json!({"access_token": "xyz"}));
-        assert_eq!(bearer_token(&query).expect("token"), "xyz");
+        assert_eq!(
+            bearer_token(&query, QueryToken::Accepted).expect("token"),
+            "xyz"
+        );
         let same = request(
             json!({"Authorization": ["Bearer t"]}),
             json!({"access_token": "t"}),
         );
-        assert_eq!(bearer_token(&same).expect("token"), "t");
+        assert_eq!(
+            bearer_token(&same, QueryToken::Accepted).expect("token"),
+            "t"
+        );
+    }
+
+    #[test]
+    fn the_query_token_is_refused_where_only_the_header_is_accepted() {
+        assert_eq!(QueryToken::for_function("negotiate"), QueryToken::Accepted);
+        assert_eq!(QueryToken::for_function("sendToGroup"), QueryToken::Refused);
+        let query = request(json!({}), json!({"access_token": "xyz"}));
+        assert!(matches!(
+            bearer_token(&query, QueryToken::Refused),
+            Err(IdentityError::QueryTokenNotAllowed)
+        ));
+        let both = request(
+            json!({"Authorization": ["Bearer t"]}),
+            json!({"access_token": "t"}),
+        );
+        assert!(bearer_token(&both, QueryToken::Refused).is_err());
     }
 
     #[test]
@@ -119,7 +172,7 @@ mod tests {
         ];
         for (headers, query, description) in cases {
             assert!(
-                bearer_token(&request(headers, query)).is_err(),
+                bearer_token(&request(headers, query), QueryToken::Accepted).is_err(),
                 "{description}"
             );
         }

@@ -233,11 +233,7 @@ impl JwksCache {
             document.issuer
         );
         let jwks = Url::parse(&document.jwks_uri).context("jwks_uri is not a URL")?;
-        let loopback = matches!(jwks.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-        anyhow::ensure!(
-            jwks.scheme() == "https" || (jwks.scheme() == "http" && loopback),
-            "jwks_uri {jwks} is not https"
-        );
+        check_jwks_uri(issuer, &jwks)?;
         Ok(jwks)
     }
 
@@ -260,6 +256,48 @@ impl JwksCache {
     }
 }
 
+/// Where a URL points: this machine, or anywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostClass {
+    /// `localhost`, `127.0.0.0/8` or `::1`: local development only; plain http allowed.
+    Loopback,
+    /// Any other host: https required.
+    Remote,
+}
+
+impl HostClass {
+    /// The class of `url`'s host.
+    pub fn of(url: &Url) -> Self {
+        let loopback = match url.host() {
+            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(address)) => address.is_loopback(),
+            Some(url::Host::Ipv6(address)) => address.is_loopback(),
+            None => false,
+        };
+        if loopback {
+            Self::Loopback
+        } else {
+            Self::Remote
+        }
+    }
+}
+
+/// A discovered `jwks_uri` must be in the issuer's host class, and https unless on loopback:
+/// a remote issuer's discovery document (or whoever can change it) must not point the handler at
+/// a plain-http or loopback key set, and a local development issuer must not reach out.
+fn check_jwks_uri(issuer: &Url, jwks: &Url) -> anyhow::Result<()> {
+    let (issuer_class, jwks_class) = (HostClass::of(issuer), HostClass::of(jwks));
+    anyhow::ensure!(
+        issuer_class == jwks_class,
+        "jwks_uri {jwks} is on another host class ({jwks_class:?}) than the issuer ({issuer_class:?}); a discovered key set must stay on the issuer's side of loopback"
+    );
+    anyhow::ensure!(
+        jwks.scheme() == "https" || (jwks.scheme() == "http" && jwks_class == HostClass::Loopback),
+        "jwks_uri {jwks} is not https (plain http is accepted only on loopback)"
+    );
+    Ok(())
+}
+
 /// A token without `kid` may use the only key of a one-key set, never a guess among several.
 fn lookup(state: &State, kid: &Option<String>) -> Option<Arc<CachedKey>> {
     if let Some(key) = state.keys.get(kid) {
@@ -277,5 +315,56 @@ fn check_algorithm(key: Arc<CachedKey>, alg: Algorithm) -> Result<Arc<CachedKey>
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm,
         )),
         _ => Ok(key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("url")
+    }
+
+    #[test]
+    fn a_discovered_jwks_uri_stays_in_the_issuers_host_class_and_on_https() {
+        let allowed = [
+            (
+                "https://login.example.com/t/v2.0",
+                "https://keys.example.net/keys",
+            ),
+            ("http://127.0.0.1:7072", "http://127.0.0.1:7072/keys"),
+            ("http://localhost:7072", "https://localhost:7443/keys"),
+            ("http://[::1]:7072", "http://127.0.0.2/keys"),
+        ];
+        for (issuer, jwks) in allowed {
+            assert!(
+                check_jwks_uri(&url(issuer), &url(jwks)).is_ok(),
+                "{issuer} -> {jwks}"
+            );
+        }
+        let refused = [
+            (
+                "https://login.example.com/t/v2.0",
+                "http://127.0.0.1:8080/keys",
+            ),
+            ("https://login.example.com/t/v2.0", "https://localhost/keys"),
+            ("https://login.example.com/t/v2.0", "http://[::1]/keys"),
+            (
+                "https://login.example.com/t/v2.0",
+                "http://keys.example.net/keys",
+            ),
+            ("http://127.0.0.1:7072", "https://keys.example.net/keys"),
+            (
+                "https://login.example.com/t/v2.0",
+                "ftp://keys.example.net/keys",
+            ),
+        ];
+        for (issuer, jwks) in refused {
+            assert!(
+                check_jwks_uri(&url(issuer), &url(jwks)).is_err(),
+                "{issuer} -> {jwks}"
+            );
+        }
     }
 }

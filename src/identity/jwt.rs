@@ -73,6 +73,12 @@ impl JwtVerifier {
         }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| IdentityError::Rejected(error.into_kind()))?;
+        // jsonwebtoken's `Header` has no `crit` field and ignores it; RFC 7515 §4.1.11 says a
+        // recipient that does not understand a critical extension must refuse the token, and
+        // this handler understands none.
+        if names_critical_extensions(token) {
+            return Err(IdentityError::CriticalHeader);
+        }
         // Checked before any key lookup, so a token with a foreign algorithm cannot make the
         // JWKS cache refetch.
         if !self.validation.algorithms.contains(&header.alg) {
@@ -98,6 +104,11 @@ impl JwtVerifier {
         }
         .map_err(|error| IdentityError::Rejected(error.into_kind()))?;
         let claims = data.claims;
+        // jsonwebtoken accepts an `iss` array that contains the expected issuer; an issuer is one
+        // string (RFC 7519 §4.1.1), so anything else is refused.
+        if !matches!(claims.get("iss"), Some(Value::String(_))) {
+            return Err(IdentityError::IssuerNotAString);
+        }
 
         let user_id = claims
             .get(&self.user_id_claim)
@@ -138,4 +149,16 @@ impl JwtVerifier {
             _ => false,
         }
     }
+}
+
+/// True when the token's (unverified) header has a `crit` member, whatever its value.
+fn names_critical_extensions(token: &str) -> bool {
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
+        return false;
+    };
+    serde_json::from_slice::<Map<String, Value>>(&bytes)
+        .is_ok_and(|header| header.contains_key("crit"))
 }

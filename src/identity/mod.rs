@@ -46,6 +46,19 @@ pub enum IdentitySource {
     AnonymousVisitor,
 }
 
+impl IdentitySource {
+    /// The stable name receivers see in a message's sender stamp.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::AppService => "appservice",
+            Self::StaticWebApps => "staticwebapps",
+            Self::ClientCertificate => "clientcert",
+            Self::AnonymousVisitor => "anonymous",
+        }
+    }
+}
+
 /// A caller whose credential was verified. Only `identity` constructs it.
 #[derive(Debug, Clone)]
 pub struct VerifiedUser {
@@ -151,6 +164,21 @@ pub enum IdentityError {
         "token rejected: its audience is the SignalR Service (a service token replayed at the app)"
     )]
     ServiceTokenReplayed,
+    /// The token's header lists critical extensions (`crit`, RFC 7515 §4.1.11), none of which
+    /// this handler implements, so it must refuse the token.
+    #[error(
+        "token rejected: its header has `crit` (critical extensions this handler does not understand)"
+    )]
+    CriticalHeader,
+    /// The verified token's `iss` is not a single string (jsonwebtoken also accepts an array
+    /// that contains the expected issuer).
+    #[error("token rejected: `iss` must be a single string")]
+    IssuerNotAString,
+    /// A bearer token in the `access_token` query parameter of a function other than negotiate.
+    #[error(
+        "unusable credential: the access_token query parameter is accepted only by negotiate; send the token in the Authorization header"
+    )]
+    QueryTokenNotAllowed,
     /// The token's `kid` is not in the key set, even after a refresh.
     #[error("token rejected: unknown key id {0:?}")]
     UnknownKeyId(Option<String>),
@@ -260,16 +288,17 @@ impl Authenticator {
     }
 
     /// Verifies the caller of `request` with the first enabled source whose credential it
-    /// presents.
+    /// presents; `query_token` says whether a bearer token may come in the query.
     #[tracing::instrument(name = "authenticate", skip_all)]
     pub async fn authenticate(
         &self,
         request: &HttpRequestData,
+        query_token: credential::QueryToken,
     ) -> Result<VerifiedUser, IdentityError> {
         for source in &self.sources {
             let user = match source {
                 Source::Jwt if credential::bearer_presented(request) => {
-                    let token = credential::bearer_token(request)?;
+                    let token = credential::bearer_token(request, query_token)?;
                     self.verify_jwt(token).await
                 }
                 Source::AppService(verifier) if easy_auth::presented(request) => {

@@ -3,11 +3,17 @@
 //!
 //! The types make the dangerous shapes unrepresentable: a message always has a recipient (the
 //! extension broadcasts a message whose `connectionId`, `userId` and `groupName` are all empty),
-//! and `removeAll` only exists for a user (with a `connectionId` it silently does nothing).
+//! a message always has a [`Sender`] (which only a [`VerifiedUser`] can give), and `removeAll`
+//! only exists for a user (with a `connectionId` it silently does nothing).
+//!
+//! With [`SenderStamp::FirstArgument`] (the default) the handler writes the sender as the first
+//! argument, `{"sender": "<verified user id>", "source": "<identity source>"}`, before the
+//! caller's arguments: receivers read `arguments[0]`, which no caller can write.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::identity::{IdentitySource, VerifiedUser};
 use crate::names::{GroupName, TargetUser};
 
 /// A group action item.
@@ -30,12 +36,52 @@ pub enum Recipient {
     User(TargetUser),
 }
 
+/// The verified author of a message. Its fields are private and its only constructor takes a
+/// [`VerifiedUser`], so a sender can never come from a body, a header or `Metadata`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    user_id: String,
+    source: IdentitySource,
+}
+
+impl Sender {
+    /// The sender of a message written by `user`.
+    pub fn of(user: &VerifiedUser) -> Self {
+        Self {
+            user_id: user.user_id().to_owned(),
+            source: user.source(),
+        }
+    }
+
+    /// The verified user id.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
+    }
+
+    /// The argument the handler writes first: `{"sender", "source"}`.
+    fn stamp(&self) -> Value {
+        json!({"sender": self.user_id, "source": self.source.name()})
+    }
+}
+
+/// Whether messages carry their sender (`MESSAGE_SENDER_STAMP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderStamp {
+    /// The default: the first argument is `{"sender", "source"}`, then the caller's arguments.
+    FirstArgument,
+    /// Opt-out (`MESSAGE_SENDER_STAMP=false`): the caller's arguments only, for apps whose
+    /// receivers need the raw shape. Receivers then cannot tell who sent a message.
+    Off,
+}
+
 /// A message item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// Who wrote it (verified).
+    pub sender: Sender,
     /// Client method to invoke.
     pub target: String,
-    /// Its arguments.
+    /// The caller's arguments (the sender stamp is added when serialising).
     pub arguments: Vec<Value>,
     /// Who receives it.
     pub recipient: Recipient,
@@ -86,15 +132,21 @@ impl GroupAction {
 }
 
 impl Message {
-    /// The binding item.
-    pub fn to_item(&self) -> Value {
+    /// The binding item; with [`SenderStamp::FirstArgument`] its first argument is the sender.
+    pub fn to_item(&self, stamp: SenderStamp) -> Value {
         let (group_name, user_id) = match &self.recipient {
             Recipient::Group(group) => (Some(group.as_str()), None),
             Recipient::User(user) => (None, Some(user.as_str())),
         };
+        let arguments = match stamp {
+            SenderStamp::FirstArgument => std::iter::once(self.sender.stamp())
+                .chain(self.arguments.iter().cloned())
+                .collect(),
+            SenderStamp::Off => self.arguments.clone(),
+        };
         serde_json::to_value(MessageItem {
             target: &self.target,
-            arguments: &self.arguments,
+            arguments: &arguments,
             group_name,
             user_id,
         })
@@ -132,25 +184,48 @@ mod tests {
         );
     }
 
+    fn alice() -> Sender {
+        Sender::of(&VerifiedUser::for_tests("alice", json!({})))
+    }
+
     #[test]
     fn messages_always_name_one_recipient() {
         let to_group = Message {
+            sender: alice(),
             target: "newMessage".into(),
             arguments: vec![json!({"text": "hi"})],
             recipient: Recipient::Group(group("room-42")),
         };
         assert_eq!(
-            to_group.to_item(),
+            to_group.to_item(SenderStamp::Off),
             json!({"target": "newMessage", "arguments": [{"text": "hi"}], "groupName": "room-42"})
         );
         let to_user = Message {
+            sender: alice(),
             target: "t".into(),
             arguments: vec![],
             recipient: Recipient::User(user("bob")),
         };
         assert_eq!(
-            to_user.to_item(),
+            to_user.to_item(SenderStamp::Off),
             json!({"target": "t", "arguments": [], "userId": "bob"})
+        );
+    }
+
+    #[test]
+    fn the_verified_sender_is_the_first_argument_and_caller_claims_follow_it() {
+        let message = Message {
+            sender: alice(),
+            target: "newMessage".into(),
+            arguments: vec![json!({"sender": "root", "from": "root", "text": "hi"})],
+            recipient: Recipient::Group(group("room-42")),
+        };
+        assert_eq!(
+            message.to_item(SenderStamp::FirstArgument),
+            json!({"target": "newMessage", "arguments": [
+                {"sender": "alice", "source": "jwt"},
+                {"sender": "root", "from": "root", "text": "hi"}
+            ], "groupName": "room-42"})
         );
     }
 }

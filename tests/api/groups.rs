@@ -158,7 +158,7 @@ async fn send_to_group_emits_a_message_for_that_group_only() {
     assert_eq!(
         outcome.output("signalRMessages"),
         Some(
-            &json!([{"target": "newMessage", "arguments": [{"text": "hi"}], "groupName": "room-1"}])
+            &json!([{"target": "newMessage", "arguments": [{"sender": "bob", "source": "jwt"}, {"text": "hi"}], "groupName": "room-1"}])
         )
     );
     let no_arguments = app
@@ -170,7 +170,9 @@ async fn send_to_group_emits_a_message_for_that_group_only() {
         .await;
     assert_eq!(
         no_arguments.output("signalRMessages"),
-        Some(&json!([{"target": "ping", "arguments": [], "groupName": "room-1"}]))
+        Some(
+            &json!([{"target": "ping", "arguments": [{"sender": "alice", "source": "jwt"}], "groupName": "room-1"}])
+        )
     );
     app.call(
         "sendToGroup",
@@ -194,7 +196,9 @@ async fn send_to_user_emits_a_message_for_that_user_only() {
     assert_eq!(outcome.status, 202, "{outcome:#?}");
     assert_eq!(
         outcome.output("signalRMessages"),
-        Some(&json!([{"target": "direct", "arguments": ["psst"], "userId": "bob"}]))
+        Some(
+            &json!([{"target": "direct", "arguments": [{"sender": "alice", "source": "jwt"}, "psst"], "userId": "bob"}])
+        )
     );
 }
 

@@ -524,6 +524,8 @@ pub struct IdentityProvider {
 struct ProviderState {
     jwks: Value,
     jwks_hits: usize,
+    /// The discovery document's `jwks_uri`, when not this server's own `/keys`.
+    discovered_jwks_uri: Option<String>,
 }
 
 impl IdentityProvider {
@@ -535,7 +537,11 @@ impl IdentityProvider {
             "http://127.0.0.1:{}",
             listener.local_addr().expect("addr").port()
         );
-        let state = Arc::new(Mutex::new(ProviderState { jwks, jwks_hits: 0 }));
+        let state = Arc::new(Mutex::new(ProviderState {
+            jwks,
+            jwks_hits: 0,
+            discovered_jwks_uri: None,
+        }));
         let shared = state.clone();
         let issuer = base_url.clone();
         let task = tokio::spawn(async move {
@@ -556,11 +562,18 @@ impl IdentityProvider {
                             state.jwks_hits += 1;
                             ("200 OK", state.jwks.to_string())
                         }
-                        "/.well-known/openid-configuration" => (
-                            "200 OK",
-                            json!({"issuer": issuer, "jwks_uri": format!("{issuer}/keys")})
-                                .to_string(),
-                        ),
+                        "/.well-known/openid-configuration" => {
+                            let jwks_uri = shared
+                                .lock()
+                                .expect("lock")
+                                .discovered_jwks_uri
+                                .clone()
+                                .unwrap_or_else(|| format!("{issuer}/keys"));
+                            (
+                                "200 OK",
+                                json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string(),
+                            )
+                        }
                         _ => ("404 Not Found", "{}".to_owned()),
                     };
                     let response = format!(
@@ -585,6 +598,11 @@ impl IdentityProvider {
 
     pub fn jwks_hits(&self) -> usize {
         self.state.lock().expect("lock").jwks_hits
+    }
+
+    /// Makes the discovery document name `jwks_uri` instead of this server's `/keys`.
+    pub fn set_discovered_jwks_uri(&self, jwks_uri: &str) {
+        self.state.lock().expect("lock").discovered_jwks_uri = Some(jwks_uri.to_owned());
     }
 
     pub fn set_jwks(&self, jwks: Value) {

@@ -295,6 +295,17 @@ async fn visitor_tokens_signed_with_the_wrong_key_or_stale_are_refused() {
 }
 
 #[tokio::test]
+async fn a_visitor_token_issued_a_year_ahead_is_refused_although_exp_minus_iat_is_short() {
+    let app = spawn_app(visitor_config()).await;
+    let year = 365 * 86_400;
+    let token = visitor_token("v-1", VISITOR_SECRET, now() + year, now() + year + 600);
+    let outcome = app
+        .negotiate_with(&[("X-Visitor-Token", &token)], &[])
+        .await;
+    outcome.assert_unauthorized("`iat` is in the future");
+}
+
+#[tokio::test]
 async fn a_visitor_cannot_pass_as_a_signed_in_user() {
     let app = spawn_app(visitor_config()).await;
     // A visitor id that names a signed-in user is namespaced, so it is a different user.

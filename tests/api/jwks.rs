@@ -89,6 +89,34 @@ async fn keys_are_found_through_oidc_discovery() {
 }
 
 #[tokio::test]
+async fn a_discovered_jwks_uri_on_another_host_class_than_the_issuer_is_refused() {
+    let idp = IdentityProvider::start(rsa_set()).await;
+    // A loopback (development) issuer whose discovery document points off the machine; the
+    // mirror case, a remote https issuer naming a loopback http key set, is refused by the same
+    // rule (unit-tested in `identity::jwks`, since tests reach no remote https issuer).
+    idp.set_discovered_jwks_uri("https://keys.insecure-test.example/keys");
+    let mut config = AppConfig::jwks("unused", "RS256");
+    config
+        .unset("AUTH_JWKS_URL")
+        .set("AUTH_ISSUER", &idp.base_url);
+    let app = spawn_app(config).await;
+    let mut user_claims = claims("olga");
+    user_claims.insert("iss".into(), json!(idp.base_url));
+    let outcome = app
+        .negotiate(&sign(
+            header_with_kid(Algorithm::RS256, "rsa-a"),
+            &user_claims,
+            &TestKeys::rsa_a(),
+        ))
+        .await;
+    assert_eq!(outcome.status, 503, "{outcome:#?}");
+    assert!(!outcome.body_text.contains("accessToken"));
+    let stderr = app.wait_for_stderr("another host class").await;
+    assert!(stderr.contains("keys.insecure-test.example"), "{stderr}");
+    assert_eq!(idp.jwks_hits(), 0);
+}
+
+#[tokio::test]
 async fn an_unknown_kid_is_refused_after_one_refresh() {
     let idp = IdentityProvider::start(rsa_set()).await;
     let mut config = AppConfig::jwks(&idp.jwks_url(), "RS256");

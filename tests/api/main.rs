@@ -7,6 +7,7 @@ mod identity_sources;
 mod index;
 mod jwks;
 mod names;
+mod messages;
 mod negotiate;
 mod protocol;
 mod refusals;

@@ -244,3 +244,52 @@ async fn refusals_never_log_the_token() {
     assert!(!stderr.contains(signature));
     assert!(!stderr.contains(HS256_SECRET));
 }
+
+#[tokio::test]
+async fn negotiate_returns_401_for_an_issuer_array_that_contains_the_issuer() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let mut claims = claims("alice");
+    claims.insert("iss".into(), json!([ISSUER, "https://evil.example/"]));
+    app.negotiate(&hs256_token(&claims))
+        .await
+        .assert_unauthorized("`iss` must be a single string");
+}
+
+#[tokio::test]
+async fn negotiate_returns_401_for_a_critical_header_extension() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let payload = serde_json::Value::Object(claims("alice"));
+    for crit in [
+        json!(["exp"]),
+        json!(["urn:example:must-understand"]),
+        json!([]),
+    ] {
+        let token = raw_token(
+            &json!({"alg": "HS256", "typ": "JWT", "crit": crit}),
+            &payload,
+            Some(HS256_SECRET.as_bytes()),
+        );
+        app.negotiate(&token)
+            .await
+            .assert_unauthorized("its header has `crit`");
+    }
+}
+
+#[tokio::test]
+async fn the_access_token_query_parameter_is_refused_outside_negotiate() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let token = token_with("alice", json!({}));
+    for (function, body) in [
+        (
+            "sendToGroup",
+            json!({"group": "room-1", "target": "newMessage", "arguments": ["hi"]}),
+        ),
+        ("addToGroup", json!({"group": "room-1"})),
+    ] {
+        let mut payload = function_payload(function, None, &body);
+        payload["Data"]["req"]["Query"] = json!({"access_token": token});
+        let outcome = app.invoke(function, &payload).await;
+        outcome.assert_unauthorized("accepted only by negotiate");
+        outcome.assert_no_signalr_output();
+    }
+}
