@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::identity::IdentityError;
 use crate::identity::client_cert::CertificateError;
 use crate::invocation::CallerResponse;
+use crate::telemetry::escape_controls;
 use crate::webpubsub::WebPubSubError;
 
 /// Everything that can stop an invocation.
@@ -27,7 +28,7 @@ pub enum HandlerError {
     #[error("configuration error: {0}")]
     Configuration(String),
     /// The host invoked a function this handler does not serve (404).
-    #[error("unknown function `{0}`")]
+    #[error("unknown function {0:?}")]
     UnknownFunction(String),
     /// The invocation body exceeds the cap (413).
     #[error("the invocation body exceeds {0} bytes")]
@@ -61,7 +62,8 @@ impl HandlerError {
             Self::BadInvocation(_) => {
                 error_body(400, "bad_request", "The request could not be read.")
             }
-            Self::BadRequest(message) => error_body(400, "bad_request", message),
+            // The message is ours, but may quote caller text: escaped, like every log line.
+            Self::BadRequest(message) => error_body(400, "bad_request", &escape_controls(message)),
             Self::Unauthenticated(IdentityError::KeysUnavailable(_)) => error_body(
                 503,
                 "auth_unavailable",
@@ -143,6 +145,23 @@ impl HandlerError {
                 Self::Unauthenticated(IdentityError::KeysUnavailable(_))
             )
     }
+}
+
+/// A serde_json error as its category, line and column only: serde's message can quote the
+/// input (a field name, a token), and caller text must not reach a log line or a response
+/// unescaped.
+pub fn json_error(error: &serde_json::Error) -> String {
+    let category = match error.classify() {
+        serde_json::error::Category::Io => "I/O",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "data",
+        serde_json::error::Category::Eof => "end-of-input",
+    };
+    format!(
+        "{category} error at line {} column {}",
+        error.line(),
+        error.column()
+    )
 }
 
 fn error_body(status: u16, code: &str, message: &str) -> CallerResponse {

@@ -13,11 +13,12 @@ use serde_json::Value;
 
 use crate::bindings::{FunctionBindings, SignalRBinding};
 use crate::config::Settings;
-use crate::error::HandlerError;
+use crate::error::{HandlerError, json_error};
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
 use crate::policy::{Decision, Request};
 use crate::signalr::rest::ServiceClient;
+use crate::telemetry::escape_controls;
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -43,6 +44,10 @@ pub struct FunctionOutcome {
 
 /// Log lines of one invocation, sent back in `Logs` and mirrored to the process log.
 /// Nothing passed here may contain a token or a secret.
+///
+/// Callers should quote caller text with `{:?}`; as a second line of defence every line is
+/// passed through [`escape_controls`] before it is stored or logged, so no caller text can end a
+/// line or forge another one, whatever the message was built from.
 pub struct InvocationLog {
     function: String,
     invocation_id: String,
@@ -53,27 +58,30 @@ impl InvocationLog {
     /// A log for one invocation.
     pub fn new(function: &str, invocation_id: &str) -> Self {
         Self {
-            function: function.to_owned(),
-            invocation_id: invocation_id.to_owned(),
+            function: escape_controls(function).into_owned(),
+            invocation_id: escape_controls(invocation_id).into_owned(),
             lines: Vec::new(),
         }
     }
 
     /// An informational line.
     pub fn info(&mut self, message: &str) {
+        let message = escape_controls(message);
         tracing::info!(function = %self.function, invocation_id = %self.invocation_id, "{message}");
         self.lines.push(format!("{}: {message}", self.function));
     }
 
     /// A refusal or failure, with its exact reason.
     pub fn refusal(&mut self, error: &HandlerError) {
+        let reason = error.to_string();
+        let reason = escape_controls(&reason);
         if error.is_server_fault() {
-            tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "refused: {error}");
+            tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         } else {
-            tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "refused: {error}");
+            tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         }
         self.lines
-            .push(format!("{}: refused ({error})", self.function));
+            .push(format!("{}: refused ({reason})", self.function));
     }
 }
 
@@ -162,7 +170,7 @@ pub fn parse_json_body<T: DeserializeOwned>(request: &HttpRequestData) -> Result
         )));
     }
     serde_json::from_slice(body)
-        .map_err(|error| HandlerError::BadRequest(format!("invalid body: {error}")))
+        .map_err(|error| HandlerError::BadRequest(format!("invalid body: {}", json_error(&error))))
 }
 
 /// The function's `signalR` output binding (validated at start-up for these functions).
