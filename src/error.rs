@@ -50,6 +50,12 @@ pub enum HandlerError {
     /// A Web PubSub client presented a certificate that is not allowed (403).
     #[error("client certificate refused: {0}")]
     CertificateRefused(CertificateError),
+    /// The caller's body is not declared `application/json` (415).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// A cross-site browser request carrying an ambient credential (403).
+    #[error("cross-site request refused: {0}")]
+    CrossSite(String),
     /// No such resource (404), e.g. a static file.
     #[error("not found: {0}")]
     NotFound(String),
@@ -110,6 +116,16 @@ impl HandlerError {
             )
             .with_header("Retry-After", "5"),
             Self::NotFound(_) => error_body(404, "not_found", "Not found."),
+            Self::UnsupportedMediaType(_) => error_body(
+                415,
+                "unsupported_media_type",
+                "Send the body as application/json.",
+            ),
+            Self::CrossSite(_) => error_body(
+                403,
+                "cross_site_request",
+                "Cross-site requests with ambient credentials are not allowed.",
+            ),
             Self::WebPubSub(error) => match error {
                 WebPubSubError::NotAuthenticated(_) => error_body(
                     401,

@@ -2,6 +2,7 @@
 //! returns a [`FunctionOutcome`] or a [`HandlerError`]; [`invoke`] turns either into the host
 //! envelope, so errors become responses in exactly one place.
 
+pub mod browser;
 pub mod connect;
 pub mod groups;
 pub mod index;
@@ -156,6 +157,23 @@ pub async fn verified_request(
     let request = invocation.http_request(&bindings.trigger)?;
     let user = state.authenticator.authenticate(&request).await?;
     Ok((request, user))
+}
+
+/// The verified caller and JSON body of a function a browser calls with a body (the group and
+/// message functions, and any later one of that kind): the content-type rule for every source,
+/// then the caller, then the cross-site rule for ambient credentials (see [`browser`]), then
+/// the body. Calling this is how a function declares itself a JSON-body function.
+pub async fn verified_json_request<T: DeserializeOwned>(
+    state: &AppState,
+    bindings: &FunctionBindings,
+    invocation: &InvocationRequest,
+) -> Result<(HttpRequestData, VerifiedUser, T), HandlerError> {
+    let request = invocation.http_request(&bindings.trigger)?;
+    browser::require_json_content_type(&request)?;
+    let user = state.authenticator.authenticate(&request).await?;
+    browser::refuse_cross_site(&state.settings.auth, &request, &user)?;
+    let body = parse_json_body(&request)?;
+    Ok((request, user, body))
 }
 
 /// The caller's JSON body as `T`: required, capped, unknown fields refused (by `T`).

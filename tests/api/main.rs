@@ -1,6 +1,7 @@
 //! Integration tests: the real `handler` binary, host-shaped invocations, real HTTP.
 
 mod connect;
+mod cross_site;
 mod groups;
 mod helpers;
 mod identity_sources;
