@@ -243,3 +243,27 @@ pub async fn authorize(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_invocation_log_keeps_every_line_on_one_line_whatever_it_is_given() {
+        let mut log = InvocationLog::new("addToGroup\r\n", "id\u{2028}");
+        log.info("x\r\n2026-01-01T00:00:00Z  INFO token issued for user \"root\"");
+        log.info("esc\u{1b}[2J nul\0 nel\u{85} sep\u{2029}");
+        log.refusal(&HandlerError::BadRequest("raw\ncaller text".into()));
+        assert_eq!(log.lines.len(), 3);
+        for line in &log.lines {
+            assert!(
+                !line.chars().any(crate::telemetry::is_unsafe_in_log),
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            log.lines[0],
+            "addToGroup\\u{d}\\u{a}: x\\u{d}\\u{a}2026-01-01T00:00:00Z  INFO token issued for user \"root\""
+        );
+    }
+}

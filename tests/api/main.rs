@@ -7,6 +7,7 @@ mod helpers;
 mod identity_sources;
 mod index;
 mod jwks;
+mod log_injection;
 mod negotiate;
 mod protocol;
 mod refusals;
