@@ -14,8 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::bindings::{self, FunctionBindings};
-use crate::names::{HubName, UserId};
 use crate::identity::jwks::HostClass;
+use crate::names::{HubName, UserId};
 use crate::policy::Policy;
 use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::output::SenderStamp;
@@ -116,6 +116,10 @@ pub struct AuthSettings {
     pub anonymous: Option<AnonymousSettings>,
     /// Claims copied from the verified credential into the SignalR token.
     pub forward_claims: Vec<String>,
+    /// `AUTH_ALLOWED_ORIGINS`: origins (normalized `scheme://host[:port]`) besides the request's
+    /// own from which a browser may call with an ambient credential (App Service principal,
+    /// client certificate). See `functions::browser`.
+    pub allowed_origins: Vec<String>,
 }
 
 /// One identity source, as named in `AUTH_SOURCES`.
@@ -560,6 +564,17 @@ fn parse_auth(
     } else {
         None
     };
+    let allowed_origins = parse_allowed_origins(raw.get("AUTH_ALLOWED_ORIGINS"))?;
+    let ambient =
+        sources.contains(&SourceKind::AppService) || sources.contains(&SourceKind::ClientCert);
+    if !allowed_origins.is_empty() && !ambient {
+        // Bearer-token sources ignore the origin; a list nothing reads would suggest a protection
+        // that is not there.
+        return Err(ConfigError::new(
+            "AUTH_ALLOWED_ORIGINS",
+            "is set, but neither `appservice` nor `clientcert` is in AUTH_SOURCES (bearer tokens are not sent by browsers on their own, so no origin check applies); remove the setting",
+        ));
+    }
     Ok(AuthSettings {
         sources,
         jwt,
@@ -567,7 +582,66 @@ fn parse_auth(
         client_cert,
         anonymous,
         forward_claims,
+        allowed_origins,
     })
+}
+
+/// Most origins on `AUTH_ALLOWED_ORIGINS`.
+const MAX_ALLOWED_ORIGINS: usize = 32;
+
+/// `AUTH_ALLOWED_ORIGINS`: a comma list of exact origins, `scheme://host[:port]` with an `http`
+/// or `https` scheme and nothing after the authority; stored in the form browsers send
+/// (`Url::origin`'s serialization: lower-case host, default port left out).
+fn parse_allowed_origins(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let refuse = |item: &str, why: &str| {
+        ConfigError::new(
+            "AUTH_ALLOWED_ORIGINS",
+            format!(
+                "{item:?} is not an origin ({why}); list exact origins such as https://app.example.com or http://localhost:4280, comma-separated, with no path, wildcard or trailing slash"
+            ),
+        )
+    };
+    let mut origins = Vec::new();
+    for item in value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let url = url::Url::parse(item).map_err(|_| refuse(item, "not an absolute URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(refuse(item, "the scheme must be http or https"));
+        }
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || url.path() != "/"
+            || item.ends_with('/')
+            || item.contains('*')
+        {
+            return Err(refuse(item, "it has more than scheme, host and port"));
+        }
+        let origin = url.origin();
+        if !origin.is_tuple() {
+            return Err(refuse(item, "it has no host"));
+        }
+        let origin = origin.ascii_serialization();
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    if origins.len() > MAX_ALLOWED_ORIGINS {
+        return Err(ConfigError::new(
+            "AUTH_ALLOWED_ORIGINS",
+            format!(
+                "lists more than {MAX_ALLOWED_ORIGINS} origins; list only the sites that call the functions"
+            ),
+        ));
+    }
+    Ok(origins)
 }
 
 /// `AUTH_SOURCES`: a comma list of `jwt`, `appservice`, `clientcert`, `anonymous`; default `jwt`.
@@ -1154,6 +1228,56 @@ mod tests {
             .expect_err("should be refused")
             .setting()
             .to_owned()
+    }
+
+    #[test]
+    fn allowed_origins_are_exact_origins_normalized_as_browsers_send_them() {
+        let settings = settings(&[
+            ("AUTH_SOURCES", Some("appservice,jwt")),
+            (
+                "AUTH_ALLOWED_ORIGINS",
+                Some("https://App.Example.com, http://localhost:4280,https://a.example:443"),
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            settings.auth.allowed_origins,
+            vec![
+                "https://app.example.com",
+                "http://localhost:4280",
+                "https://a.example"
+            ]
+        );
+        for bad in [
+            "*",
+            "null",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://*.example.com",
+            "ftp://app.example.com",
+            "https://user@app.example.com",
+            "https://app.example.com?x=1",
+        ] {
+            let error = settings_error(&[
+                ("AUTH_SOURCES", Some("appservice")),
+                ("AUTH_ALLOWED_ORIGINS", Some(bad)),
+            ]);
+            assert_eq!(error.setting(), "AUTH_ALLOWED_ORIGINS", "{bad}");
+            assert!(
+                error.to_string().contains("https://app.example.com"),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            error_setting(&[("AUTH_ALLOWED_ORIGINS", Some("https://app.example.com"))]),
+            "AUTH_ALLOWED_ORIGINS",
+            "jwt only: nothing would read the list"
+        );
+    }
+
+    fn settings_error(overrides: &[(&str, Option<&str>)]) -> ConfigError {
+        settings(overrides).expect_err("should be refused")
     }
 
     #[test]

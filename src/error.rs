@@ -10,6 +10,7 @@ use crate::identity::IdentityError;
 use crate::identity::client_cert::CertificateError;
 use crate::invocation::CallerResponse;
 use crate::names::NameError;
+use crate::telemetry::escape_controls;
 use crate::webpubsub::WebPubSubError;
 
 /// Everything that can stop an invocation.
@@ -28,7 +29,7 @@ pub enum HandlerError {
     #[error("configuration error: {0}")]
     Configuration(String),
     /// The host invoked a function this handler does not serve (404).
-    #[error("unknown function `{0}`")]
+    #[error("unknown function {0:?}")]
     UnknownFunction(String),
     /// The invocation body exceeds the cap (413).
     #[error("the invocation body exceeds {0} bytes")]
@@ -50,6 +51,12 @@ pub enum HandlerError {
     /// A Web PubSub client presented a certificate that is not allowed (403).
     #[error("client certificate refused: {0}")]
     CertificateRefused(CertificateError),
+    /// The caller's body is not declared `application/json` (415).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// A cross-site browser request carrying an ambient credential (403).
+    #[error("cross-site request refused: {0}")]
+    CrossSite(String),
     /// No such resource (404), e.g. a static file.
     #[error("not found: {0}")]
     NotFound(String),
@@ -70,7 +77,8 @@ impl HandlerError {
             Self::BadInvocation(_) => {
                 error_body(400, "bad_request", "The request could not be read.")
             }
-            Self::BadRequest(message) => error_body(400, "bad_request", message),
+            // The message is ours, but may quote caller text: escaped, like every log line.
+            Self::BadRequest(message) => error_body(400, "bad_request", &escape_controls(message)),
             Self::Unauthenticated(IdentityError::KeysUnavailable(_)) => error_body(
                 503,
                 "auth_unavailable",
@@ -117,6 +125,16 @@ impl HandlerError {
             )
             .with_header("Retry-After", "5"),
             Self::NotFound(_) => error_body(404, "not_found", "Not found."),
+            Self::UnsupportedMediaType(_) => error_body(
+                415,
+                "unsupported_media_type",
+                "Send the body as application/json.",
+            ),
+            Self::CrossSite(_) => error_body(
+                403,
+                "cross_site_request",
+                "Cross-site requests with ambient credentials are not allowed.",
+            ),
             Self::WebPubSub(error) => match error {
                 WebPubSubError::NotAuthenticated(_) => error_body(
                     401,
@@ -152,6 +170,23 @@ impl HandlerError {
                 Self::Unauthenticated(IdentityError::KeysUnavailable(_))
             )
     }
+}
+
+/// A serde_json error as its category, line and column only: serde's message can quote the
+/// input (a field name, a token), and caller text must not reach a log line or a response
+/// unescaped.
+pub fn json_error(error: &serde_json::Error) -> String {
+    let category = match error.classify() {
+        serde_json::error::Category::Io => "I/O",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "data",
+        serde_json::error::Category::Eof => "end-of-input",
+    };
+    format!(
+        "{category} error at line {} column {}",
+        error.line(),
+        error.column()
+    )
 }
 
 fn error_body(status: u16, code: &str, message: &str) -> CallerResponse {

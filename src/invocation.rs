@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::HandlerError;
+use crate::telemetry::is_unsafe_in_log;
 
 /// The host's invocation payload, `{"Data": {...}, "Metadata": {...}}`.
 #[derive(Debug)]
@@ -183,11 +184,20 @@ impl HttpRequestData {
             .collect()
     }
 
-    /// The host base64-encodes octet-stream and multipart bodies (spec §1.3).
+    /// The caller's media type: the `Content-Type` value without parameters, trimmed and
+    /// lower-cased (media types compare case-insensitively). `None` without a `Content-Type`.
+    pub fn media_type(&self) -> Option<String> {
+        let value = self.header_values("Content-Type").into_iter().next()?;
+        let media_type = value.split(';').next().unwrap_or_default().trim();
+        Some(media_type.to_ascii_lowercase())
+    }
+
+    /// The host base64-encodes a body only when the media type (parameters ignored) is exactly
+    /// `application/octet-stream` or contains `multipart/` (spec errata, §1.3); anything else,
+    /// `application/octet-stream-v2` or `application/json; boundary=multipart` included, is text.
     fn body_is_base64(&self) -> bool {
-        self.header_values("Content-Type").iter().any(|value| {
-            let value = value.to_ascii_lowercase();
-            value.starts_with("application/octet-stream") || value.contains("multipart")
+        self.media_type().is_some_and(|media_type| {
+            media_type == "application/octet-stream" || media_type.contains("multipart/")
         })
     }
 }
@@ -224,12 +234,29 @@ pub struct CallerResponse {
 }
 
 impl CallerResponse {
-    /// A JSON response with a compact body.
+    /// A JSON response with a compact body. Besides the C0 controls serde_json escapes, DEL, C1
+    /// controls and U+2028/U+2029 are written as `\uXXXX` escapes too, so a body that quotes
+    /// caller text carries no raw control or line-separator character (they can only occur
+    /// inside strings, where the escape means the same).
     pub fn json(status: u16, body: &Value) -> Self {
+        let text = body.to_string();
+        let body = if text.chars().any(is_unsafe_in_log) {
+            let mut escaped = String::with_capacity(text.len() + 12);
+            for character in text.chars() {
+                if is_unsafe_in_log(character) {
+                    escaped.push_str(&format!("\\u{:04x}", u32::from(character)));
+                } else {
+                    escaped.push(character);
+                }
+            }
+            escaped
+        } else {
+            text
+        };
         Self {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.to_string(),
+            body,
         }
     }
 
@@ -352,6 +379,46 @@ mod tests {
             "Headers": {"Content-Type": ["application/octet-stream"]}, "Body": "***"
         }));
         assert!(broken.is_err());
+    }
+
+    #[test]
+    fn json_bodies_escape_line_separators_and_c1_controls() {
+        let value = json!({"group": "a\u{2028}b\u{2029}c\u{85}d\u{7f}e\r\u{1b}"});
+        let response = CallerResponse::json(400, &value);
+        assert!(
+            !response.body.chars().any(is_unsafe_in_log),
+            "{:?}",
+            response.body
+        );
+        let parsed: Value = serde_json::from_str(&response.body).expect("still JSON");
+        assert_eq!(parsed, value);
+    }
+
+    #[test]
+    fn only_an_exact_octet_stream_or_a_multipart_media_type_means_a_base64_body() {
+        let body_for = |content_type: &str| {
+            HttpRequestData::from_value(&json!({
+                "Headers": {"Content-Type": [content_type]}, "Body": "aGk="
+            }))
+            .expect("valid")
+            .body
+        };
+        for binary in [
+            "application/octet-stream",
+            "Application/Octet-Stream; charset=x",
+            "multipart/form-data; boundary=x",
+            "application/x-multipart/related",
+        ] {
+            assert_eq!(body_for(binary).as_deref(), Some(&b"hi"[..]), "{binary}");
+        }
+        for text in [
+            "application/octet-stream-v2",
+            "application/json; boundary=multipart",
+            "text/plain; note=multipart/",
+            "application/multipart",
+        ] {
+            assert_eq!(body_for(text).as_deref(), Some(&b"aGk="[..]), "{text}");
+        }
     }
 
     #[test]

@@ -1,10 +1,19 @@
-//! Process logging with `tracing`.
+//! Process logging with `tracing`, and the one escaping step for text that reaches a log line.
 //!
 //! The host logs a custom handler's stderr as errors (`UseStdErrorStreamForErrorsOnly`, spec
 //! §5.3), so warnings and errors go to stderr and everything else to stdout. No ANSI colours:
 //! the output lands in host logs, not a terminal.
+//!
+//! Logs are the audit trail, so a caller must not be able to forge a line: every line written,
+//! to `Logs` ([`crate::functions::InvocationLog`]) or to the process log (the writer below), has
+//! its control and line-separator characters escaped by [`escape_controls`].
 
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+use tracing::Metadata;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
 /// Installs the global subscriber. `RUST_LOG` overrides the default `info` filter.
@@ -16,8 +25,99 @@ pub fn init() {
         .or_else(std::io::stdout);
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(OneLinePerEvent(writer))
         .with_ansi(false)
         .with_target(false)
         .init();
+}
+
+/// True for the characters that can end, rewrite or hide part of a log line: C0 and C1
+/// controls (CR, LF, ESC, NUL, NEL U+0085, ...), DEL, and the Unicode line and paragraph
+/// separators U+2028 and U+2029.
+pub fn is_unsafe_in_log(character: char) -> bool {
+    character.is_control() || matches!(character, '\u{2028}' | '\u{2029}')
+}
+
+/// `text` with every [`is_unsafe_in_log`] character written as `\u{XX}`, so it stays on one
+/// line and shows what was sent. Borrowed when there is nothing to escape.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_in_log) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if is_unsafe_in_log(character) {
+            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(character)));
+        } else {
+            escaped.push(character);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// Wraps the fmt layer's writers so one event is one line: the fmt layer writes each event with
+/// one `write_all` of the formatted line (message and fields as they are, caller text included),
+/// and this escapes everything unsafe in it except the final newline.
+struct OneLinePerEvent<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for OneLinePerEvent<M> {
+    type Writer = EscapingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapingWriter(self.0.make_writer())
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        EscapingWriter(self.0.make_writer_for(meta))
+    }
+}
+
+/// See [`OneLinePerEvent`].
+struct EscapingWriter<W>(W);
+
+impl<W: Write> Write for EscapingWriter<W> {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buffer);
+        let (line, ending) = match text.strip_suffix('\n') {
+            Some(line) => (line, "\n"),
+            None => (&*text, ""),
+        };
+        self.0.write_all(escape_controls(line).as_bytes())?;
+        self.0.write_all(ending.as_bytes())?;
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_controls_keeps_every_line_breaking_character_off_the_line() {
+        let hostile = "a\r\nb\u{1b}[2Jc\0d\u{2028}e\u{2029}f\u{85}g\u{7f}h\u{9b}i\tj";
+        let escaped = escape_controls(hostile);
+        assert!(!escaped.chars().any(is_unsafe_in_log), "{escaped}");
+        assert_eq!(
+            escaped,
+            "a\\u{d}\\u{a}b\\u{1b}[2Jc\\u{0}d\\u{2028}e\\u{2029}f\\u{85}g\\u{7f}h\\u{9b}i\\u{9}j"
+        );
+        assert!(matches!(
+            escape_controls("plain ü"),
+            Cow::Borrowed("plain ü")
+        ));
+    }
+
+    #[test]
+    fn the_process_log_writer_ends_each_event_with_its_only_newline() {
+        let mut sink = Vec::new();
+        EscapingWriter(&mut sink)
+            .write_all("INFO forged\r\n2026 INFO x\u{2028}y\n".as_bytes())
+            .expect("writes");
+        let written = String::from_utf8(sink).expect("utf-8");
+        assert_eq!(written, "INFO forged\\u{d}\\u{a}2026 INFO x\\u{2028}y\n");
+    }
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::config::WebPubSubSettings;
+use crate::error::json_error;
 use crate::invocation::{HttpRequestData, header_values_in};
 
 /// `ce-type` of the blocking connect event.
@@ -91,14 +92,8 @@ impl ConnectEvent {
             Some(body) if body.iter().all(u8::is_ascii_whitespace) => Ok(Self::default()),
             // serde's message can quote the input (a token, say), so only its category and
             // position are kept.
-            Some(body) => serde_json::from_slice(body).map_err(|error| {
-                WebPubSubError::MalformedBody(format!(
-                    "{:?} error at line {} column {}",
-                    error.classify(),
-                    error.line(),
-                    error.column()
-                ))
-            }),
+            Some(body) => serde_json::from_slice(body)
+                .map_err(|error| WebPubSubError::MalformedBody(json_error(&error))),
         }
     }
 

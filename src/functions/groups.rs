@@ -10,8 +10,7 @@ use serde_json::json;
 use crate::bindings::FunctionBindings;
 use crate::error::HandlerError;
 use crate::functions::{
-    AppState, FunctionOutcome, InvocationLog, authorize, parse_json_body, signalr_output,
-    verified_request,
+    AppState, FunctionOutcome, InvocationLog, authorize, signalr_output, verified_json_request,
 };
 use crate::identity::VerifiedUser;
 use crate::invocation::{CallerResponse, InvocationRequest};
@@ -51,8 +50,8 @@ pub async fn change_membership(
     log: &mut InvocationLog,
     change: Change,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let (request, user) = verified_request(state, bindings, invocation).await?;
-    let body: GroupBody = parse_json_body(&request)?;
+    let (_request, user, body): (_, _, GroupBody) =
+        verified_json_request(state, bindings, invocation).await?;
     let group = GroupName::parse(&body.group)?;
     let (target, for_someone_else) = target_user(&user, body.user_id.as_deref())?;
     let operation = match (change, for_someone_else) {
@@ -103,8 +102,8 @@ pub async fn remove_from_all_groups(
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let (request, user) = verified_request(state, bindings, invocation).await?;
-    let body: UserBody = parse_json_body(&request)?;
+    let (_request, user, body): (_, _, UserBody) =
+        verified_json_request(state, bindings, invocation).await?;
     let (target, _) = target_user(&user, body.user_id.as_deref())?;
     let output = signalr_output(bindings)?;
     authorize(

@@ -39,12 +39,12 @@ pub async fn run(
         .ok_or_else(|| HandlerError::NotFound(format!("{relative:?} is not a servable path")))?;
     let path = state.settings.app_root.join("www").join(relative);
     let metadata =
-        std::fs::metadata(&path).map_err(|_| HandlerError::NotFound(relative.to_owned()))?;
+        std::fs::metadata(&path).map_err(|_| HandlerError::NotFound(format!("{relative:?}")))?;
     if !metadata.is_file() || metadata.len() > MAX_FILE_BYTES {
-        return Err(HandlerError::NotFound(relative.to_owned()));
+        return Err(HandlerError::NotFound(format!("{relative:?}")));
     }
-    let body =
-        std::fs::read_to_string(&path).map_err(|_| HandlerError::NotFound(relative.to_owned()))?;
+    let body = std::fs::read_to_string(&path)
+        .map_err(|_| HandlerError::NotFound(format!("{relative:?}")))?;
     Ok(FunctionOutcome {
         response: CallerResponse {
             status: 200,

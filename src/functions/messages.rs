@@ -9,8 +9,7 @@ use serde_json::{Value, json};
 use crate::bindings::FunctionBindings;
 use crate::error::HandlerError;
 use crate::functions::{
-    AppState, FunctionOutcome, InvocationLog, authorize, parse_json_body, signalr_output,
-    verified_request,
+    AppState, FunctionOutcome, InvocationLog, authorize, signalr_output, verified_json_request,
 };
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::names::{GroupName, TargetUser};
@@ -49,8 +48,8 @@ pub async fn send(
     log: &mut InvocationLog,
     to: To,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let (request, user) = verified_request(state, bindings, invocation).await?;
-    let body: MessageBody = parse_json_body(&request)?;
+    let (_request, user, body): (_, _, MessageBody) =
+        verified_json_request(state, bindings, invocation).await?;
     let recipient = match (to, body.group, body.user_id) {
         (To::Group, Some(group), None) => Recipient::Group(GroupName::parse(&group)?),
         (To::User, None, Some(user_id)) => Recipient::User(TargetUser::parse(&user_id)?),

@@ -2,6 +2,7 @@
 //! returns a [`FunctionOutcome`] or a [`HandlerError`]; [`invoke`] turns either into the host
 //! envelope, so errors become responses in exactly one place.
 
+pub mod browser;
 pub mod connect;
 pub mod groups;
 pub mod index;
@@ -13,13 +14,14 @@ use serde_json::Value;
 
 use crate::bindings::{FunctionBindings, SignalRBinding};
 use crate::config::Settings;
-use crate::error::HandlerError;
+use crate::error::{HandlerError, json_error};
 use crate::identity::credential::QueryToken;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
 use crate::names::{HubName, TargetUser};
 use crate::policy::{Decision, Request};
 use crate::signalr::rest::ServiceClient;
+use crate::telemetry::escape_controls;
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -45,6 +47,10 @@ pub struct FunctionOutcome {
 
 /// Log lines of one invocation, sent back in `Logs` and mirrored to the process log.
 /// Nothing passed here may contain a token or a secret.
+///
+/// Callers should quote caller text with `{:?}`; as a second line of defence every line is
+/// passed through [`escape_controls`] before it is stored or logged, so no caller text can end a
+/// line or forge another one, whatever the message was built from.
 pub struct InvocationLog {
     function: String,
     invocation_id: String,
@@ -55,27 +61,30 @@ impl InvocationLog {
     /// A log for one invocation.
     pub fn new(function: &str, invocation_id: &str) -> Self {
         Self {
-            function: function.to_owned(),
-            invocation_id: invocation_id.to_owned(),
+            function: escape_controls(function).into_owned(),
+            invocation_id: escape_controls(invocation_id).into_owned(),
             lines: Vec::new(),
         }
     }
 
     /// An informational line.
     pub fn info(&mut self, message: &str) {
+        let message = escape_controls(message);
         tracing::info!(function = %self.function, invocation_id = %self.invocation_id, "{message}");
         self.lines.push(format!("{}: {message}", self.function));
     }
 
     /// A refusal or failure, with its exact reason.
     pub fn refusal(&mut self, error: &HandlerError) {
+        let reason = error.to_string();
+        let reason = escape_controls(&reason);
         if error.is_server_fault() {
-            tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "refused: {error}");
+            tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         } else {
-            tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "refused: {error}");
+            tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         }
         self.lines
-            .push(format!("{}: refused ({error})", self.function));
+            .push(format!("{}: refused ({reason})", self.function));
     }
 }
 
@@ -156,6 +165,27 @@ pub async fn verified_request(
     Ok((request, user))
 }
 
+/// The verified caller and JSON body of a function a browser calls with a body (the group and
+/// message functions, and any later one of that kind): the content-type rule for every source,
+/// then the caller, then the cross-site rule for ambient credentials (see [`browser`]), then
+/// the body. Calling this is how a function declares itself a JSON-body function.
+pub async fn verified_json_request<T: DeserializeOwned>(
+    state: &AppState,
+    bindings: &FunctionBindings,
+    invocation: &InvocationRequest,
+) -> Result<(HttpRequestData, VerifiedUser, T), HandlerError> {
+    let request = invocation.http_request(&bindings.trigger)?;
+    browser::require_json_content_type(&request)?;
+    let query_token = QueryToken::for_function(&bindings.function_name);
+    let user = state
+        .authenticator
+        .authenticate(&request, query_token)
+        .await?;
+    browser::refuse_cross_site(&state.settings.auth, &request, &user)?;
+    let body = parse_json_body(&request)?;
+    Ok((request, user, body))
+}
+
 /// The caller's JSON body as `T`: required, capped, unknown fields refused (by `T`).
 pub fn parse_json_body<T: DeserializeOwned>(request: &HttpRequestData) -> Result<T, HandlerError> {
     let body = request
@@ -168,7 +198,7 @@ pub fn parse_json_body<T: DeserializeOwned>(request: &HttpRequestData) -> Result
         )));
     }
     serde_json::from_slice(body)
-        .map_err(|error| HandlerError::BadRequest(format!("invalid body: {error}")))
+        .map_err(|error| HandlerError::BadRequest(format!("invalid body: {}", json_error(&error))))
 }
 
 /// The function's `signalR` output binding (validated at start-up for these functions).
@@ -225,5 +255,29 @@ pub async fn authorize(
                 Err(error) => Err(HandlerError::ServiceUnavailable(error.to_string())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_invocation_log_keeps_every_line_on_one_line_whatever_it_is_given() {
+        let mut log = InvocationLog::new("addToGroup\r\n", "id\u{2028}");
+        log.info("x\r\n2026-01-01T00:00:00Z  INFO token issued for user \"root\"");
+        log.info("esc\u{1b}[2J nul\0 nel\u{85} sep\u{2029}");
+        log.refusal(&HandlerError::BadRequest("raw\ncaller text".into()));
+        assert_eq!(log.lines.len(), 3);
+        for line in &log.lines {
+            assert!(
+                !line.chars().any(crate::telemetry::is_unsafe_in_log),
+                "{line:?}"
+            );
+        }
+        assert_eq!(
+            log.lines[0],
+            "addToGroup\\u{d}\\u{a}: x\\u{d}\\u{a}2026-01-01T00:00:00Z  INFO token issued for user \"root\""
+        );
     }
 }

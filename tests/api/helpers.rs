@@ -108,6 +108,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     child: Child,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 impl Drop for TestApp {
@@ -160,11 +161,14 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         }
     });
     let (port_sender, port_receiver) = std::sync::mpsc::channel();
+    let stdout_text = Arc::new(Mutex::new(String::new()));
+    let stdout_sink = stdout_text.clone();
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
         let mut line = String::new();
         let mut sent = false;
         while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            stdout_sink.lock().expect("lock").push_str(&line);
             if !sent
                 && let Some(port) = line
                     .trim()
@@ -191,6 +195,7 @@ pub async fn spawn_app(config: AppConfig) -> TestApp {
         http: reqwest::Client::new(),
         child,
         stderr,
+        stdout: stdout_text,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -279,6 +284,11 @@ impl TestApp {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().expect("lock").clone()
+    }
+
+    /// Everything the handler wrote to stdout so far (its informational log lines).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().expect("lock").clone()
     }
 
     /// POSTs raw bytes as the host would and returns the handler's raw answer.
@@ -996,12 +1006,17 @@ impl TestApp {
             .next()
             .unwrap_or_default()
             .to_owned();
+        // Inside JSON strings of the fixture: escaped, so any id or name stays a string.
+        let in_string = |text: &str| {
+            let quoted = json!(text).to_string();
+            quoted[1..quoted.len() - 1].to_owned()
+        };
         let mut payload = payload(
             "connect-event.json",
             &[
                 ("HEADERS", &header_members(&headers)),
-                ("CONNECTION_ID", &event.connection_id),
-                ("EVENT_NAME", &name),
+                ("CONNECTION_ID", &in_string(&event.connection_id)),
+                ("EVENT_NAME", &in_string(&name)),
             ],
         );
         payload["Data"]["req"]["Body"] = json!(event.body.to_string());

@@ -96,3 +96,30 @@ fn the_handler_refuses_to_start_with_a_bad_setting_and_names_it() {
         assert!(!stderr.contains(ACCESS_KEY), "no secret in the message");
     }
 }
+
+#[tokio::test]
+async fn a_json_body_with_a_multipart_boundary_parameter_is_read_as_text_not_base64() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let token = token_with("alice", json!({}));
+    let mut payload = function_payload("addToGroup", Some(&token), &json!({"group": "room-1"}));
+    payload["Data"]["req"]["Headers"]["Content-Type"] =
+        json!(["application/json; boundary=multipart"]);
+    let outcome = app.invoke("addToGroup", &payload).await;
+    assert_eq!(outcome.status, 202, "{outcome:#?}");
+}
+
+#[tokio::test]
+async fn an_absent_optional_route_parameter_sent_as_null_serves_the_index_page() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let mut payload = function_payload("index", None, &json!({}));
+    let request = &mut payload["Data"]["req"];
+    request["Method"] = json!("GET");
+    request.as_object_mut().expect("req").remove("Body");
+    request["Params"] = json!({"path": null});
+    let outcome = app.invoke("index", &payload).await;
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    assert_eq!(
+        outcome.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+}

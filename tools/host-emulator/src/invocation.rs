@@ -104,7 +104,7 @@ pub fn binding_data(
 ) -> BindingData {
     let mut data = BindingData::default();
     if request.has_body() {
-        let text = String::from_utf8_lossy(&request.body);
+        let text = decode_text(&request.body);
         let trimmed = text.trim();
         if trimmed.starts_with('{')
             && trimmed.ends_with('}')
@@ -123,7 +123,9 @@ pub fn binding_data(
         }
     }
     for (name, value) in &request.route_values {
-        data.set(name, Value::String(value.clone()));
+        if let Some(value) = value {
+            data.set(name, Value::String(value.clone()));
+        }
     }
     data.add_if_absent("Query", Value::Object(request.query_object()));
     data.add_if_absent("Headers", Value::Object(joined(&request.headers)));
@@ -159,16 +161,10 @@ pub fn request_envelope(
     req.insert("Params".into(), Value::Object(params));
     req.insert("Identities".into(), json!([]));
     if request.has_body() {
-        let content_type = request
-            .header("Content-Type")
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let body = if content_type.contains("application/octet-stream")
-            || content_type.contains("multipart")
-        {
+        let body = if is_octet_or_multipart(request.header("Content-Type")) {
             STANDARD.encode(&request.body)
         } else {
-            String::from_utf8_lossy(&request.body).into_owned()
+            decode_text(&request.body)
         };
         req.insert("Body".into(), json!(body));
     }
@@ -189,6 +185,64 @@ pub fn request_envelope(
         })
         .collect();
     json!({ "Data": data_map, "Metadata": metadata })
+}
+
+/// `Utility.IsMediaTypeOctetOrMultipart` (spec errata, §1.3): the parsed media type, parameters
+/// ignored, equals `application/octet-stream` or contains `multipart/` (both case-insensitive).
+/// So `application/octet-stream-v2` and `application/json; boundary=multipart` are text.
+pub fn is_octet_or_multipart(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media_type == "application/octet-stream" || media_type.contains("multipart/")
+}
+
+/// A text body as the host reads it (spec errata, §1.3): UTF-8 with BOM detection, so a UTF-8
+/// BOM is stripped and UTF-16 / UTF-32 BOMs select that encoding (invalid sequences become
+/// U+FFFD, as .NET's decoders do).
+pub fn decode_text(bytes: &[u8]) -> String {
+    fn units<const N: usize>(bytes: &[u8], read: fn([u8; N]) -> u32) -> impl Iterator<Item = u32> {
+        bytes
+            .chunks(N)
+            .map(move |chunk| match <[u8; N]>::try_from(chunk) {
+                Ok(array) => read(array),
+                Err(_) => 0xFFFD,
+            })
+    }
+    let utf16 = |code_units: Vec<u16>| String::from_utf16_lossy(&code_units);
+    let utf32 = |code_points: Vec<u32>| {
+        code_points
+            .into_iter()
+            .map(|point| char::from_u32(point).unwrap_or('\u{FFFD}'))
+            .collect::<String>()
+    };
+    if let Some(rest) = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        String::from_utf8_lossy(rest).into_owned()
+    } else if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE, 0x00, 0x00]) {
+        utf32(units(rest, u32::from_le_bytes).collect())
+    } else if let Some(rest) = bytes.strip_prefix(&[0x00, 0x00, 0xFE, 0xFF]) {
+        utf32(units(rest, u32::from_be_bytes).collect())
+    } else if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        utf16(
+            units(rest, |pair: [u8; 2]| u32::from(u16::from_le_bytes(pair)))
+                .map(|unit| u16::try_from(unit).unwrap_or(0xFFFD))
+                .collect(),
+        )
+    } else if let Some(rest) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        utf16(
+            units(rest, |pair: [u8; 2]| u32::from(u16::from_be_bytes(pair)))
+                .map(|unit| u16::try_from(unit).unwrap_or(0xFFFD))
+                .collect(),
+        )
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
 }
 
 /// `JsonConvert.SerializeObject(string)`: the JSON text of the string, carried as a string.
@@ -335,10 +389,65 @@ mod tests {
                 .map(|(k, v)| ((*k).into(), (*v).into()))
                 .collect(),
             headers,
-            route_values: vec![("group".into(), "room-1".into())],
+            route_values: vec![("group".into(), Some("room-1".into()))],
             body: bytes::Bytes::from(body.to_owned()),
             content_length: Some(body.len() as u64),
         }
+    }
+
+    #[test]
+    fn only_an_exact_octet_stream_or_a_multipart_media_type_is_sent_as_base64() {
+        for binary in [
+            "application/octet-stream",
+            "APPLICATION/OCTET-STREAM; foo=bar",
+            "multipart/form-data; boundary=x",
+        ] {
+            assert!(is_octet_or_multipart(Some(binary)), "{binary}");
+        }
+        for text in [
+            "application/octet-stream-v2",
+            "application/json; boundary=multipart",
+            "application/json; boundary=multipart/x",
+            "text/plain",
+        ] {
+            assert!(!is_octet_or_multipart(Some(text)), "{text}");
+        }
+        assert!(!is_octet_or_multipart(None));
+        let envelope = request_envelope(
+            "req",
+            &request("{\"a\":1}", "application/octet-stream-v2", &[]),
+            &BindingData::default(),
+            &[],
+        );
+        assert_eq!(envelope["Data"]["req"]["Body"], "{\"a\":1}");
+    }
+
+    #[test]
+    fn text_bodies_lose_a_utf8_bom_and_honour_utf16_and_utf32_boms() {
+        assert_eq!(decode_text(b"\xEF\xBB\xBF{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(decode_text(b"\xFF\xFEh\0i\0"), "hi");
+        assert_eq!(decode_text(b"\xFE\xFF\0h\0i"), "hi");
+        assert_eq!(decode_text(b"\xFF\xFE\0\0h\0\0\0"), "h");
+        assert_eq!(decode_text(b"\0\0\xFE\xFF\0\0\0h"), "h");
+        assert_eq!(decode_text(b"plain"), "plain");
+        let mut with_bom = request("", "application/json", &[]);
+        with_bom.body = bytes::Bytes::from_static(b"\xEF\xBB\xBF{\"name\":\"g\"}");
+        with_bom.content_length = Some(with_bom.body.len() as u64);
+        let data = binding_data("f", &with_bom, std::time::SystemTime::now());
+        let envelope = request_envelope("req", &with_bom, &data, &[]);
+        assert_eq!(envelope["Data"]["req"]["Body"], "{\"name\":\"g\"}");
+        assert_eq!(envelope["Metadata"]["name"], "\"g\"");
+    }
+
+    #[test]
+    fn absent_optional_route_values_are_null_in_params() {
+        let mut absent = request("", "", &[]);
+        absent.route_values = vec![("group".into(), Some("g".into())), ("path".into(), None)];
+        let envelope = request_envelope("req", &absent, &BindingData::default(), &[]);
+        assert_eq!(
+            envelope["Data"]["req"]["Params"],
+            json!({"group": "g", "path": null})
+        );
     }
 
     #[test]

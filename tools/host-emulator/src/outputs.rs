@@ -25,10 +25,11 @@ pub struct HttpResponseSpec {
 /// Reads a named `http` output's value; `None` when the handler left the key out.
 pub fn http_output(value: Option<&Value>) -> Result<HttpResponseSpec, String> {
     let Some(value) = value else {
-        // An empty Expando is bound and serialized as `{}` (spec §3.3, "Key missing").
+        // An empty Expando is bound and serialized as `{}` (spec §3.3, "Key missing"), written
+        // as `text/plain`, not JSON (spec errata, §3.3).
         return Ok(HttpResponseSpec {
             status: 200,
-            content_type: Some("application/json; charset=utf-8".into()),
+            content_type: Some("text/plain".into()),
             headers: Vec::new(),
             body: b"{}".to_vec(),
         });
@@ -72,13 +73,23 @@ pub fn http_output(value: Option<&Value>) -> Result<HttpResponseSpec, String> {
     match field("headers") {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
+            let mut seen: Vec<&str> = Vec::new();
             for (name, value) in map {
                 if value.is_null() {
                     continue;
                 }
+                // A header name repeated (in another case) is dropped; the first one stays
+                // (spec errata, §3.3).
+                if seen
+                    .iter()
+                    .any(|earlier| earlier.eq_ignore_ascii_case(name))
+                {
+                    continue;
+                }
+                seen.push(name);
                 let text = dotnet_to_string(value);
                 if name.eq_ignore_ascii_case("content-type") {
-                    content_type = Some(text);
+                    content_type = Some(with_utf8_charset(&text));
                 } else {
                     headers.push((name.clone(), text));
                 }
@@ -92,6 +103,23 @@ pub fn http_output(value: Option<&Value>) -> Result<HttpResponseSpec, String> {
         headers,
         body,
     })
+}
+
+/// The handler's `Content-Type` as the host writes it: `; charset=utf-8` appended (spec errata,
+/// §3.3). A value that already names a charset is left as it is (the errata does not say what
+/// the host does then; appending a second one would make an invalid header).
+fn with_utf8_charset(content_type: &str) -> String {
+    let has_charset = content_type.split(';').skip(1).any(|parameter| {
+        parameter
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("charset=")
+    });
+    if has_charset {
+        content_type.to_owned()
+    } else {
+        format!("{}; charset=utf-8", content_type.trim_end())
+    }
 }
 
 fn deserialize_failure() -> String {
@@ -309,6 +337,42 @@ mod tests {
     }
 
     #[test]
+    fn the_handlers_content_type_gets_a_utf8_charset_and_a_missing_res_is_text_plain() {
+        let typed = |content_type: &str| {
+            http_output(Some(&json!({"headers": {"Content-Type": content_type}})))
+                .expect("valid")
+                .content_type
+        };
+        assert_eq!(
+            typed("text/html").as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+        assert_eq!(
+            typed("application/json; charset=utf-16").as_deref(),
+            Some("application/json; charset=utf-16")
+        );
+        let untyped = http_output(Some(&json!({"body": "x"}))).expect("valid");
+        assert_eq!(untyped.content_type, None, "the writer's default applies");
+        let missing = http_output(None).expect("valid");
+        assert_eq!(missing.content_type.as_deref(), Some("text/plain"));
+        assert_eq!(missing.body, b"{}");
+    }
+
+    #[test]
+    fn a_repeated_header_name_keeps_only_its_first_value() {
+        let response = http_output(Some(&json!({
+            "headers": {"X-One": "1", "x-one": "2", "Content-Type": "text/html",
+                        "content-type": "application/json"}
+        })))
+        .expect("valid");
+        assert_eq!(response.headers, vec![("X-One".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            response.content_type.as_deref(),
+            Some("text/html; charset=utf-8")
+        );
+    }
+
+    #[test]
     fn bodies_and_headers_follow_the_expando_rules() {
         let response = http_output(Some(&json!({
             "body": {"a": [1]},
@@ -319,7 +383,10 @@ mod tests {
             String::from_utf8_lossy(&response.body),
             "{\n  \"a\": [\n    1\n  ]\n}"
         );
-        assert_eq!(response.content_type.as_deref(), Some("application/json"));
+        assert_eq!(
+            response.content_type.as_deref(),
+            Some("application/json; charset=utf-8")
+        );
         assert_eq!(
             response.headers,
             [

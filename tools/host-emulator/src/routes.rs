@@ -33,8 +33,9 @@ enum Constraint {
     Guid,
 }
 
-/// Route values captured by a match, in template order.
-pub type RouteValues = Vec<(String, String)>;
+/// Route values captured by a match, in template order. An optional parameter or catch-all
+/// that matched nothing is `None`: the host sends it as `null` in `Params` (spec errata, §1.3).
+pub type RouteValues = Vec<(String, Option<String>)>;
 
 impl RouteTemplate {
     /// Parses a template such as `groups/{group}/send` or `app/{*path}`.
@@ -102,10 +103,10 @@ impl RouteTemplate {
                         if value.is_empty() || !constraint.is_none_or(|c| c.accepts(&value)) {
                             return None;
                         }
-                        values.push((name.clone(), value));
+                        values.push((name.clone(), Some(value)));
                         index += 1;
                     }
-                    None if *optional => {}
+                    None if *optional => values.push((name.clone(), None)),
                     None => return None,
                 },
                 Segment::CatchAll { name } => {
@@ -114,7 +115,7 @@ impl RouteTemplate {
                         .map(|part| decode(part))
                         .collect::<Vec<_>>()
                         .join("/");
-                    values.push((name.clone(), rest));
+                    values.push((name.clone(), Some(rest).filter(|rest| !rest.is_empty())));
                     index = parts.len();
                 }
             }
@@ -238,21 +239,27 @@ mod tests {
     #[test]
     fn parameters_and_catch_all_capture_decoded_values() {
         let values = template("groups/{group}/send").matches("groups/room%201/send");
-        assert_eq!(values, Some(vec![("group".into(), "room 1".into())]));
+        assert_eq!(values, Some(vec![("group".into(), Some("room 1".into()))]));
         let values = template("app/{*path}").matches("app/css/site.css");
-        assert_eq!(values, Some(vec![("path".into(), "css/site.css".into())]));
+        assert_eq!(
+            values,
+            Some(vec![("path".into(), Some("css/site.css".into()))])
+        );
         let values = template("app/{*path}").matches("app/");
-        assert_eq!(values, Some(vec![("path".into(), String::new())]));
+        assert_eq!(values, Some(vec![("path".into(), None)]));
         assert_eq!(template("app/{*path}").matches("other/x"), None);
     }
 
     #[test]
     fn optional_and_constrained_parameters() {
-        assert_eq!(template("items/{id?}").matches("items"), Some(vec![]));
+        assert_eq!(
+            template("items/{id?}").matches("items"),
+            Some(vec![("id".into(), None)])
+        );
         assert_eq!(template("items/{id:int}").matches("items/abc"), None);
         assert_eq!(
             template("items/{id:int}").matches("items/42"),
-            Some(vec![("id".into(), "42".into())])
+            Some(vec![("id".into(), Some("42".into()))])
         );
     }
 

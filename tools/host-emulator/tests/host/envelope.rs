@@ -165,6 +165,103 @@ async fn binary_bodies_are_sent_as_base64() {
 }
 
 #[tokio::test]
+async fn octet_stream_v2_and_json_with_a_multipart_boundary_arrive_as_text() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    for content_type in [
+        "application/octet-stream-v2",
+        "application/json; boundary=multipart",
+    ] {
+        host.http
+            .post(host.url("/api/groups/g/send"))
+            .header("Content-Type", content_type)
+            .body(r#"{"a":1}"#)
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(
+            handler.last().body["Data"]["req"]["Body"],
+            json!(r#"{"a":1}"#),
+            "{content_type}"
+        );
+    }
+    host.http
+        .post(host.url("/api/groups/g/send"))
+        .header("Content-Type", "multipart/form-data; boundary=x")
+        .body("hi")
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(handler.last().body["Data"]["req"]["Body"], json!("aGk="));
+}
+
+#[tokio::test]
+async fn a_utf8_bom_is_stripped_from_text_bodies() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    let mut body = vec![0xEF, 0xBB, 0xBF];
+    body.extend_from_slice(br#"{"text":"hi"}"#);
+    host.http
+        .post(host.url("/api/groups/g/send"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("reachable");
+    let invocation = handler.last();
+    assert_eq!(
+        invocation.body["Data"]["req"]["Body"],
+        json!(r#"{"text":"hi"}"#)
+    );
+    assert_eq!(invocation.body["Metadata"]["text"], json!("\"hi\""));
+}
+
+#[tokio::test]
+async fn an_absent_catch_all_route_parameter_arrives_as_null() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    for (path, expected) in [
+        ("/api/app/", json!({"path": null})),
+        ("/api/app/css/site.css", json!({"path": "css/site.css"})),
+    ] {
+        host.http
+            .get(host.url(path))
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(
+            handler.last().body["Data"]["req"]["Params"],
+            expected,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_caller_gets_a_utf8_charset_text_plain_by_default_and_the_first_of_repeated_headers() {
+    let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
+    let send = || async {
+        let response = host
+            .http
+            .post(host.url("/api/groups/g/send"))
+            .send()
+            .await
+            .expect("reachable");
+        response.headers().clone()
+    };
+    handler.answer(HandlerAnswer::outputs(json!({"res": {
+        "statusCode": 200, "body": "<p>",
+        "headers": {"Content-Type": "text/html", "X-Id": "first", "x-id": "second"}
+    }})));
+    let headers = send().await;
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let ids: Vec<_> = headers.get_all("x-id").iter().collect();
+    assert_eq!(ids, ["first"], "a repeated header name is dropped");
+
+    handler.answer(HandlerAnswer::outputs(
+        json!({"res": {"statusCode": 200, "body": "plain"}}),
+    ));
+    assert_eq!(send().await["content-type"], "text/plain; charset=utf-8");
+}
+
+#[tokio::test]
 async fn invalid_handler_answers_give_the_caller_500() {
     let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
     let cases = [
@@ -278,16 +375,23 @@ async fn http_outputs_follow_the_expando_rules() {
     handler.answer(HandlerAnswer::outputs(json!({"res": r#"{"statusCode":403,"headers":{"Content-Type":"application/json","X-N":2},"body":"{\"error\":\"forbidden\"}"}"#})));
     let (status, headers, body) = send().await;
     assert_eq!(status, 403);
-    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        headers["content-type"], "application/json; charset=utf-8",
+        "the host appends a charset (spec errata, §3.3)"
+    );
     assert_eq!(headers["x-n"], "2");
     assert_eq!(body, r#"{"error":"forbidden"}"#);
 
     handler.answer(HandlerAnswer::outputs(json!({})));
-    let (status, _, body) = send().await;
+    let (status, headers, body) = send().await;
     assert_eq!(
         (status, body.as_str()),
         (200, "{}"),
         "a missing res binds an empty Expando"
+    );
+    assert_eq!(
+        headers["content-type"], "text/plain",
+        "a missing res is text/plain, not JSON (spec errata, §3.3)"
     );
 
     handler.answer(HandlerAnswer {
