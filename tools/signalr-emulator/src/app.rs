@@ -19,6 +19,7 @@ use crate::auth::{TokenError, TokenValidator};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::hub::Registry;
+use crate::lifetime::LiveConnections;
 use crate::names::{HubName, UserId};
 
 /// State shared by every request and connection.
@@ -26,6 +27,8 @@ pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) registry: Arc<Registry>,
     pub(crate) validator: TokenValidator,
+    /// Handshaken connections with their claims and deadlines, by connection token (refresh, coae).
+    pub(crate) live: Arc<LiveConnections>,
     /// Negotiated connections waiting for their WebSocket, by the `id` the client will send.
     pub(crate) pending: Mutex<HashMap<String, PendingConnection>>,
     /// Cancelled when the emulator stops; sockets send a close message and end.
@@ -47,6 +50,7 @@ impl AppState {
         Self {
             registry: Arc::new(Registry::new(config.max_connections)),
             validator: TokenValidator::new(&config),
+            live: Arc::new(LiveConnections::default()),
             pending: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

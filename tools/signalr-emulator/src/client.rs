@@ -21,6 +21,7 @@ use crate::app::{
 use crate::auth::{Audience, TokenError};
 use crate::error::ApiError;
 use crate::hub::{ConnectionSlot, Frame, Hub, Peer, PeerInbox};
+use crate::lifetime::{ConnectionAuth, Registration};
 use crate::names::{HubName, UserId};
 use crate::protocol::{self, ClientMessage, RECORD_SEPARATOR};
 
@@ -47,7 +48,7 @@ pub(crate) async fn negotiate(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = QueryParams::parse(uri.query());
-    let (hub, user) = verified_client(&app, &query, &headers)?;
+    let VerifiedClient { hub, user, .. } = verified_client(&app, &query, &headers)?;
     let version = query
         .last("negotiateVersion")
         .and_then(|value| value.parse::<i64>().ok())
@@ -103,17 +104,26 @@ pub(crate) async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query = QueryParams::parse(uri.query());
-    let (hub_name, user) = verified_client(&app, &query, &headers)?;
+    let VerifiedClient {
+        hub: hub_name,
+        user,
+        auth,
+    } = verified_client(&app, &query, &headers)?;
     let Ok(upgrade) = upgrade else {
         return Err(ApiError::BadRequest(
             "This emulator supports only the WebSockets transport.".to_owned(),
         ));
     };
 
-    let connection_id = match query.single("id")? {
-        Some(id) => take_pending(&app, id, &hub_name, user.as_ref())?,
+    let (connection_id, connection_token) = match query.single("id")? {
+        Some(id) => {
+            let connection_id = take_pending(&app, id, &hub_name, user.as_ref())?;
+            // Negotiate v1 hands out a connection token different from the id; v0 clients send the id.
+            let token = (*connection_id != *id).then(|| id.to_owned());
+            (connection_id, token)
+        }
         // Without an id the client skipped negotiation, which WebSockets allows.
-        None => Arc::from(random_id(16)),
+        None => (Arc::from(random_id(16)), None),
     };
     let slot = app
         .registry
@@ -130,7 +140,9 @@ pub(crate) async fn connect(
                 hub,
                 hub_name,
                 connection_id,
+                connection_token,
                 user,
+                auth: Arc::new(auth),
                 _slot: slot,
             };
             session.run(socket).await;
@@ -138,14 +150,22 @@ pub(crate) async fn connect(
         }))
 }
 
-/// The hub and user of a client request (negotiate or connect): the token comes from the
+/// What a verified client token says about the connection.
+struct VerifiedClient {
+    hub: HubName,
+    user: Option<UserId>,
+    /// The token's claims and its `asrs.s.aeo` deadline, if any.
+    auth: ConnectionAuth,
+}
+
+/// The hub, user and claims of a client request (negotiate or connect): the token comes from the
 /// `Authorization` header, else the `access_token` query parameter (browsers cannot set headers
-/// on WebSockets), and must be a client token for that hub.
+/// on WebSockets), and must be a client token for that hub, with well-formed close-on-expiry claims.
 fn verified_client(
     app: &AppState,
     query: &QueryParams,
     headers: &HeaderMap,
-) -> Result<(HubName, Option<UserId>), ApiError> {
+) -> Result<VerifiedClient, ApiError> {
     let hub = hub_from_query(query)?;
     let token = bearer_token(headers)
         .or_else(|| query.last("access_token"))
@@ -155,7 +175,8 @@ fn verified_client(
         .verify(token, request_host(headers), Audience::Client { hub: &hub })
         .map_err(unauthorized)?;
     let user = verified.user_id.as_deref().map(UserId::parse).transpose()?;
-    Ok((hub, user))
+    let auth = ConnectionAuth::from_token(&verified.claims).map_err(unauthorized)?;
+    Ok(VerifiedClient { hub, user, auth })
 }
 
 fn hub_from_query(query: &QueryParams) -> Result<HubName, ApiError> {
@@ -199,7 +220,10 @@ struct Session {
     hub: Arc<Hub>,
     hub_name: HubName,
     connection_id: Arc<str>,
+    /// The negotiate v1 connection token, which names this connection in refresh calls.
+    connection_token: Option<String>,
     user: Option<UserId>,
+    auth: Arc<ConnectionAuth>,
     _slot: ConnectionSlot,
 }
 
@@ -253,6 +277,13 @@ impl Session {
             self.app.config.outbound_queue_capacity,
         );
         self.hub.connect(Arc::clone(&peer), Instant::now());
+        let _live = self.app.live.register(Registration {
+            hub: self.hub_name.clone(),
+            user: self.user.clone(),
+            connection_token: self.connection_token.clone(),
+            auth: Arc::clone(&self.auth),
+            peer: Arc::clone(&peer),
+        });
         tracing::debug!(
             hub = self.hub_name.as_str(),
             connection_id = %self.connection_id,
