@@ -21,6 +21,7 @@ use crate::error::ApiError;
 use crate::hub::Registry;
 use crate::lifetime::LiveConnections;
 use crate::names::{HubName, UserId};
+use crate::upstream::Upstream;
 
 /// State shared by every request and connection.
 pub(crate) struct AppState {
@@ -29,6 +30,8 @@ pub(crate) struct AppState {
     pub(crate) validator: TokenValidator,
     /// Handshaken connections with their claims and deadlines, by connection token (refresh, coae).
     pub(crate) live: Arc<LiveConnections>,
+    /// Where connection events and client invocations are sent, when configured.
+    pub(crate) upstream: Option<Arc<Upstream>>,
     /// Negotiated connections waiting for their WebSocket, by the `id` the client will send.
     pub(crate) pending: Mutex<HashMap<String, PendingConnection>>,
     /// Cancelled when the emulator stops; sockets send a close message and end.
@@ -46,8 +49,10 @@ pub(crate) struct PendingConnection {
 }
 
 impl AppState {
-    pub(crate) fn new(config: Config) -> Self {
-        Self {
+    /// Fails only when the upstream's HTTP client cannot be built.
+    pub(crate) fn new(config: Config) -> std::io::Result<Self> {
+        Ok(Self {
+            upstream: Upstream::from_config(&config)?,
             registry: Arc::new(Registry::new(config.max_connections)),
             validator: TokenValidator::new(&config),
             live: Arc::new(LiveConnections::default()),
@@ -55,7 +60,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
-        }
+        })
     }
 
     /// Drops negotiations older than the connection-token lifetime.

@@ -24,6 +24,7 @@ use crate::hub::{ConnectionSlot, Frame, Hub, Peer, PeerInbox};
 use crate::lifetime::{ConnectionAuth, Registration};
 use crate::names::{HubName, UserId};
 use crate::protocol::{self, ClientMessage, RECORD_SEPARATOR};
+use crate::upstream::{ConnectionInfo, UpstreamConnection};
 
 /// Largest WebSocket message, and largest unterminated record, a client may send.
 const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -130,6 +131,7 @@ pub(crate) async fn connect(
         .reserve_connection()
         .ok_or(ApiError::TooManyConnections)?;
     let hub = app.registry.hub(&hub_name);
+    let client_query = crate::upstream::client_query(uri.query());
     let task_token = app.tasks.token();
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
@@ -143,6 +145,8 @@ pub(crate) async fn connect(
                 connection_token,
                 user,
                 auth: Arc::new(auth),
+                client_query,
+                upstream: None,
                 _slot: slot,
             };
             session.run(socket).await;
@@ -224,6 +228,10 @@ struct Session {
     connection_token: Option<String>,
     user: Option<UserId>,
     auth: Arc<ConnectionAuth>,
+    /// The connect query without its secrets, for `X-ASRS-Client-Query`.
+    client_query: String,
+    /// The upstream worker of this connection, from the handshake on, when an upstream is configured.
+    upstream: Option<UpstreamConnection>,
     _slot: ConnectionSlot,
 }
 
@@ -239,7 +247,7 @@ enum Ending {
 }
 
 impl Session {
-    async fn run(self, mut socket: WebSocket) {
+    async fn run(mut self, mut socket: WebSocket) {
         let mut buffer = String::new();
         let handshake = timeout(
             self.app.config.timings.handshake_timeout,
@@ -284,6 +292,16 @@ impl Session {
             auth: Arc::clone(&self.auth),
             peer: Arc::clone(&peer),
         });
+        if let Some(upstream) = &self.app.upstream {
+            let info = ConnectionInfo {
+                hub_name: self.hub_name.clone(),
+                connection_id: Arc::clone(&self.connection_id),
+                user: self.user.clone(),
+                auth: Arc::clone(&self.auth),
+                client_query: std::mem::take(&mut self.client_query),
+            };
+            self.upstream = Some(upstream.open(info, Arc::clone(&self.hub), &self.app.tasks));
+        }
         tracing::debug!(
             hub = self.hub_name.as_str(),
             connection_id = %self.connection_id,
@@ -293,6 +311,13 @@ impl Session {
 
         let ending = self.pump(&mut socket, &peer, inbox, buffer).await;
         self.hub.disconnect(&self.connection_id);
+        if let Some(upstream) = self.upstream.take() {
+            let error = match &ending {
+                Ending::Close { error, .. } => error.clone(),
+                Ending::ClientLeft => None,
+            };
+            upstream.close(error);
+        }
         if let Ending::Close {
             error,
             allow_reconnect,
@@ -422,6 +447,21 @@ impl Session {
             match protocol::parse_client_message(record) {
                 Ok(ClientMessage::Ping | ClientMessage::Ignored(_)) => {}
                 Ok(ClientMessage::Close) => return Some(Ending::ClientLeft),
+                Ok(ClientMessage::Invocation {
+                    invocation_id,
+                    target,
+                }) if self.upstream.is_some() => {
+                    let refusal = self
+                        .upstream
+                        .as_ref()
+                        .and_then(|upstream| upstream.invoke(record, invocation_id, target));
+                    if let Some(completion) = refusal
+                        && !send_text(socket, &completion, self.app.config.timings.client_timeout)
+                            .await
+                    {
+                        return Some(Ending::ClientLeft);
+                    }
+                }
                 Ok(ClientMessage::Invocation {
                     invocation_id,
                     target,

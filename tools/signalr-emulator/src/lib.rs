@@ -9,6 +9,7 @@
 //! - `hub`: in-memory connections, users and groups, and the fan-out of sends.
 //! - `client`: negotiate, the WebSocket endpoint and each connection's socket task (spec §5).
 //! - `rest`: the REST API, v1 and 2022-06-01 (spec §4).
+//! - `upstream`: connection events and client invocations sent to a function app (spec §6).
 //! - `lifetime`, `refresh`: close on authentication expiration and the 2026-07-01 refresh routes (identity
 //!   spec §1).
 //! - `app`, `error`: the router, CORS, and the mapping of refusals to HTTP.
@@ -31,6 +32,7 @@ mod names;
 mod protocol;
 mod refresh;
 mod rest;
+mod upstream;
 
 use std::future::Future;
 use std::io;
@@ -48,6 +50,7 @@ pub use crate::config::{
 };
 pub use crate::lifetime::AUTH_EXPIRED_CLOSE_REASON;
 pub use crate::names::{GroupName, HubName, NameError, UserId};
+pub use crate::upstream::{UpstreamTemplate, UpstreamTemplateError};
 
 /// How long stopping waits for open WebSockets to receive their close message.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,7 +115,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let state = Arc::new(app::AppState::new(config));
+    let state = Arc::new(app::AppState::new(config)?);
     let router = app::router(Arc::clone(&state));
 
     let sweeper_state = Arc::clone(&state);

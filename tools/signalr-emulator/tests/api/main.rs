@@ -5,3 +5,4 @@ mod client;
 mod helpers;
 mod lifetime;
 mod rest;
+mod upstream;
