@@ -19,13 +19,19 @@ use crate::auth::{TokenError, TokenValidator};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::hub::Registry;
+use crate::lifetime::LiveConnections;
 use crate::names::{HubName, UserId};
+use crate::upstream::Upstream;
 
 /// State shared by every request and connection.
 pub(crate) struct AppState {
     pub(crate) config: Config,
     pub(crate) registry: Arc<Registry>,
     pub(crate) validator: TokenValidator,
+    /// Handshaken connections with their claims and deadlines, by connection token (refresh, coae).
+    pub(crate) live: Arc<LiveConnections>,
+    /// Where connection events and client invocations are sent, when configured.
+    pub(crate) upstream: Option<Arc<Upstream>>,
     /// Negotiated connections waiting for their WebSocket, by the `id` the client will send.
     pub(crate) pending: Mutex<HashMap<String, PendingConnection>>,
     /// Cancelled when the emulator stops; sockets send a close message and end.
@@ -43,15 +49,18 @@ pub(crate) struct PendingConnection {
 }
 
 impl AppState {
-    pub(crate) fn new(config: Config) -> Self {
-        Self {
+    /// Fails only when the upstream's HTTP client cannot be built.
+    pub(crate) fn new(config: Config) -> std::io::Result<Self> {
+        Ok(Self {
+            upstream: Upstream::from_config(&config)?,
             registry: Arc::new(Registry::new(config.max_connections)),
             validator: TokenValidator::new(&config),
+            live: Arc::new(LiveConnections::default()),
             pending: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
-        }
+        })
     }
 
     /// Drops negotiations older than the connection-token lifetime.

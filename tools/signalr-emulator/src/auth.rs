@@ -33,6 +33,8 @@ pub(crate) enum Audience<'a> {
 pub(crate) struct VerifiedToken {
     /// `asrs.s.uid`, else `nameid`, else `sub` (docs/protocol/signalr-service.md §2.2).
     pub(crate) user_id: Option<String>,
+    /// Every claim of the payload: the connection keeps them for refresh and for upstream headers.
+    pub(crate) claims: Map<String, Value>,
 }
 
 /// Why a token was refused. The description goes into `WWW-Authenticate`; it never contains the token.
@@ -65,6 +67,10 @@ pub enum TokenError {
     /// `aud` names another URL.
     #[error("The audience is invalid")]
     InvalidAudience,
+    /// `asrs.s.coae` / `asrs.s.aeo` are not the SDK's shape: both or neither, `coae` the string `"true"`
+    /// or `"false"`, `aeo` unix seconds as a decimal string (docs/protocol/signalr-identity-2026.md §1.1).
+    #[error("The close-on-authentication-expiration claims are malformed")]
+    MalformedAuthExpiry,
 }
 
 impl TokenError {
@@ -117,6 +123,7 @@ impl TokenValidator {
         }
         Ok(VerifiedToken {
             user_id: user_id(&claims),
+            claims,
         })
     }
 

@@ -22,8 +22,10 @@ use crate::app::{
 use crate::auth::{Audience, TokenError};
 use crate::error::ApiError;
 use crate::hub::{ConnectionSlot, Frame, Hub, Peer, PeerInbox};
+use crate::lifetime::{ConnectionAuth, Registration};
 use crate::names::{HubName, UserId};
 use crate::protocol::{self, ClientMessage, RECORD_SEPARATOR};
+use crate::upstream::{ConnectionInfo, UpstreamConnection};
 
 /// Largest WebSocket message, and largest unterminated record, a client may send.
 const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -48,7 +50,7 @@ pub(crate) async fn negotiate(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let query = QueryParams::parse(uri.query());
-    let (hub, user) = verified_client(&app, &query, &headers)?;
+    let VerifiedClient { hub, user, .. } = verified_client(&app, &query, &headers)?;
     let version = query
         .last("negotiateVersion")
         .and_then(|value| value.parse::<i64>().ok())
@@ -104,23 +106,33 @@ pub(crate) async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let query = QueryParams::parse(uri.query());
-    let (hub_name, user) = verified_client(&app, &query, &headers)?;
+    let VerifiedClient {
+        hub: hub_name,
+        user,
+        auth,
+    } = verified_client(&app, &query, &headers)?;
     let Ok(upgrade) = upgrade else {
         return Err(ApiError::BadRequest(
             "This emulator supports only the WebSockets transport.".to_owned(),
         ));
     };
 
-    let connection_id = match query.single("id")? {
-        Some(id) => take_pending(&app, id, &hub_name, user.as_ref())?,
+    let (connection_id, connection_token) = match query.single("id")? {
+        Some(id) => {
+            let connection_id = take_pending(&app, id, &hub_name, user.as_ref())?;
+            // Negotiate v1 hands out a connection token different from the id; v0 clients send the id.
+            let token = (*connection_id != *id).then(|| id.to_owned());
+            (connection_id, token)
+        }
         // Without an id the client skipped negotiation, which WebSockets allows.
-        None => Arc::from(random_id(16)),
+        None => (Arc::from(random_id(16)), None),
     };
     let slot = app
         .registry
         .reserve_connection()
         .ok_or(ApiError::TooManyConnections)?;
     let hub = app.registry.hub(&hub_name);
+    let client_query = crate::upstream::client_query(uri.query());
     let task_token = app.tasks.token();
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
@@ -131,7 +143,11 @@ pub(crate) async fn connect(
                 hub,
                 hub_name,
                 connection_id,
+                connection_token,
                 user,
+                auth: Arc::new(auth),
+                client_query,
+                upstream: None,
                 _slot: slot,
             };
             session.run(socket).await;
@@ -139,14 +155,22 @@ pub(crate) async fn connect(
         }))
 }
 
-/// The hub and user of a client request (negotiate or connect): the token comes from the
+/// What a verified client token says about the connection.
+struct VerifiedClient {
+    hub: HubName,
+    user: Option<UserId>,
+    /// The token's claims and its `asrs.s.aeo` deadline, if any.
+    auth: ConnectionAuth,
+}
+
+/// The hub, user and claims of a client request (negotiate or connect): the token comes from the
 /// `Authorization` header, else the `access_token` query parameter (browsers cannot set headers
-/// on WebSockets), and must be a client token for that hub.
+/// on WebSockets), and must be a client token for that hub, with well-formed close-on-expiry claims.
 fn verified_client(
     app: &AppState,
     query: &QueryParams,
     headers: &HeaderMap,
-) -> Result<(HubName, Option<UserId>), ApiError> {
+) -> Result<VerifiedClient, ApiError> {
     let hub = hub_from_query(query)?;
     let token = bearer_token(headers)
         .or_else(|| query.last("access_token"))
@@ -156,7 +180,8 @@ fn verified_client(
         .verify(token, request_host(headers), Audience::Client { hub: &hub })
         .map_err(unauthorized)?;
     let user = verified.user_id.as_deref().map(UserId::parse).transpose()?;
-    Ok((hub, user))
+    let auth = ConnectionAuth::from_token(&verified.claims).map_err(unauthorized)?;
+    Ok(VerifiedClient { hub, user, auth })
 }
 
 fn hub_from_query(query: &QueryParams) -> Result<HubName, ApiError> {
@@ -200,7 +225,14 @@ struct Session {
     hub: Arc<Hub>,
     hub_name: HubName,
     connection_id: Arc<str>,
+    /// The negotiate v1 connection token, which names this connection in refresh calls.
+    connection_token: Option<String>,
     user: Option<UserId>,
+    auth: Arc<ConnectionAuth>,
+    /// The connect query without its secrets, for `X-ASRS-Client-Query`.
+    client_query: String,
+    /// The upstream worker of this connection, from the handshake on, when an upstream is configured.
+    upstream: Option<UpstreamConnection>,
     _slot: ConnectionSlot,
 }
 
@@ -216,7 +248,7 @@ enum Ending {
 }
 
 impl Session {
-    async fn run(self, mut socket: WebSocket) {
+    async fn run(mut self, mut socket: WebSocket) {
         let mut buffer = String::new();
         let handshake = timeout(
             self.app.config.timings.handshake_timeout,
@@ -254,6 +286,23 @@ impl Session {
             self.app.config.outbound_queue_capacity,
         );
         self.hub.connect(Arc::clone(&peer), Instant::now());
+        let _live = self.app.live.register(Registration {
+            hub: self.hub_name.clone(),
+            user: self.user.clone(),
+            connection_token: self.connection_token.clone(),
+            auth: Arc::clone(&self.auth),
+            peer: Arc::clone(&peer),
+        });
+        if let Some(upstream) = &self.app.upstream {
+            let info = ConnectionInfo {
+                hub_name: self.hub_name.clone(),
+                connection_id: Arc::clone(&self.connection_id),
+                user: self.user.clone(),
+                auth: Arc::clone(&self.auth),
+                client_query: std::mem::take(&mut self.client_query),
+            };
+            self.upstream = Some(upstream.open(info, Arc::clone(&self.hub), &self.app.tasks));
+        }
         tracing::debug!(
             hub = self.hub_name.as_str(),
             connection_id = %self.connection_id,
@@ -263,6 +312,13 @@ impl Session {
 
         let ending = self.pump(&mut socket, &peer, inbox, buffer).await;
         self.hub.disconnect(&self.connection_id);
+        if let Some(upstream) = self.upstream.take() {
+            let error = match &ending {
+                Ending::Close { error, .. } => error.clone(),
+                Ending::ClientLeft => None,
+            };
+            upstream.close(error);
+        }
         if let Ending::Close {
             error,
             allow_reconnect,
@@ -392,6 +448,21 @@ impl Session {
             match protocol::parse_client_message(record) {
                 Ok(ClientMessage::Ping | ClientMessage::Ignored(_)) => {}
                 Ok(ClientMessage::Close) => return Some(Ending::ClientLeft),
+                Ok(ClientMessage::Invocation {
+                    invocation_id,
+                    target,
+                }) if self.upstream.is_some() => {
+                    let refusal = self
+                        .upstream
+                        .as_ref()
+                        .and_then(|upstream| upstream.invoke(record, invocation_id, target));
+                    if let Some(completion) = refusal
+                        && !send_text(socket, &completion, self.app.config.timings.client_timeout)
+                            .await
+                    {
+                        return Some(Ending::ClientLeft);
+                    }
+                }
                 Ok(ClientMessage::Invocation {
                     invocation_id,
                     target,

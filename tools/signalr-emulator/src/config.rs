@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::upstream::UpstreamTemplate;
+
 /// The access key Microsoft's emulator prints, reused so that existing local connection strings keep working.
 ///
 /// It is public knowledge and therefore worthless as a secret: it exists so a developer can start the emulator
@@ -83,6 +85,8 @@ pub struct Timings {
     pub token_clock_skew: Duration,
     /// How long a REST send waits for a client whose outgoing queue is full before that client is disconnected.
     pub slow_client_grace: Duration,
+    /// How long an upstream request may take before it counts as failed (.NET `HttpClient`'s default, 100 s).
+    pub upstream_timeout: Duration,
 }
 
 impl Timings {
@@ -95,6 +99,7 @@ impl Timings {
             connection_token_lifetime: Duration::from_secs(5),
             token_clock_skew: Duration::from_secs(300),
             slow_client_grace: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(100),
         }
     }
 }
@@ -110,6 +115,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Messages queued for one client before REST sends start waiting for it.
     pub outbound_queue_capacity: usize,
+    /// Where connection events and client invocations go (docs/protocol/signalr-service.md §6); `None` keeps the emulator without an
+    /// upstream: invocations with an id get an error completion, the rest are dropped.
+    pub upstream: Option<UpstreamTemplate>,
 }
 
 impl Config {
@@ -120,6 +128,7 @@ impl Config {
             timings: Timings::service_defaults(),
             max_connections: 100_000,
             outbound_queue_capacity: 1024,
+            upstream: None,
         }
     }
 

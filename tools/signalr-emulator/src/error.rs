@@ -16,6 +16,9 @@ pub(crate) enum ApiError {
     /// 403: the token's user is not the one that negotiated the connection.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// 403 `ConnectionUserMismatch`: a refresh's claims name another user than the connection's.
+    #[error("the claims name another user than the connection's")]
+    ConnectionUserMismatch,
     /// 400 with the reason.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -49,7 +52,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::ConnectionUserMismatch => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -66,6 +69,9 @@ impl IntoResponse for ApiError {
         let message = match &self {
             Self::Unauthorized(reason) => reason.to_string(),
             Self::Forbidden(message) => (*message).to_owned(),
+            Self::ConnectionUserMismatch => {
+                "The claims name another user than the connection's.".to_owned()
+            }
             Self::BadRequest(message) => message.clone(),
             Self::NotFound { message, .. } => (*message).to_owned(),
             Self::MethodNotAllowed => "The method is not allowed on this path.".to_owned(),
@@ -78,6 +84,7 @@ impl IntoResponse for ApiError {
                 error_code: Some(code),
                 ..
             } => Some(*code),
+            Self::ConnectionUserMismatch => Some("ConnectionUserMismatch"),
             _ => None,
         };
         let body = serde_json::json!({"code": code.unwrap_or(status.canonical_reason().unwrap_or("Error")), "message": message});

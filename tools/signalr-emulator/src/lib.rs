@@ -10,6 +10,10 @@
 //! - `client`: negotiate, the WebSocket endpoint and each connection's socket task
 //!   (docs/protocol/signalr-service.md §5).
 //! - `rest`: the REST API, v1 and 2022-06-01 (docs/protocol/signalr-service.md §4).
+//! - `upstream`: connection events and client invocations sent to a function app
+//!   (docs/protocol/signalr-service.md §6).
+//! - `lifetime`, `refresh`: close on authentication expiration and the 2026-07-01 refresh routes
+//!   (docs/protocol/signalr-identity-2026.md §1).
 //! - `app`, `error`: the router, CORS, and the mapping of refusals to HTTP.
 //!
 //! Server stack: axum on tokio, with axum's WebSocket support (tungstenite underneath). It runs on any tokio
@@ -25,9 +29,12 @@ mod client;
 mod config;
 mod error;
 mod hub;
+mod lifetime;
 mod names;
 mod protocol;
+mod refresh;
 mod rest;
+mod upstream;
 
 use std::future::Future;
 use std::io;
@@ -43,12 +50,15 @@ pub use crate::auth::TokenError;
 pub use crate::config::{
     AccessKey, AccessKeyError, Config, DEFAULT_PORT, INSECURE_DEV_ACCESS_KEY, Timings,
 };
+pub use crate::lifetime::AUTH_EXPIRED_CLOSE_REASON;
 pub use crate::names::{GroupName, HubName, NameError, UserId};
+pub use crate::upstream::{UpstreamTemplate, UpstreamTemplateError};
 
 /// How long stopping waits for open WebSockets to receive their close message.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often expired user-group memberships and unused negotiations are swept, as Microsoft's emulator does.
+/// How often expired user-group memberships, unused negotiations and connections whose authentication expired
+/// (`asrs.s.aeo`) are swept, as Microsoft's emulator and the service do.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A running emulator started with [`Emulator::start`].
@@ -92,6 +102,14 @@ impl Emulator {
     }
 }
 
+/// Seconds since the Unix epoch, the clock `asrs.s.aeo` is read against.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Serves the emulator on `listener` until `shutdown` completes, then tells every client the server is
 /// shutting down and waits (at most a few seconds) for those messages to go out.
 pub async fn run(
@@ -99,7 +117,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let state = Arc::new(app::AppState::new(config));
+    let state = Arc::new(app::AppState::new(config)?);
     let router = app::router(Arc::clone(&state));
 
     let sweeper_state = Arc::clone(&state);
@@ -112,6 +130,7 @@ pub async fn run(
                     let now = Instant::now();
                     sweeper_state.registry.expire(now);
                     sweeper_state.expire_pending(now);
+                    sweeper_state.live.expire(unix_now());
                 }
             }
         }

@@ -5,20 +5,24 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use anyhow::{Context, bail};
-use signalr_emulator::{AccessKey, Config, DEFAULT_PORT, Emulator};
+use signalr_emulator::{AccessKey, Config, DEFAULT_PORT, Emulator, UpstreamTemplate};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
 signalr-emulator: a local Azure SignalR Service emulator (serverless mode)
 
 USAGE:
-    signalr-emulator [--port PORT] [--bind ADDRESS] [--access-key KEY]...
+    signalr-emulator [--port PORT] [--bind ADDRESS] [--access-key KEY]... [--upstream URL_TEMPLATE]
 
 OPTIONS:
     --port PORT         Port to listen on (default 8888; 0 picks a free port, printed on start)
     --bind ADDRESS      Address to listen on (default 127.0.0.1)
     --access-key KEY    Access key that signs tokens; give it twice for a primary and a secondary key.
                         Default: the well-known, insecure development key of Microsoft's emulator.
+    --upstream URL_TEMPLATE
+                        Send connection events and client invocations to this URL (placeholders
+                        {hub}, {category}, {event}), e.g. http://localhost:7071/runtime/webhooks/signalr.
+                        Default: the SIGNALR_EMULATOR_UPSTREAM environment variable, else no upstream.
     -h, --help          Show this help
 
 On start, the connection string is printed as the only line on stdout. Logs go to stderr; set
@@ -29,6 +33,7 @@ struct Flags {
     port: u16,
     bind: IpAddr,
     access_keys: Vec<String>,
+    upstream: Option<String>,
 }
 
 fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option<Flags>> {
@@ -36,6 +41,7 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         port: DEFAULT_PORT,
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         access_keys: Vec::new(),
+        upstream: None,
     };
     let mut arguments = arguments.peekable();
     while let Some(argument) = arguments.next() {
@@ -66,10 +72,34 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                     .with_context(|| format!("--bind {text}: not an IP address"))?;
             }
             "--access-key" => flags.access_keys.push(value("--access-key")?),
+            "--upstream" => {
+                let template = value("--upstream")?;
+                if flags.upstream.replace(template).is_some() {
+                    bail!("--upstream may be given only once");
+                }
+            }
             other => bail!("unknown argument {other:?}; see --help"),
         }
     }
     Ok(Some(flags))
+}
+
+/// The environment variable read when `--upstream` is not given.
+const UPSTREAM_ENV: &str = "SIGNALR_EMULATOR_UPSTREAM";
+
+/// `--upstream` wins over the environment variable; an empty variable counts as unset.
+fn upstream_template(
+    flag: Option<&str>,
+    environment: Option<&str>,
+) -> anyhow::Result<Option<UpstreamTemplate>> {
+    let (text, source) = match (flag, environment) {
+        (Some(text), _) => (text, "--upstream"),
+        (None, Some(text)) if !text.is_empty() => (text, UPSTREAM_ENV),
+        _ => return Ok(None),
+    };
+    UpstreamTemplate::parse(text)
+        .map(Some)
+        .with_context(|| format!("{source}: not a usable upstream URL template"))
 }
 
 fn config_from(flags: &Flags) -> anyhow::Result<Config> {
@@ -124,11 +154,15 @@ async fn main() -> anyhow::Result<()> {
         println!("{USAGE}");
         return Ok(());
     };
-    let config = config_from(&flags)?;
+    let mut config = config_from(&flags)?;
+    let environment = std::env::var(UPSTREAM_ENV).ok();
+    config.upstream = upstream_template(flags.upstream.as_deref(), environment.as_deref())?;
     let address = SocketAddr::new(flags.bind, flags.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}; is another emulator running?"))?;
+    // Only the origin: the template's path or query may carry a function key.
+    let config_upstream_origin = config.upstream.as_ref().map(UpstreamTemplate::origin);
     let emulator = Emulator::start(listener, config, shutdown_signal())?;
 
     let mut stdout = std::io::stdout().lock();
@@ -139,6 +173,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!(
             "using the well-known insecure development access key; pass --access-key for anything else"
         );
+    }
+    if let Some(upstream) = &config_upstream_origin {
+        tracing::info!(origin = upstream.as_str(), "sending upstream events");
     }
     tracing::info!(port = emulator.port(), "SignalR emulator listening");
     emulator
@@ -219,5 +256,39 @@ mod tests {
             .expect("parses");
         assert!(config_from(&bad_key).is_err(), "accepted a key with ';'");
         assert!(matches!(parse(&["--help"]), Ok(None)));
+        assert!(
+            parse(&["--upstream", "http://a", "--upstream", "http://b"]).is_err(),
+            "accepted two upstreams"
+        );
+    }
+
+    #[test]
+    fn the_upstream_flag_wins_over_the_environment() {
+        let origin = |flag: Option<&str>, environment: Option<&str>| {
+            upstream_template(flag, environment)
+                .ok()
+                .flatten()
+                .map(|template| template.origin())
+        };
+        assert_eq!(origin(None, None), None);
+        assert_eq!(origin(None, Some("")), None);
+        assert_eq!(
+            origin(None, Some("http://localhost:7071/runtime/webhooks/signalr")),
+            Some("http://localhost:7071".to_owned())
+        );
+        assert_eq!(
+            origin(
+                Some("http://127.0.0.1:9/{hub}"),
+                Some("http://localhost:7071/x")
+            ),
+            Some("http://127.0.0.1:9".to_owned())
+        );
+        let flags = parse(&["--upstream=http://localhost:7071/api/{hub}/{category}/{event}"])
+            .ok()
+            .flatten()
+            .expect("parses");
+        assert!(upstream_template(flags.upstream.as_deref(), None).is_ok());
+        assert!(upstream_template(Some("http://h/{nope}"), None).is_err());
+        assert!(upstream_template(None, Some("not a url")).is_err());
     }
 }

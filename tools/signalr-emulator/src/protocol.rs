@@ -54,6 +54,13 @@ pub(crate) fn completion_error(invocation_id: &str, error: &str) -> String {
     frame
 }
 
+/// A completion (type 3) with neither result nor error, for an upstream that answered 204 or an empty 200.
+pub(crate) fn completion_empty(invocation_id: &str) -> String {
+    let mut frame = serde_json::json!({"type": 3, "invocationId": invocation_id}).to_string();
+    frame.push(RECORD_SEPARATOR);
+    frame
+}
+
 /// A handshake reply that refuses the connection.
 pub(crate) fn handshake_error(error: &str) -> String {
     let mut frame = serde_json::json!({ "error": error }).to_string();

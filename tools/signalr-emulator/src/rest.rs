@@ -55,13 +55,32 @@ enum Operation {
     ConnectionExists(String),
     UserExists(String),
     GroupExists(String),
-    AddConnectionToGroup { group: String, connection: String },
-    RemoveConnectionFromGroup { group: String, connection: String },
+    AddConnectionToGroup {
+        group: String,
+        connection: String,
+    },
+    RemoveConnectionFromGroup {
+        group: String,
+        connection: String,
+    },
     RemoveConnectionFromAllGroups(String),
-    UserInGroup { user: String, group: String },
-    AddUserToGroup { user: String, group: String },
-    RemoveUserFromGroup { user: String, group: String },
+    UserInGroup {
+        user: String,
+        group: String,
+    },
+    AddUserToGroup {
+        user: String,
+        group: String,
+    },
+    RemoveUserFromGroup {
+        user: String,
+        group: String,
+    },
     RemoveUserFromAllGroups(String),
+    /// 2026-07-01 `POST connections/:refreshAuth` (docs/protocol/signalr-identity-2026.md §1.3), handled in `refresh`.
+    RefreshAuth,
+    /// 2026-07-01 `POST` or `QUERY` `connections/claims`, handled in `refresh`.
+    ConnectionClaims,
 }
 
 fn not_found_route() -> ApiError {
@@ -129,6 +148,19 @@ fn parse_route(method: &Method, path: &str) -> Result<Route, ApiError> {
                 Method::DELETE => Operation::RemoveConnectionFromGroup { group, connection },
                 _ => return Err(ApiError::MethodNotAllowed),
             }
+        }
+        ["connections", ":refreshAuth"] if version == ApiVersion::V20220601 => {
+            if !is(&[Method::POST]) {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            Operation::RefreshAuth
+        }
+        // The design says POST, the SDK's newest test QUERY (docs/protocol/signalr-identity-2026.md §1.3): both are accepted.
+        ["connections", "claims"]
+            if version == ApiVersion::V20220601
+                && (*method == Method::POST || method.as_str() == "QUERY") =>
+        {
+            Operation::ConnectionClaims
         }
         ["connections", connection] | ["connections", connection, ":send"]
             if is(&[Method::POST]) =>
@@ -373,6 +405,12 @@ async fn handle_route(
             }
             v1_or(StatusCode::ACCEPTED, StatusCode::NO_CONTENT)
         }
+        Operation::RefreshAuth => {
+            return crate::refresh::refresh_auth(app, &hub, &query, headers, body).await;
+        }
+        Operation::ConnectionClaims => {
+            return crate::refresh::connection_claims(app, &hub, &query, headers, body).await;
+        }
         Operation::RemoveUserFromAllGroups(user) => {
             let user = UserId::parse(&user)?;
             if let Some(hub) = app.registry.existing_hub(&hub) {
@@ -456,9 +494,11 @@ fn close(
     StatusCode::NO_CONTENT
 }
 
-/// Reads `{"target": …, "arguments": […]}` with property names matched case-insensitively
-/// (docs/protocol/signalr-service.md §4.2).
-async fn read_payload(headers: &HeaderMap, body: Body) -> Result<(String, Vec<Value>), ApiError> {
+/// Reads a JSON object body: JSON content type (or none), at most 1 MB, not empty (docs/protocol/signalr-service.md §4.2).
+pub(crate) async fn read_json_object(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
     if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
         let content_type = content_type
             .to_str()
@@ -480,13 +520,21 @@ async fn read_payload(headers: &HeaderMap, body: Body) -> Result<(String, Vec<Va
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     if bytes.is_empty() {
-        return Err(ApiError::BadRequest("A send needs a JSON body.".to_owned()));
+        return Err(ApiError::BadRequest(
+            "The request needs a JSON body.".to_owned(),
+        ));
     }
-    let Ok(Value::Object(payload)) = serde_json::from_slice::<Value>(&bytes) else {
+    let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&bytes) else {
         return Err(ApiError::BadRequest(
             "The body must be a JSON object.".to_owned(),
         ));
     };
+    Ok(object)
+}
+
+/// Reads `{"target": …, "arguments": […]}` with property names matched case-insensitively (docs/protocol/signalr-service.md §4.2).
+async fn read_payload(headers: &HeaderMap, body: Body) -> Result<(String, Vec<Value>), ApiError> {
+    let payload = read_json_object(headers, body).await?;
     let find = |name: &str| {
         payload
             .iter()

@@ -151,8 +151,13 @@ impl TestApp {
     /// Negotiates (v1), connects over WebSocket with the token in the header, and completes the handshake.
     pub async fn connect(&self, hub: &str, user: Option<&str>) -> TestClient {
         let token = self.client_token(hub, user);
+        self.connect_with_token(hub, &token).await.0
+    }
+
+    /// Like [`TestApp::connect`] with a given client token; also returns the negotiate v1 connection token.
+    pub async fn connect_with_token(&self, hub: &str, token: &str) -> (TestClient, String) {
         let negotiated: Value = self
-            .negotiate(hub, &token, Some(1))
+            .negotiate(hub, token, Some(1))
             .await
             .json()
             .await
@@ -165,7 +170,7 @@ impl TestApp {
             self.port
         );
         let mut client = self
-            .open_websocket(&url, Some(&token))
+            .open_websocket(&url, Some(token))
             .await
             .expect("the upgrade succeeds");
         client.connection_id = negotiated["connectionId"]
@@ -173,7 +178,16 @@ impl TestApp {
             .expect("v1 has a connectionId")
             .to_owned();
         client.handshake().await;
-        client
+        (client, connection_token.to_owned())
+    }
+
+    /// A client token for `hub` with `extra` claims added to `aud` and `exp`.
+    pub fn client_token_with(&self, hub: &str, extra: &Value) -> String {
+        let mut claims = json!({"aud": format!("http://localhost/client/?hub={}", hub.to_lowercase()), "exp": now() + 3600});
+        if let (Some(claims), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            claims.extend(extra.clone());
+        }
+        mint(&claims, &self.key)
     }
 
     /// Opens a WebSocket to `url`, with `token` in the `Authorization` header when given.

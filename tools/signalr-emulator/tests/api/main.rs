@@ -3,4 +3,6 @@
 mod auth;
 mod client;
 mod helpers;
+mod lifetime;
 mod rest;
+mod upstream;
