@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::entra::EntraConfig;
+use crate::keys::DEFAULT_TEMPORARY_KEY_LIFETIME;
+
 /// The access key Microsoft's emulator prints, reused so that existing local connection strings keep working.
 ///
 /// It is public knowledge and therefore worthless as a secret: it exists so a developer can start the emulator
@@ -105,6 +108,13 @@ pub struct Config {
     pub max_connections: usize,
     /// Messages queued for one client before REST sends start waiting for it.
     pub outbound_queue_capacity: usize,
+    /// The Microsoft Entra ID stand-in whose tokens the REST API and `/api/v1/auth/accessKey` take;
+    /// `None` refuses Entra tokens, as a resource without identity access would.
+    pub entra: Option<EntraConfig>,
+    /// `disableLocalAuth=true`: access-key tokens get 401 and the printed connection string names no key.
+    pub local_auth_disabled: bool,
+    /// How long a temporary access key verifies client tokens (the SDK's 120 minutes by default).
+    pub temporary_key_lifetime: Duration,
 }
 
 impl Config {
@@ -115,13 +125,21 @@ impl Config {
             timings: Timings::service_defaults(),
             max_connections: 100_000,
             outbound_queue_capacity: 1024,
+            entra: None,
+            local_auth_disabled: false,
+            temporary_key_lifetime: DEFAULT_TEMPORARY_KEY_LIFETIME,
         }
     }
 
     /// The connection string an app server uses to reach this emulator on `port` (spec §1 format).
     ///
     /// It names `localhost`, as Microsoft's emulator does, so the token audiences it leads to are the same.
+    /// With local auth disabled it carries no key, only `AuthType=azure.msi`: the app server must use its
+    /// managed identity.
     pub fn connection_string(&self, port: u16) -> String {
+        if self.local_auth_disabled {
+            return format!("Endpoint=http://localhost:{port};AuthType=azure.msi;Version=1.0;");
+        }
         let key = self
             .access_keys
             .first()
@@ -155,6 +173,16 @@ mod tests {
     fn debug_output_hides_the_key() {
         let text = format!("{:?}", Config::new(AccessKey::insecure_dev()));
         assert!(!text.contains(INSECURE_DEV_ACCESS_KEY));
+    }
+
+    #[test]
+    fn without_local_auth_the_connection_string_is_identity_based() {
+        let mut config = Config::new(AccessKey::insecure_dev());
+        config.local_auth_disabled = true;
+        assert_eq!(
+            config.connection_string(8888),
+            "Endpoint=http://localhost:8888;AuthType=azure.msi;Version=1.0;"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - `config`: access keys (with the well-known [`INSECURE_DEV_ACCESS_KEY`]), timings, the connection string.
 //! - `names`: hub, group and user names parsed at the boundary (spec §4.4).
 //! - `auth`: token signature, expiry and audience checks (spec §2.3, §3).
+//! - `entra`: Microsoft Entra ID bearer tokens from a configured stand-in issuer, and their roles.
+//! - `keys`: temporary access keys (`GET /api/v1/auth/accessKey`) that sign client tokens by `kid`.
 //! - `protocol`: the JSON hub protocol frames (spec §5.4–5.7).
 //! - `hub`: in-memory connections, users and groups, and the fan-out of sends.
 //! - `client`: negotiate, the WebSocket endpoint and each connection's socket task (spec §5).
@@ -22,8 +24,10 @@ mod app;
 mod auth;
 mod client;
 mod config;
+mod entra;
 mod error;
 mod hub;
+mod keys;
 mod names;
 mod protocol;
 mod rest;
@@ -42,6 +46,11 @@ pub use crate::auth::TokenError;
 pub use crate::config::{
     AccessKey, AccessKeyError, Config, DEFAULT_PORT, INSECURE_DEV_ACCESS_KEY, Timings,
 };
+pub use crate::entra::{
+    EntraConfig, EntraConfigError, ROLE_APP_SERVER, ROLE_REST_API_OWNER, ROLE_REST_API_READER,
+    ROLE_SERVICE_OWNER, SIGNALR_RESOURCE,
+};
+pub use crate::keys::DEFAULT_TEMPORARY_KEY_LIFETIME;
 pub use crate::names::{GroupName, HubName, NameError, UserId};
 
 /// How long stopping waits for open WebSockets to receive their close message.

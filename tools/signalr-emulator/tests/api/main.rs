@@ -3,4 +3,5 @@
 mod auth;
 mod client;
 mod helpers;
+mod keyless;
 mod rest;
