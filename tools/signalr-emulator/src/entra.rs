@@ -160,6 +160,8 @@ impl EntraPrincipal {
 struct KeyCache {
     keys: HashMap<String, DecodingKey>,
     fetched_at: Option<Instant>,
+    /// Whether the last fetch failed, so refusals until the next one say why.
+    last_fetch_failed: bool,
 }
 
 /// Verifies Entra tokens against the configured issuer, fetching its keys over HTTP.
@@ -229,16 +231,20 @@ impl EntraVerifier {
             .fetched_at
             .is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL);
         if recent {
-            return Err(TokenError::SignatureKeyNotFound);
+            return Err(if cache.last_fetch_failed {
+                TokenError::KeysUnavailable
+            } else {
+                TokenError::SignatureKeyNotFound
+            });
         }
-        match self.fetch_keys().await {
-            Ok(keys) => {
-                cache.keys = keys;
-                cache.fetched_at = Some(Instant::now());
-            }
+        let fetched = self.fetch_keys().await;
+        cache.fetched_at = Some(Instant::now());
+        cache.last_fetch_failed = fetched.is_err();
+        match fetched {
+            Ok(keys) => cache.keys = keys,
             Err(error) => {
-                // Count the failure as a fetch, so a dead issuer is not asked on every request.
-                cache.fetched_at = Some(Instant::now());
+                // Counted as a fetch too, so a dead issuer is not asked on every request; the keys
+                // fetched before (if any) stay usable.
                 tracing::warn!(issuer = %self.config.issuer, "cannot fetch the Entra issuer's keys: {error:#}");
                 return Err(TokenError::KeysUnavailable);
             }
