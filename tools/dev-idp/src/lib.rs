@@ -9,16 +9,24 @@
 //!   `{"access_token", "token_type", "expires_in"}`. A negative lifetime gives an already-expired
 //!   token, for tests of refusals.
 //! - `GET /`: a form that does the same for a person, showing the token.
+//! - `GET /msi/token?resource=…&api-version=2019-08-01` with `X-IDENTITY-HEADER`: a stand-in for
+//!   the managed-identity endpoint of a Function app (`IDENTITY_ENDPOINT`), whose tokens come from a
+//!   stand-in Entra tenant issuer `{base}/{tenant}/` with `roles` granted by configuration; its
+//!   discovery is `GET /{tenant}/.well-known/openid-configuration` (see [`managed_identity`]).
 //!
-//! Layout: [`DevIdp`] (bind, run), [`keys`] (key generation and signing), `routes` (handlers).
+//! Layout: [`DevIdp`] (bind, run), [`keys`] (key generation and signing), `routes` (handlers),
+//! [`managed_identity`] (the identity endpoint and tenant).
 
 pub mod keys;
+pub mod managed_identity;
 mod routes;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
+
+pub use crate::managed_identity::ManagedIdentityOptions;
 
 /// The audience tokens get when a request names none; `scripts/dev` sets `AUTH_AUDIENCE` to it.
 pub const DEFAULT_AUDIENCE: &str = "api://signalr-chat-dev";
@@ -32,6 +40,8 @@ pub struct DevIdpOptions {
     pub audience: String,
     /// The `iss` value; `None` uses `http://localhost:{port}`.
     pub issuer: Option<String>,
+    /// The development managed identity served at `/msi/token`.
+    pub managed_identity: ManagedIdentityOptions,
 }
 
 /// A bound issuer.
@@ -47,6 +57,10 @@ impl DevIdp {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{}", options.port))?;
+        options
+            .managed_identity
+            .validate()
+            .map_err(|reason| anyhow::anyhow!("managed identity: {reason}"))?;
         let port = listener.local_addr()?.port();
         let issuer = options
             .issuer
@@ -61,6 +75,7 @@ impl DevIdp {
                 issuer,
                 default_audience: options.audience,
                 key,
+                managed_identity: managed_identity::ManagedIdentity::new(options.managed_identity)?,
             }),
         })
     }
@@ -73,6 +88,23 @@ impl DevIdp {
     /// The issuer (`iss`) of its tokens, which is also its base URL.
     pub fn issuer(&self) -> &str {
         &self.state.issuer
+    }
+
+    /// `IDENTITY_ENDPOINT` for the handler: the managed-identity token URL.
+    pub fn identity_endpoint(&self) -> String {
+        format!("{}/msi/token", self.state.issuer)
+    }
+
+    /// `IDENTITY_HEADER` for the handler: the value `/msi/token` requires in `X-IDENTITY-HEADER`.
+    /// The caller prints it once for the developer; it must not go into logs.
+    pub fn identity_header(&self) -> &str {
+        &self.state.managed_identity.identity_header
+    }
+
+    /// The stand-in Entra issuer of managed-identity tokens, `{issuer}/{tenant}/`: what the
+    /// SignalR emulator's `--entra-issuer` takes.
+    pub fn tenant_issuer(&self) -> String {
+        managed_identity::tenant_issuer(&self.state)
     }
 
     /// Serves until `shutdown` completes.

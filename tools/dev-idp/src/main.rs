@@ -1,15 +1,26 @@
-//! `dev-idp [--port N] [--audience AUD] [--issuer URL]`: an INSECURE, development-only OpenID
-//! Connect issuer. The work is in the library.
+//! `dev-idp [--port N] [--audience AUD] [--issuer URL] [managed-identity flags]`: an INSECURE,
+//! development-only OpenID Connect issuer and managed-identity endpoint. The work is in the library.
 
 use anyhow::{Context, bail};
-use dev_idp::{DEFAULT_AUDIENCE, DevIdp, DevIdpOptions};
+use dev_idp::{DEFAULT_AUDIENCE, DevIdp, DevIdpOptions, ManagedIdentityOptions};
 
 const USAGE: &str = "usage: dev-idp [--port N] [--audience AUD] [--issuer URL]
+               [--identity-header VALUE] [--mi-roles ROLES] [--tenant-id ID]
+               [--mi-client-id ID] [--mi-object-id ID] [--mi-lifetime-seconds N]
 
 INSECURE, development only: anyone who can reach it gets a token for any user.
   --port N        port on 127.0.0.1 (default 7072; 0 = any free port)
   --audience AUD  default aud of issued tokens (default api://signalr-chat-dev)
-  --issuer URL    iss of issued tokens (default http://localhost:PORT)";
+  --issuer URL    iss of issued tokens (default http://localhost:PORT)
+
+Managed identity (GET /msi/token, the IDENTITY_ENDPOINT of a Function app):
+  --identity-header VALUE  X-IDENTITY-HEADER callers must send (default: random, printed on start)
+  --mi-roles ROLES         comma-separated roles claim (default \"SignalR Service Owner\"; \"\" = none)
+  --tenant-id ID           tenant of the stand-in issuer http://localhost:PORT/ID/
+                           (default 11111111-1111-4111-8111-111111111111)
+  --mi-client-id ID        appid / client_id (default 22222222-2222-4222-8222-222222222222)
+  --mi-object-id ID        oid / sub (default 33333333-3333-4333-8333-333333333333)
+  --mi-lifetime-seconds N  token lifetime (default 86400; negative = already expired)";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -17,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         port: 7072,
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
+        managed_identity: ManagedIdentityOptions::default(),
     };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
@@ -34,6 +46,26 @@ async fn main() -> anyhow::Result<()> {
             }
             "--audience" => options.audience = value("--audience")?,
             "--issuer" => options.issuer = Some(value("--issuer")?),
+            "--identity-header" => {
+                options.managed_identity.identity_header = Some(value("--identity-header")?);
+            }
+            "--mi-roles" => {
+                options.managed_identity.roles = value("--mi-roles")?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|role| !role.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "--tenant-id" => options.managed_identity.tenant_id = value("--tenant-id")?,
+            "--mi-client-id" => options.managed_identity.client_id = value("--mi-client-id")?,
+            "--mi-object-id" => options.managed_identity.object_id = value("--mi-object-id")?,
+            "--mi-lifetime-seconds" => {
+                let text = value("--mi-lifetime-seconds")?;
+                options.managed_identity.lifetime_seconds = text
+                    .parse()
+                    .with_context(|| format!("--mi-lifetime-seconds {text}: not a number"))?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -41,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
+    let roles = options.managed_identity.roles.join(", ");
     let idp = DevIdp::bind(options)
         .await
         .context("dev-idp cannot start")?;
@@ -52,6 +85,14 @@ async fn main() -> anyhow::Result<()> {
         "dev-idp listening on http://localhost:{} (issuer {})",
         idp.port(),
         idp.issuer()
+    );
+    // For the handler's environment, as the platform sets them in a Function app. The header is
+    // printed here, once, for the developer to copy; it is never logged.
+    println!("IDENTITY_ENDPOINT={}", idp.identity_endpoint());
+    println!("IDENTITY_HEADER={}", idp.identity_header());
+    println!(
+        "managed identity: issuer {} (signalr-emulator --entra-issuer), roles [{roles}]",
+        idp.tenant_issuer()
     );
     idp.run_until_stopped(async {
         let _ = tokio::signal::ctrl_c().await;

@@ -13,12 +13,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::keys::InsecureDevSigningKey;
+use crate::managed_identity::{self, ManagedIdentity};
 
 /// Shared state of the routes.
 pub struct IdpState {
     pub issuer: String,
     pub default_audience: String,
     pub key: InsecureDevSigningKey,
+    pub managed_identity: ManagedIdentity,
 }
 
 /// Longest lifetime (either sign) a token may ask for: one day.
@@ -59,6 +61,11 @@ pub fn router(state: Arc<IdpState>) -> Router {
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/jwks", get(jwks))
         .route("/token", axum::routing::post(json_token).options(preflight))
+        .route("/msi/token", get(managed_identity::token))
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(managed_identity::tenant_discovery),
+        )
         .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
 }

@@ -1,23 +1,39 @@
 //! The issuer over real HTTP on a free port: discovery, JWKS, tokens that verify, refusals.
 
-use dev_idp::{DEFAULT_AUDIENCE, DevIdp, DevIdpOptions};
+use dev_idp::managed_identity::{
+    DEV_MI_CLIENT_ID, DEV_MI_OBJECT_ID, DEV_TENANT_ID, SIGNALR_RESOURCE,
+};
+use dev_idp::{DEFAULT_AUDIENCE, DevIdp, DevIdpOptions, ManagedIdentityOptions};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
 struct TestIdp {
     base: String,
     http: reqwest::Client,
+    identity_header: String,
+    tenant_issuer: String,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn spawn_idp() -> TestIdp {
+    spawn_idp_with(ManagedIdentityOptions::default()).await
+}
+
+async fn spawn_idp_with(managed_identity: ManagedIdentityOptions) -> TestIdp {
     let idp = DevIdp::bind(DevIdpOptions {
         port: 0,
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
+        managed_identity,
     })
     .await
     .expect("the issuer binds");
+    let identity_header = idp.identity_header().to_owned();
+    let tenant_issuer = idp.tenant_issuer();
+    assert_eq!(
+        idp.identity_endpoint(),
+        format!("http://localhost:{}/msi/token", idp.port())
+    );
     let base = idp.issuer().to_owned();
     assert_eq!(base, format!("http://localhost:{}", idp.port()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -27,6 +43,8 @@ async fn spawn_idp() -> TestIdp {
     TestIdp {
         base: base.replace("localhost", "127.0.0.1"),
         http: reqwest::Client::new(),
+        identity_header,
+        tenant_issuer,
         _stop: stop,
     }
 }
@@ -236,5 +254,297 @@ async fn the_token_endpoint_answers_cors_preflights() {
     assert_eq!(
         response.headers()["access-control-allow-headers"],
         "content-type"
+    );
+}
+
+impl TestIdp {
+    /// `GET /msi/token?{query}` with the given `X-IDENTITY-HEADER` (or none).
+    async fn msi(&self, query: &str, identity_header: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}/msi/token?{query}", self.base));
+        if let Some(header) = identity_header {
+            request = request.header("X-IDENTITY-HEADER", header);
+        }
+        request.send().await.expect("reachable")
+    }
+
+    /// A successful managed-identity answer for `query`.
+    async fn msi_ok(&self, query: &str) -> Value {
+        let response = self.msi(query, Some(&self.identity_header)).await;
+        assert_eq!(response.status(), 200, "{query}");
+        response.json().await.expect("JSON")
+    }
+}
+
+const SIGNALR_QUERY: &str = "resource=https://signalr.azure.com&api-version=2019-08-01";
+
+#[tokio::test]
+async fn the_managed_identity_endpoint_answers_like_app_service_with_a_v1_entra_token() {
+    let idp = spawn_idp().await;
+    let body = idp.msi_ok(SIGNALR_QUERY).await;
+    let fields: Vec<&str> = body
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "access_token",
+            "expires_on",
+            "resource",
+            "token_type",
+            "client_id"
+        ]
+    );
+    assert_eq!(body["resource"], SIGNALR_RESOURCE);
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["client_id"], DEV_MI_CLIENT_ID);
+    let expires_on: i64 = body["expires_on"]
+        .as_str()
+        .expect("expires_on is a string")
+        .parse()
+        .expect("of unix seconds");
+
+    // The tenant discovery names the tenant issuer and the same JWKS.
+    let tenant_path = format!("/{DEV_TENANT_ID}/.well-known/openid-configuration");
+    let discovery = idp.get_json(&tenant_path).await;
+    assert_eq!(discovery["issuer"], json!(idp.tenant_issuer));
+    let (key, root_issuer) = idp.decoding_key().await;
+    assert_eq!(idp.tenant_issuer, format!("{root_issuer}/{DEV_TENANT_ID}/"));
+    assert_eq!(
+        discovery["jwks_uri"],
+        json!(format!("{root_issuer}/jwks")),
+        "one JWKS for both issuers"
+    );
+    let token = body["access_token"].as_str().expect("a token");
+    let header = jsonwebtoken::decode_header(token).expect("header");
+    assert_eq!(header.alg, Algorithm::RS256);
+    assert!(header.kid.is_some());
+    let claims = jsonwebtoken::decode::<Value>(
+        token,
+        &key,
+        &validation(&idp.tenant_issuer, SIGNALR_RESOURCE),
+    )
+    .expect("verifies against the JWKS with the tenant issuer")
+    .claims;
+    assert_eq!(claims["exp"], json!(expires_on));
+    assert_eq!(claims["oid"], DEV_MI_OBJECT_ID);
+    assert_eq!(claims["sub"], DEV_MI_OBJECT_ID);
+    assert_eq!(claims["appid"], DEV_MI_CLIENT_ID);
+    assert_eq!(claims["tid"], DEV_TENANT_ID);
+    assert_eq!(claims["idtyp"], "app");
+    assert_eq!(claims["ver"], "1.0");
+    assert_eq!(claims["roles"], json!(["SignalR Service Owner"]));
+
+    // The user-assigned form with the identity's client id, or its principal id, works too.
+    for selector in [
+        format!("client_id={DEV_MI_CLIENT_ID}"),
+        format!("principal_id={DEV_MI_OBJECT_ID}"),
+        format!("object_id={DEV_MI_OBJECT_ID}"),
+    ] {
+        idp.msi_ok(&format!("{SIGNALR_QUERY}&{selector}")).await;
+    }
+    // Another resource gets its own audience.
+    let other = idp
+        .msi_ok("resource=api%3A%2F%2Fother&api-version=2019-08-01")
+        .await;
+    assert_eq!(other["resource"], "api://other");
+}
+
+#[tokio::test]
+async fn configured_roles_identity_and_header_are_used() {
+    let idp = spawn_idp_with(ManagedIdentityOptions {
+        identity_header: Some("local-identity-header".into()),
+        roles: vec![
+            "SignalR App Server".into(),
+            "SignalR REST API Reader".into(),
+        ],
+        client_id: "client-1".into(),
+        object_id: "object-1".into(),
+        tenant_id: "tenant-1".into(),
+        lifetime_seconds: 600,
+    })
+    .await;
+    assert_eq!(idp.identity_header, "local-identity-header");
+    assert!(idp.tenant_issuer.ends_with("/tenant-1/"));
+    let body = idp
+        .msi_ok(&format!("{SIGNALR_QUERY}&client_id=client-1"))
+        .await;
+    assert_eq!(body["client_id"], "client-1");
+    let (key, _) = idp.decoding_key().await;
+    let claims = jsonwebtoken::decode::<Value>(
+        body["access_token"].as_str().expect("token"),
+        &key,
+        &validation(&idp.tenant_issuer, SIGNALR_RESOURCE),
+    )
+    .expect("verifies")
+    .claims;
+    assert_eq!(
+        claims["roles"],
+        json!(["SignalR App Server", "SignalR REST API Reader"])
+    );
+    assert_eq!(claims["oid"], "object-1");
+    let lifetime = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
+    assert_eq!(lifetime, 600);
+
+    let no_roles = spawn_idp_with(ManagedIdentityOptions {
+        roles: Vec::new(),
+        ..ManagedIdentityOptions::default()
+    })
+    .await;
+    let body = no_roles.msi_ok(SIGNALR_QUERY).await;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<Value>(
+        body["access_token"].as_str().expect("token"),
+    )
+    .expect("decodes")
+    .claims;
+    assert!(claims.get("roles").is_none(), "no roles claim at all");
+}
+
+#[tokio::test]
+async fn the_managed_identity_endpoint_refuses_without_the_right_header() {
+    let idp = spawn_idp().await;
+    let wrong = format!("{}x", idp.identity_header);
+    for (header, case) in [
+        (None, "no header"),
+        (Some(""), "an empty header"),
+        (Some(wrong.as_str()), "a wrong header"),
+    ] {
+        let response = idp.msi(SIGNALR_QUERY, header).await;
+        assert_eq!(response.status(), 401, "{case}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"], "unauthorized", "{case}");
+        assert!(
+            !body.to_string().contains(&idp.identity_header),
+            "{case}: the answer must not reveal the header"
+        );
+    }
+    // The header twice is refused even when one copy is right.
+    let response = idp
+        .http
+        .get(format!("{}/msi/token?{SIGNALR_QUERY}", idp.base))
+        .header("X-IDENTITY-HEADER", &idp.identity_header)
+        .header("X-IDENTITY-HEADER", "other")
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 401, "a repeated header");
+}
+
+#[tokio::test]
+async fn bad_managed_identity_requests_get_400_with_a_reason() {
+    let idp = spawn_idp().await;
+    let cases = [
+        ("api-version=2019-08-01", "resource", "no resource"),
+        (
+            "resource=&api-version=2019-08-01",
+            "resource",
+            "an empty resource",
+        ),
+        (
+            "resource=https://signalr.azure.com",
+            "api-version",
+            "no api-version",
+        ),
+        (
+            "resource=https://signalr.azure.com&api-version=2017-09-01",
+            "api-version",
+            "the old api-version",
+        ),
+        (
+            "resource=https://signalr.azure.com/.default&api-version=2019-08-01",
+            "scope",
+            "a scope instead of a resource",
+        ),
+        (
+            "resource=https://signalr.azure.com&resource=https://other&api-version=2019-08-01",
+            "repeated",
+            "two resources",
+        ),
+        (
+            "resource=https://signalr.azure.com&api-version=2019-08-01&client_id=someone-else",
+            "client_id",
+            "another client id",
+        ),
+        (
+            "resource=https://signalr.azure.com&api-version=2019-08-01&principal_id=someone-else",
+            "principal_id",
+            "another principal id",
+        ),
+        (
+            "resource=https://signalr.azure.com&api-version=2019-08-01&mi_res_id=/subscriptions/x",
+            "mi_res_id",
+            "a resource id",
+        ),
+        (
+            "resource=https://signalr.azure.com&api-version=2019-08-01&client_id=22222222-2222-4222-8222-222222222222&object_id=33333333-3333-4333-8333-333333333333",
+            "at most one",
+            "two selectors",
+        ),
+    ];
+    let long = format!("resource={}&api-version=2019-08-01", "a".repeat(300));
+    for (query, needle, case) in cases
+        .iter()
+        .map(|(query, needle, case)| (query.to_string(), *needle, *case))
+        .chain([(long, "at most", "a 300-character resource")])
+    {
+        let response = idp.msi(&query, Some(&idp.identity_header)).await;
+        assert_eq!(response.status(), 400, "{case}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["error"], "invalid_request", "{case}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|text| text.contains(needle)),
+            "{case}: {body}"
+        );
+    }
+    let response = idp
+        .http
+        .get(format!(
+            "{}/other-tenant/.well-known/openid-configuration",
+            idp.base
+        ))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 404, "an unknown tenant has no discovery");
+}
+
+#[tokio::test]
+async fn a_negative_managed_identity_lifetime_gives_an_expired_token_and_bad_options_do_not_start()
+{
+    let idp = spawn_idp_with(ManagedIdentityOptions {
+        lifetime_seconds: -600,
+        ..ManagedIdentityOptions::default()
+    })
+    .await;
+    let body = idp.msi_ok(SIGNALR_QUERY).await;
+    let (key, _) = idp.decoding_key().await;
+    let error = jsonwebtoken::decode::<Value>(
+        body["access_token"].as_str().expect("token"),
+        &key,
+        &validation(&idp.tenant_issuer, SIGNALR_RESOURCE),
+    )
+    .expect_err("an expired token is refused");
+    assert_eq!(
+        *error.kind(),
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature
+    );
+
+    let refused = DevIdp::bind(DevIdpOptions {
+        port: 0,
+        audience: DEFAULT_AUDIENCE.to_owned(),
+        issuer: None,
+        managed_identity: ManagedIdentityOptions {
+            identity_header: Some("two words".into()),
+            ..ManagedIdentityOptions::default()
+        },
+    })
+    .await;
+    assert!(
+        refused.is_err(),
+        "a header with a space is refused at start"
     );
 }

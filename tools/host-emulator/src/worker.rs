@@ -18,6 +18,13 @@ use crate::invocation::new_guid;
 pub const READINESS_INTERVAL: Duration = Duration::from_millis(25);
 /// `customHandler.initializationTimeout` default.
 pub const INITIALIZATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// What App Service and Functions set for a managed identity
+/// (`shared/spec/signalr-identity-2026.md` §2.4). On the platform they are in the host's
+/// environment, which the handler inherits (§5.3; UNVERIFIED for custom handlers, but likely).
+/// Locally they come from the host emulator's own environment (first, as for every setting) or
+/// from `Values`; either way they are handed to the handler explicitly, as a pair.
+pub const MANAGED_IDENTITY_VARIABLES: [&str; 2] = ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"];
+
 /// `ErrorEventsThreshold`.
 pub const MAX_ERRORS: usize = 3;
 /// Errors further apart than this from the oldest counted one empty the bucket.
@@ -78,6 +85,7 @@ pub async fn supervise(
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()?;
+    describe_managed_identity(&managed_identity_environment(&config.environment));
     let mut errors: Vec<Instant> = Vec::new();
     loop {
         let failure = match run_once(&config, &probe, &state, &mut shutdown).await {
@@ -115,6 +123,45 @@ pub async fn supervise(
     }
 }
 
+/// The managed-identity variables the handler gets: each from the environment, else from the
+/// app settings (`Values`).
+pub fn managed_identity_environment(settings: &[(String, String)]) -> Vec<(&'static str, String)> {
+    MANAGED_IDENTITY_VARIABLES
+        .iter()
+        .filter_map(|name| {
+            let value = std::env::var(name).ok().or_else(|| {
+                settings
+                    .iter()
+                    .find(|(setting, _)| setting == name)
+                    .map(|(_, value)| value.clone())
+            })?;
+            Some((*name, value))
+        })
+        .collect()
+}
+
+/// Says at start whether the handler has a managed identity. `IDENTITY_HEADER` is a secret, so
+/// only its presence is logged; the endpoint is a URL and is shown.
+fn describe_managed_identity(variables: &[(&'static str, String)]) {
+    let endpoint = variables
+        .iter()
+        .find(|(name, _)| *name == "IDENTITY_ENDPOINT")
+        .map(|(_, value)| value.as_str());
+    let has_header = variables.iter().any(|(name, _)| *name == "IDENTITY_HEADER");
+    match (endpoint, has_header) {
+        (Some(endpoint), true) => tracing::info!(
+            "the handler gets a managed identity: IDENTITY_ENDPOINT={endpoint}, IDENTITY_HEADER set (not shown)"
+        ),
+        (None, false) => {}
+        (Some(_), false) => tracing::warn!(
+            "IDENTITY_ENDPOINT is set but IDENTITY_HEADER is not: the handler's managed-identity requests will be refused"
+        ),
+        (None, true) => tracing::warn!(
+            "IDENTITY_HEADER is set but IDENTITY_ENDPOINT is not: the handler has no managed-identity endpoint"
+        ),
+    }
+}
+
 /// One handler process: Ok when the host shuts down, Err(reason) when the process failed.
 async fn run_once(
     config: &WorkerConfig,
@@ -129,6 +176,7 @@ async fn run_once(
         .args(&config.description.arguments)
         .current_dir(&config.description.working_directory)
         .envs(config.environment.iter().map(|(name, value)| (name, value)))
+        .envs(managed_identity_environment(&config.environment))
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
         .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", &worker_id)

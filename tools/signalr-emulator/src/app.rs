@@ -17,8 +17,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{TokenError, TokenValidator};
 use crate::config::Config;
+use crate::entra::EntraVerifier;
 use crate::error::ApiError;
 use crate::hub::Registry;
+use crate::keys::TemporaryKeys;
 use crate::lifetime::LiveConnections;
 use crate::names::{HubName, UserId};
 use crate::upstream::Upstream;
@@ -32,6 +34,10 @@ pub(crate) struct AppState {
     pub(crate) live: Arc<LiveConnections>,
     /// Where connection events and client invocations are sent, when configured.
     pub(crate) upstream: Option<Arc<Upstream>>,
+    /// Entra token checks, when an issuer is configured.
+    pub(crate) entra: Option<EntraVerifier>,
+    /// Temporary access keys issued by `/api/v1/auth/accessKey`.
+    pub(crate) temporary_keys: Arc<TemporaryKeys>,
     /// Negotiated connections waiting for their WebSocket, by the `id` the client will send.
     pub(crate) pending: Mutex<HashMap<String, PendingConnection>>,
     /// Cancelled when the emulator stops; sockets send a close message and end.
@@ -51,11 +57,17 @@ pub(crate) struct PendingConnection {
 impl AppState {
     /// Fails only when the upstream's HTTP client cannot be built.
     pub(crate) fn new(config: Config) -> std::io::Result<Self> {
+        let temporary_keys = Arc::new(TemporaryKeys::new(config.temporary_key_lifetime));
         Ok(Self {
             upstream: Upstream::from_config(&config)?,
             registry: Arc::new(Registry::new(config.max_connections)),
-            validator: TokenValidator::new(&config),
+            validator: TokenValidator::new(&config, Arc::clone(&temporary_keys)),
             live: Arc::new(LiveConnections::default()),
+            entra: config
+                .entra
+                .clone()
+                .map(|entra| EntraVerifier::new(entra, config.timings.token_clock_skew)),
+            temporary_keys,
             pending: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -78,6 +90,12 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/client/negotiate", post(crate::client::negotiate))
         .route("/client", get(crate::client::connect))
         .route("/client/", get(crate::client::connect))
+        .route("/api/v1/auth/accessKey", get(crate::keys::access_key))
+        .route("/api/auth/accessKey", get(crate::keys::access_key))
+        .route(
+            "/emulator/temporary-keys/expire",
+            post(crate::keys::expire_all),
+        )
         .fallback(crate::rest::handle)
         .layer(axum::middleware::from_fn(cors))
         .with_state(state)

@@ -2,11 +2,13 @@
 //! (docs/protocol/signalr-service.md §2.3, §3).
 //!
 //! Tokens are HMAC-signed with an access key's UTF-8 bytes; `kid` is ignored because the SDKs fill it with a
-//! per-process hash (docs/protocol/signalr-service.md §2.1). `exp` is required, `nbf`, `iat` and `iss` are ignored, and
-//! `aud` is compared after normalisation: scheme and host (port ignored), path without trailing slash, and for clients
-//! the hub.
+//! per-process hash (docs/protocol/signalr-service.md §2.1), except a `kid` starting `t-`: that names a temporary access key
+//! (`crate::keys`), which alone may verify it, and only for client tokens. With local auth disabled only
+//! temporary keys verify. `exp` is required, `nbf`, `iat` and `iss` are ignored, and `aud` is compared
+//! after normalisation: scheme and host (port ignored), path without trailing slash, and for clients the hub.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -14,11 +16,11 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 
 use crate::config::Config;
+use crate::keys::{TEMPORARY_KEY_ID_PREFIX, TemporaryKeys};
 use crate::names::HubName;
 
-/// Longest token accepted; beyond the SDK's 4 KB limit, within the service's 16 KB header limit
-/// (docs/protocol/signalr-service.md §2.1).
-const MAX_TOKEN_CHARS: usize = 16 * 1024;
+/// Longest token accepted; beyond the SDK's 4 KB limit, within the service's 16 KB header limit (docs/protocol/signalr-service.md §2.1).
+pub(crate) const MAX_TOKEN_CHARS: usize = 16 * 1024;
 
 /// What the token must be for.
 pub(crate) enum Audience<'a> {
@@ -71,6 +73,18 @@ pub enum TokenError {
     /// or `"false"`, `aeo` unix seconds as a decimal string (docs/protocol/signalr-identity-2026.md §1.1).
     #[error("The close-on-authentication-expiration claims are malformed")]
     MalformedAuthExpiry,
+    /// An access-key token while local auth is disabled (`--disable-local-auth`, `disableLocalAuth`).
+    #[error("Local authentication is disabled; use Microsoft Entra ID")]
+    LocalAuthDisabled,
+    /// An Entra token from another issuer, or with no `iss`.
+    #[error("The issuer is invalid")]
+    InvalidIssuer,
+    /// An Entra token whose `nbf` is still in the future beyond the allowed skew.
+    #[error("The token is not yet valid")]
+    NotYetValid,
+    /// The Entra issuer's keys could not be fetched, so no Entra token can be verified.
+    #[error("The signing keys of the issuer are unavailable")]
+    KeysUnavailable,
 }
 
 impl TokenError {
@@ -83,12 +97,15 @@ impl TokenError {
 /// Verifies tokens against the configured keys.
 pub(crate) struct TokenValidator {
     keys: Vec<DecodingKey>,
+    /// False with `--disable-local-auth`: the access keys verify nothing.
+    local_auth: bool,
+    temporary_keys: Arc<TemporaryKeys>,
     validation: Validation,
 }
 
 impl TokenValidator {
     /// Builds the validation once: HMAC algorithms only, `exp` required with the configured skew.
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config, temporary_keys: Arc<TemporaryKeys>) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         // The algorithm list comes from here, never from the token header; all three share the HMAC key family.
         validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
@@ -103,7 +120,12 @@ impl TokenValidator {
             .iter()
             .map(|key| DecodingKey::from_secret(key.hmac_key()))
             .collect();
-        Self { keys, validation }
+        Self {
+            keys,
+            local_auth: !config.local_auth_disabled,
+            temporary_keys,
+            validation,
+        }
     }
 
     /// Verifies `token` for `audience` on a request whose `Host` header was `request_host`.
@@ -116,7 +138,8 @@ impl TokenValidator {
         if token.len() > MAX_TOKEN_CHARS {
             return Err(TokenError::TooLong);
         }
-        let claims = self.verify_signature_and_expiry(token)?;
+        let for_client = matches!(audience, Audience::Client { .. });
+        let claims = self.verify_signature_and_expiry(token, for_client)?;
         let audience_claim = single_audience(&claims)?;
         if !audience_matches(audience_claim, request_host, &audience) {
             return Err(TokenError::InvalidAudience);
@@ -127,7 +150,29 @@ impl TokenValidator {
         })
     }
 
-    fn verify_signature_and_expiry(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
+    fn verify_signature_and_expiry(
+        &self,
+        token: &str,
+        for_client: bool,
+    ) -> Result<Map<String, Value>, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|error| map_error(error.kind()))?;
+        if let Some(kid) = header
+            .kid
+            .filter(|kid| kid.starts_with(TEMPORARY_KEY_ID_PREFIX))
+        {
+            // Temporary keys sign client tokens only: REST calls take the Entra token itself (spec §2.3),
+            // and "SignalR App Server", which may fetch the key, may not call REST.
+            let key = for_client
+                .then(|| self.temporary_keys.decoding_key(&kid))
+                .flatten()
+                .ok_or(TokenError::SignatureKeyNotFound)?;
+            return jsonwebtoken::decode::<Map<String, Value>>(token, &key, &self.validation)
+                .map(|data| data.claims)
+                .map_err(|error| map_error(error.kind()));
+        }
+        if !self.local_auth {
+            return Err(TokenError::LocalAuthDisabled);
+        }
         let mut last_error = TokenError::SignatureKeyNotFound;
         for key in &self.keys {
             match jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation) {

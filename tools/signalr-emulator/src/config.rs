@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::entra::EntraConfig;
+use crate::keys::DEFAULT_TEMPORARY_KEY_LIFETIME;
 use crate::upstream::UpstreamTemplate;
 
 /// The access key Microsoft's emulator prints, reused so that existing local connection strings keep working.
@@ -118,6 +120,13 @@ pub struct Config {
     /// Where connection events and client invocations go (docs/protocol/signalr-service.md §6); `None` keeps the emulator without an
     /// upstream: invocations with an id get an error completion, the rest are dropped.
     pub upstream: Option<UpstreamTemplate>,
+    /// The Microsoft Entra ID stand-in whose tokens the REST API and `/api/v1/auth/accessKey` take;
+    /// `None` refuses Entra tokens, as a resource without identity access would.
+    pub entra: Option<EntraConfig>,
+    /// `disableLocalAuth=true`: access-key tokens get 401 and the printed connection string names no key.
+    pub local_auth_disabled: bool,
+    /// How long a temporary access key verifies client tokens (the SDK's 120 minutes by default).
+    pub temporary_key_lifetime: Duration,
 }
 
 impl Config {
@@ -129,6 +138,9 @@ impl Config {
             max_connections: 100_000,
             outbound_queue_capacity: 1024,
             upstream: None,
+            entra: None,
+            local_auth_disabled: false,
+            temporary_key_lifetime: DEFAULT_TEMPORARY_KEY_LIFETIME,
         }
     }
 
@@ -136,7 +148,12 @@ impl Config {
     /// docs/protocol/signalr-service.md §1.
     ///
     /// It names `localhost`, as Microsoft's emulator does, so the token audiences it leads to are the same.
+    /// With local auth disabled it carries no key, only `AuthType=azure.msi`: the app server must use its
+    /// managed identity.
     pub fn connection_string(&self, port: u16) -> String {
+        if self.local_auth_disabled {
+            return format!("Endpoint=http://localhost:{port};AuthType=azure.msi;Version=1.0;");
+        }
         let key = self
             .access_keys
             .first()
@@ -170,6 +187,16 @@ mod tests {
     fn debug_output_hides_the_key() {
         let text = format!("{:?}", Config::new(AccessKey::insecure_dev()));
         assert!(!text.contains(INSECURE_DEV_ACCESS_KEY));
+    }
+
+    #[test]
+    fn without_local_auth_the_connection_string_is_identity_based() {
+        let mut config = Config::new(AccessKey::insecure_dev());
+        config.local_auth_disabled = true;
+        assert_eq!(
+            config.connection_string(8888),
+            "Endpoint=http://localhost:8888;AuthType=azure.msi;Version=1.0;"
+        );
     }
 
     #[test]

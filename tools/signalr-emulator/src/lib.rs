@@ -6,6 +6,8 @@
 //! - `names`: hub, group and user names parsed at the boundary (docs/protocol/signalr-service.md §4.4).
 //! - `auth`: token signature, expiry and audience checks (docs/protocol/signalr-service.md §2.3, §3).
 //! - `protocol`: the JSON hub protocol frames (docs/protocol/signalr-service.md §5.4–5.7).
+//! - `entra`: Microsoft Entra ID bearer tokens from a configured stand-in issuer, and their roles.
+//! - `keys`: temporary access keys (`GET /api/v1/auth/accessKey`) that sign client tokens by `kid`.
 //! - `hub`: in-memory connections, users and groups, and the fan-out of sends.
 //! - `client`: negotiate, the WebSocket endpoint and each connection's socket task
 //!   (docs/protocol/signalr-service.md §5).
@@ -27,8 +29,10 @@ mod app;
 mod auth;
 mod client;
 mod config;
+mod entra;
 mod error;
 mod hub;
+mod keys;
 mod lifetime;
 mod names;
 mod protocol;
@@ -50,6 +54,11 @@ pub use crate::auth::TokenError;
 pub use crate::config::{
     AccessKey, AccessKeyError, Config, DEFAULT_PORT, INSECURE_DEV_ACCESS_KEY, Timings,
 };
+pub use crate::entra::{
+    EntraConfig, EntraConfigError, ROLE_APP_SERVER, ROLE_REST_API_OWNER, ROLE_REST_API_READER,
+    ROLE_SERVICE_OWNER, SIGNALR_RESOURCE,
+};
+pub use crate::keys::DEFAULT_TEMPORARY_KEY_LIFETIME;
 pub use crate::lifetime::AUTH_EXPIRED_CLOSE_REASON;
 pub use crate::names::{GroupName, HubName, NameError, UserId};
 pub use crate::upstream::{UpstreamTemplate, UpstreamTemplateError};

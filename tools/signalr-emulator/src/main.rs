@@ -3,9 +3,10 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use signalr_emulator::{AccessKey, Config, DEFAULT_PORT, Emulator, UpstreamTemplate};
+use signalr_emulator::{AccessKey, Config, DEFAULT_PORT, Emulator, EntraConfig, UpstreamTemplate};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
@@ -13,6 +14,8 @@ signalr-emulator: a local Azure SignalR Service emulator (serverless mode)
 
 USAGE:
     signalr-emulator [--port PORT] [--bind ADDRESS] [--access-key KEY]... [--upstream URL_TEMPLATE]
+                     [--entra-issuer URL [--entra-jwks-url URL]] [--temporary-key-lifetime-seconds N]
+                     [--disable-local-auth]
 
 OPTIONS:
     --port PORT         Port to listen on (default 8888; 0 picks a free port, printed on start)
@@ -23,6 +26,15 @@ OPTIONS:
                         Send connection events and client invocations to this URL (placeholders
                         {hub}, {category}, {event}), e.g. http://localhost:7071/runtime/webhooks/signalr.
                         Default: the SIGNALR_EMULATOR_UPSTREAM environment variable, else no upstream.
+    --entra-issuer URL  Accept Microsoft Entra ID tokens (aud https://signalr.azure.com, RS256) whose iss is
+                        exactly URL: on the REST API by role, and on GET /api/v1/auth/accessKey for a
+                        temporary key. Keys come from URL/.well-known/openid-configuration unless
+                        --entra-jwks-url is given. For tools/dev-idp: http://localhost:7072/<tenant>/.
+    --entra-jwks-url URL  The issuer's JWKS, fetched directly (no discovery)
+    --temporary-key-lifetime-seconds N
+                        How long a temporary access key verifies client tokens (default 7200, the SDK's)
+    --disable-local-auth  Like disableLocalAuth=true: access-key tokens get 401 and the connection string
+                        printed is identity-based (AuthType=azure.msi). Needs --entra-issuer.
     -h, --help          Show this help
 
 On start, the connection string is printed as the only line on stdout. Logs go to stderr; set
@@ -34,6 +46,10 @@ struct Flags {
     bind: IpAddr,
     access_keys: Vec<String>,
     upstream: Option<String>,
+    entra_issuer: Option<String>,
+    entra_jwks_url: Option<String>,
+    temporary_key_lifetime_seconds: Option<u64>,
+    disable_local_auth: bool,
 }
 
 fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option<Flags>> {
@@ -42,6 +58,10 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
         access_keys: Vec::new(),
         upstream: None,
+        entra_issuer: None,
+        entra_jwks_url: None,
+        temporary_key_lifetime_seconds: None,
+        disable_local_auth: false,
     };
     let mut arguments = arguments.peekable();
     while let Some(argument) = arguments.next() {
@@ -78,6 +98,17 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                     bail!("--upstream may be given only once");
                 }
             }
+            "--entra-issuer" => flags.entra_issuer = Some(value("--entra-issuer")?),
+            "--entra-jwks-url" => flags.entra_jwks_url = Some(value("--entra-jwks-url")?),
+            "--temporary-key-lifetime-seconds" => {
+                let text = value("--temporary-key-lifetime-seconds")?;
+                flags.temporary_key_lifetime_seconds = Some(text.parse().with_context(|| {
+                    format!(
+                        "--temporary-key-lifetime-seconds {text}: not a whole number of seconds"
+                    )
+                })?);
+            }
+            "--disable-local-auth" if inline_value.is_none() => flags.disable_local_auth = true,
             other => bail!("unknown argument {other:?}; see --help"),
         }
     }
@@ -114,6 +145,32 @@ fn config_from(flags: &Flags) -> anyhow::Result<Config> {
     let mut config = Config::new(AccessKey::insecure_dev());
     if !keys.is_empty() {
         config.access_keys = keys;
+    }
+    if flags.entra_jwks_url.is_some() && flags.entra_issuer.is_none() {
+        bail!("--entra-jwks-url needs --entra-issuer");
+    }
+    if let Some(issuer) = &flags.entra_issuer {
+        config.entra = Some(
+            EntraConfig::new(issuer, flags.entra_jwks_url.as_deref())
+                .context("--entra-issuer / --entra-jwks-url")?,
+        );
+    }
+    if let Some(seconds) = flags.temporary_key_lifetime_seconds {
+        if seconds == 0 || seconds > 7 * 24 * 3600 {
+            bail!("--temporary-key-lifetime-seconds must be between 1 and 604800");
+        }
+        config.temporary_key_lifetime = Duration::from_secs(seconds);
+    }
+    if flags.disable_local_auth {
+        if config.entra.is_none() {
+            bail!(
+                "--disable-local-auth needs --entra-issuer: without access keys only Microsoft Entra ID tokens work"
+            );
+        }
+        if !flags.access_keys.is_empty() {
+            bail!("--disable-local-auth and --access-key contradict each other");
+        }
+        config.local_auth_disabled = true;
     }
     Ok(config)
 }
@@ -157,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = config_from(&flags)?;
     let environment = std::env::var(UPSTREAM_ENV).ok();
     config.upstream = upstream_template(flags.upstream.as_deref(), environment.as_deref())?;
+    let config_summary = config.entra.as_ref().map(|entra| entra.issuer().to_owned());
     let address = SocketAddr::new(flags.bind, flags.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -169,7 +227,10 @@ async fn main() -> anyhow::Result<()> {
     writeln!(stdout, "{}", emulator.connection_string())?;
     stdout.flush()?;
     drop(stdout);
-    if flags.access_keys.is_empty() {
+    if let Some(entra) = &config_summary {
+        tracing::info!(issuer = %entra, "accepting Microsoft Entra ID tokens");
+    }
+    if flags.access_keys.is_empty() && !flags.disable_local_auth {
         tracing::warn!(
             "using the well-known insecure development access key; pass --access-key for anything else"
         );
@@ -290,5 +351,67 @@ mod tests {
         assert!(upstream_template(flags.upstream.as_deref(), None).is_ok());
         assert!(upstream_template(Some("http://h/{nope}"), None).is_err());
         assert!(upstream_template(None, Some("not a url")).is_err());
+    }
+
+    #[test]
+    fn keyless_flag_refusals() {
+        for (arguments, case) in [
+            (&["--disable-local-auth"][..], "no Entra issuer"),
+            (
+                &["--entra-jwks-url", "http://localhost/jwks"][..],
+                "a JWKS without an issuer",
+            ),
+            (&["--entra-issuer", "not a url"][..], "a bad issuer"),
+            (
+                &[
+                    "--entra-issuer",
+                    "http://localhost:7072/t/",
+                    "--disable-local-auth",
+                    "--access-key",
+                    "k",
+                ][..],
+                "an access key without local auth",
+            ),
+            (
+                &[
+                    "--entra-issuer",
+                    "http://localhost:7072/t/",
+                    "--temporary-key-lifetime-seconds",
+                    "0",
+                ][..],
+                "a zero lifetime",
+            ),
+        ] {
+            let flags = parse(arguments).ok().flatten().expect("parses");
+            assert!(config_from(&flags).is_err(), "accepted {case}");
+        }
+        assert!(parse(&["--temporary-key-lifetime-seconds", "soon"]).is_err());
+        assert!(parse(&["--disable-local-auth=yes"]).is_err());
+    }
+
+    #[test]
+    fn keyless_flags_build_an_identity_only_config() {
+        let flags = parse(&[
+            "--entra-issuer",
+            "http://localhost:7072/11111111-1111-4111-8111-111111111111/",
+            "--entra-jwks-url=http://localhost:7072/jwks",
+            "--temporary-key-lifetime-seconds",
+            "60",
+            "--disable-local-auth",
+        ])
+        .ok()
+        .flatten()
+        .expect("valid flags parse");
+        let config = config_from(&flags).expect("a valid configuration");
+        assert!(config.local_auth_disabled);
+        assert_eq!(config.temporary_key_lifetime, Duration::from_secs(60));
+        assert_eq!(
+            config.entra.as_ref().map(EntraConfig::issuer),
+            Some("http://localhost:7072/11111111-1111-4111-8111-111111111111/")
+        );
+        assert_eq!(
+            config.connection_string(8888),
+            "Endpoint=http://localhost:8888;AuthType=azure.msi;Version=1.0;"
+        );
     }
 }

@@ -14,8 +14,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::app::{AppState, QueryParams, bearer_token, request_host, unauthorized};
-use crate::auth::{Audience, TokenError};
+use crate::app::{AppState, QueryParams};
 use crate::error::ApiError;
 use crate::hub::{Excluded, Frame, Target};
 use crate::names::{GroupName, HubName, UserId, check_connection_id};
@@ -224,14 +223,7 @@ async fn handle_route(
             operation,
         } => (version, hub, operation),
     };
-    let token = bearer_token(headers).ok_or_else(|| unauthorized(TokenError::Missing))?;
-    app.validator
-        .verify(
-            token,
-            request_host(headers),
-            Audience::Rest { path: uri.path() },
-        )
-        .map_err(unauthorized)?;
+    crate::entra::authorize_rest(app, method, uri, headers).await?;
     let query = QueryParams::parse(uri.query());
     let hub = HubName::parse(&hub, query.single("application")?)?;
     let excluded = Excluded::new(query.all("excluded"));

@@ -11,6 +11,25 @@ use serde_json::json;
 
 use crate::helpers::{AppRoot, TestHost, app_token, connection_string, hs256_values};
 
+/// A handler that writes the managed-identity variables it got to `identity-env` in the app
+/// root, then exits (the host gives up after three exits, which ends the test without waiting).
+fn identity_recording_app() -> AppRoot {
+    AppRoot::with_handler(
+        "/bin/sh",
+        &[
+            "-c",
+            // No `%` here: the host expands `%VAR%` in arguments.
+            "echo \"${IDENTITY_ENDPOINT-unset}|${IDENTITY_HEADER-unset}\" >> \"$FUNCTIONS_APP_ROOT_PATH/identity-env\"; exit 3",
+        ],
+    )
+}
+
+fn recorded_identity(app: &AppRoot) -> String {
+    let written = std::fs::read_to_string(app.path().join("identity-env"))
+        .expect("the handler wrote its environment");
+    written.lines().next().unwrap_or_default().to_owned()
+}
+
 /// The `host-emulator` binary with its output lines on a channel; killed on drop.
 struct HostProcess {
     child: Child,
@@ -20,10 +39,16 @@ struct HostProcess {
 
 impl HostProcess {
     fn start(app: &AppRoot) -> Self {
+        Self::start_with_env(app, &[])
+    }
+
+    /// Starts the binary with extra environment variables, as the platform would set them.
+    fn start_with_env(app: &AppRoot, environment: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-emulator"))
             .arg(app.path())
             .args(["--port", "0"])
             .env("RUST_LOG", "info")
+            .envs(environment.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -206,4 +231,58 @@ async fn cors_follows_local_settings() {
         actual.headers()["access-control-allow-origin"],
         "http://allowed.test"
     );
+}
+
+#[tokio::test]
+async fn the_handler_gets_the_managed_identity_variables_from_local_settings() {
+    let app = identity_recording_app();
+    app.settings(json!({"IsEncrypted": false, "Values": {
+        "FUNCTIONS_WORKER_RUNTIME": "custom",
+        "IDENTITY_ENDPOINT": "http://localhost:7072/msi/token",
+        "IDENTITY_HEADER": "header-from-values",
+    }}));
+    let host = TestHost::start(&app, HandlerLaunch::Spawn).await;
+    host.ended().await.expect_err("the recording handler exits");
+    assert_eq!(
+        recorded_identity(&app),
+        "http://localhost:7072/msi/token|header-from-values"
+    );
+}
+
+#[test]
+fn the_handler_gets_the_managed_identity_variables_from_the_host_environment_first() {
+    let app = identity_recording_app();
+    app.settings(json!({"IsEncrypted": false, "Values": {
+        "FUNCTIONS_WORKER_RUNTIME": "custom",
+        "IDENTITY_HEADER": "header-from-values",
+    }}));
+    let mut host = HostProcess::start_with_env(
+        &app,
+        &[
+            ("IDENTITY_ENDPOINT", "http://localhost:7072/msi/token"),
+            ("IDENTITY_HEADER", "header-from-the-platform"),
+        ],
+    );
+    let announced = host.wait_for("the handler gets a managed identity");
+    assert!(announced.contains("IDENTITY_ENDPOINT=http://localhost:7072/msi/token"));
+    host.wait_for("Exceeded http worker restart retry count");
+    assert_eq!(
+        recorded_identity(&app),
+        "http://localhost:7072/msi/token|header-from-the-platform"
+    );
+    assert!(
+        host.seen
+            .iter()
+            .all(|line| !line.contains("header-from-the-platform")),
+        "the identity header is never logged"
+    );
+}
+
+#[tokio::test]
+async fn without_managed_identity_variables_the_handler_gets_none() {
+    let app = identity_recording_app();
+    app.settings(json!({"IsEncrypted": false, "Values": {"FUNCTIONS_WORKER_RUNTIME": "custom"}}));
+    let host = TestHost::start(&app, HandlerLaunch::Spawn).await;
+    host.ended().await.expect_err("the recording handler exits");
+    assert_eq!(recorded_identity(&app), "unset|unset");
 }

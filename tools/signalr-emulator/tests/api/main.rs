@@ -3,6 +3,7 @@
 mod auth;
 mod client;
 mod helpers;
+mod keyless;
 mod lifetime;
 mod rest;
 mod upstream;
