@@ -41,18 +41,25 @@ enum Part {
 /// Why a pattern was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PatternError {
+    /// The pattern is the empty string.
     #[error("pattern is empty")]
     Empty,
+    /// The pattern is longer than `MAX_PATTERN_CHARS`.
     #[error("pattern is longer than {MAX_PATTERN_CHARS} characters")]
     TooLong,
+    /// A `{` template is never closed.
     #[error("pattern {0:?} has an unclosed `{{`")]
     UnclosedTemplate(String),
+    /// A template is neither `{userId}` nor `{claim:NAME}`.
     #[error("pattern {0:?} uses unknown template `{{{1}}}` (use {{userId}} or {{claim:NAME}})")]
     UnknownTemplate(String, String),
+    /// Three or more `*` in a row, which has no meaning.
     #[error("pattern {0:?} has three or more `*` in a row")]
     TooManyStars(String),
+    /// The pattern ends with an escape character that escapes nothing.
     #[error("pattern {0:?} ends with a lone `\\`")]
     DanglingEscape(String),
+    /// The pattern contains a control character.
     #[error("pattern {0:?} has a control character")]
     ControlCharacter(String),
 }

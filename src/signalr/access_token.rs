@@ -32,16 +32,21 @@ pub const USER_ID_CLAIM: &str = "asrs.s.uid";
 /// faults, not the caller's.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ServiceTokenError {
+    /// The binding token does not parse as a JWT.
     #[error("the binding's access token is not a JWT")]
     Malformed,
+    /// The binding token's `alg` is not HS256.
     #[error("the binding's access token uses {0:?}, expected HS256")]
     UnexpectedAlgorithm(String),
+    /// The binding token's signature does not verify with the configured AccessKey.
     #[error(
         "the binding's access token is not signed with this AccessKey (does connectionStringSetting name the same setting as the handler reads?)"
     )]
     SignatureMismatch,
+    /// The binding token lacks a numeric claim the issued token needs.
     #[error("the binding's access token lacks a numeric `{0}`")]
     MissingClaim(&'static str),
+    /// The issued token would exceed the service's 4096-character limit.
     #[error(
         "the issued token would be {0} characters, over the service's 4096 limit (forward fewer claims)"
     )]

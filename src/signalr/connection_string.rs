@@ -22,20 +22,27 @@ pub struct ConnectionString {
 /// Why a connection string was refused. Messages never contain the key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConnectionStringError {
+    /// The string has fewer properties than an Endpoint and a key need.
     #[error(
         "missing required properties endpoint (expected `Endpoint=https://<name>.service.signalr.net;AccessKey=<key>;Version=1.0;`)"
     )]
     TooFewParts,
+    /// A property appears twice; the SDK refuses that too.
     #[error("duplicate properties found in connection string: `{0}`")]
     Duplicate(String),
+    /// There is no `Endpoint` property.
     #[error("`Endpoint` is missing")]
     MissingEndpoint,
+    /// The named URI property is not an absolute http(s) URI.
     #[error("invalid value for `{0}`: it must be an absolute http or https URI")]
     InvalidUri(&'static str),
+    /// `Port` is not a TCP port number.
     #[error("invalid value for `Port`: it must be a number from 1 to 65535")]
     InvalidPort,
+    /// `Version` names a version other than 1.0.
     #[error("version `{0}` is not supported (use 1.0)")]
     UnsupportedVersion(String),
+    /// There is no `AccessKey` (identity-based string); the handler needs the key to sign.
     #[error(
         "`AccessKey` is missing; identity-based (AuthType=…) connection strings cannot be used because the handler signs client tokens with the AccessKey"
     )]

@@ -32,10 +32,13 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Why the service gave no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RestError {
+    /// The request failed before an answer came back (connection, TLS or timeout).
     #[error("the SignalR Service could not be reached: {0}")]
     Unreachable(String),
+    /// The service answered with a status the membership check does not expect.
     #[error("the SignalR Service answered {0} to a membership check")]
     UnexpectedStatus(u16),
+    /// The request could not be built (bad URL or token); a configuration fault.
     #[error("cannot build the REST request: {0}")]
     Request(String),
 }
