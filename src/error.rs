@@ -2,7 +2,7 @@
 //!
 //! Every failure is logged with its exact reason (to `Logs` and stderr) and answered with a
 //! stable error code and nothing internal. The host itself always gets 200 + JSON; the status
-//! below is the caller's, carried in the `http` output (spec §0.2).
+//! below is the caller's, carried in the `http` output (docs/protocol/functions-host.md §0.2).
 
 use serde_json::json;
 

@@ -1,10 +1,11 @@
 //! The custom-handler wire format: what the Functions host POSTs to `/{functionName}` and what
-//! it expects back (`shared/spec/functions-custom-handler.md` §1-§3).
+//! it expects back (`docs/protocol/functions-host.md` §1-§3).
 //!
 //! Decoding is defensive because the host's encoding is odd: string-valued inputs arrive JSON
 //! encoded twice, `Query` may be an object or a string, header values are arrays, and `Body` is
 //! absent, text or base64. Only `Data.<trigger>` is read for anything security-relevant:
-//! `Metadata` is built from binding data that a JSON request body can override (spec §1.4).
+//! `Metadata` is built from binding data that a JSON request body can override
+//! (docs/protocol/functions-host.md §1.4).
 
 use base64::Engine;
 use serde::Serialize;
@@ -29,7 +30,8 @@ impl InvocationRequest {
                 "the invocation body is not a JSON object".into(),
             ));
         };
-        // `Metadata` is deliberately dropped: nothing in it can be trusted (spec §1.4).
+        // `Metadata` is deliberately dropped: nothing in it can be trusted
+        // (docs/protocol/functions-host.md §1.4).
         let data = match envelope.remove("Data") {
             Some(Value::Object(data)) => data,
             Some(_) => {
@@ -76,7 +78,7 @@ pub fn decode_embedded_json(value: &Value) -> Result<Value, HandlerError> {
     Ok(current)
 }
 
-/// The caller's HTTP request as the host describes it (spec §1.3).
+/// The caller's HTTP request as the host describes it (docs/protocol/functions-host.md §1.3).
 #[derive(Debug, Clone)]
 pub struct HttpRequestData {
     /// Original method, upper-case.
@@ -193,7 +195,8 @@ impl HttpRequestData {
     }
 
     /// The host base64-encodes a body only when the media type (parameters ignored) is exactly
-    /// `application/octet-stream` or contains `multipart/` (spec errata, §1.3); anything else,
+    /// `application/octet-stream` or contains `multipart/` (docs/protocol/functions-host.md §1.3,
+    /// errata); anything else,
     /// `application/octet-stream-v2` or `application/json; boundary=multipart` included, is text.
     fn body_is_base64(&self) -> bool {
         self.media_type().is_some_and(|media_type| {
@@ -302,7 +305,7 @@ pub struct InvocationResponse {
 
 impl InvocationResponse {
     /// An answer that sends `response` to the caller through the `http` output named
-    /// `http_output` (`$return` puts it in `ReturnValue`, spec §3.4).
+    /// `http_output` (`$return` puts it in `ReturnValue`, docs/protocol/functions-host.md §3.4).
     pub fn new(http_output: &str, response: &CallerResponse, logs: Vec<String>) -> Self {
         let mut outputs = Map::new();
         let mut return_value = Value::Null;

@@ -10,8 +10,9 @@
 //!   `{userId, groups, roles}`, the groups and roles from the same policy as the SignalR
 //!   functions. Other system events get 204.
 //!
-//! Refusals follow the spec's semantics (§1.6): 401 when the caller is not authenticated (bad
-//! signature, no credential, bad JWT), 403 when a certificate was presented but is not allowed.
+//! Refusals follow the semantics of docs/protocol/webpubsub.md §1.6: 401 when the caller is not
+//! authenticated (bad signature, no credential, bad JWT), 403 when a certificate was presented but
+//! is not allowed.
 
 use serde_json::json;
 

@@ -1,5 +1,5 @@
 //! **INSECURE, development only.** A stand-in for the managed-identity endpoint a Function app
-//! gets as `IDENTITY_ENDPOINT` / `IDENTITY_HEADER` (`shared/spec/signalr-identity-2026.md` §2.4),
+//! gets as `IDENTITY_ENDPOINT` / `IDENTITY_HEADER` (`docs/protocol/signalr-identity-2026.md` §2.4),
 //! and for the Microsoft Entra tenant that signs its tokens.
 //!
 //! `GET /msi/token?resource=…&api-version=2019-08-01[&client_id=…|principal_id=…|object_id=…]`
@@ -24,7 +24,8 @@ use serde_json::{Map, json};
 use crate::routes::IdpState;
 
 /// The resource a SignalR app server asks for (the scope `https://signalr.azure.com/.default`
-/// minus `/.default`, spec §2.4), and the `aud` the emulator requires.
+/// minus `/.default`, docs/protocol/signalr-identity-2026.md §2.4), and the `aud` the emulator
+/// requires.
 pub const SIGNALR_RESOURCE: &str = "https://signalr.azure.com";
 
 /// The only api-version the endpoint speaks; the 2017-09-01 variant used a `secret` header.
@@ -228,7 +229,8 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-/// `GET /msi/token`: the managed-identity token request of App Service and Functions (§2.4).
+/// `GET /msi/token`: the managed-identity token request of App Service and Functions
+/// (docs/protocol/signalr-identity-2026.md §2.4).
 pub(crate) async fn token(
     State(state): State<Arc<IdpState>>,
     headers: HeaderMap,

@@ -1,5 +1,5 @@
 //! The function app on disk: `host.json`, every `*/function.json` and `local.settings.json`,
-//! read once and checked before anything listens (spec §5).
+//! read once and checked before anything listens (docs/protocol/functions-host.md §5).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,8 @@ pub struct AppDefinition {
     pub settings: LocalSettings,
 }
 
-/// `customHandler.description`, resolved against the app root as the host does (spec §5.1).
+/// `customHandler.description`, resolved against the app root as the host does
+/// (docs/protocol/functions-host.md §5.1).
 #[derive(Debug, Clone)]
 pub struct HandlerDescription {
     /// The executable: absolute when `defaultExecutablePath` names an existing file under the
@@ -62,7 +63,8 @@ pub enum InputBinding {
     SignalRConnectionInfo(SignalRInputBinding),
 }
 
-/// A `signalRConnectionInfo` binding's properties (spec §2, property names case-insensitive).
+/// A `signalRConnectionInfo` binding's properties (docs/protocol/functions-host.md §2, property
+/// names case-insensitive).
 #[derive(Debug, Clone)]
 pub struct SignalRInputBinding {
     /// The binding name: its key in `Data`.
@@ -316,7 +318,8 @@ fn read_handler_description(root: &Path, host_json: &Value) -> anyhow::Result<Ha
     {
         bail!(
             "host.json: enableForwardingHttpRequest=true is not emulated; set it to false \
-             (functions with SignalR bindings always get the JSON payload anyway, spec §4)"
+             (functions with SignalR bindings always get the JSON payload anyway, \
+             docs/protocol/functions-host.md §4)"
         );
     }
     Ok(HandlerDescription {
@@ -408,7 +411,8 @@ fn lookup_path<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
         .try_fold(value, |current, key| get_ci(current, key))
 }
 
-/// `%VAR%` → the environment variable; an unset variable is removed (spec §5.1).
+/// `%VAR%` → the environment variable; an unset variable is removed
+/// (docs/protocol/functions-host.md §5.1).
 fn expand_percent_variables(text: &str) -> String {
     let mut result = String::new();
     let mut rest = text;

@@ -1,4 +1,5 @@
-//! The HTTP trigger's binding data and binding expressions (spec §1.2 `Metadata`, §1.4).
+//! The HTTP trigger's binding data and binding expressions (docs/protocol/functions-host.md §1.2
+//! `Metadata`, §1.4).
 //!
 //! Binding data is a case-insensitive dictionary filled in a fixed order: the JSON body's
 //! top-level properties, query parameters, route values, then `Query` and `Headers` only if no

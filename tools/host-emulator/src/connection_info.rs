@@ -1,5 +1,6 @@
 //! The `signalRConnectionInfo` input binding, resolved as the SignalR extension resolves it
-//! (spec §2, §6): binding expressions for `hubName`, `userId` and `idToken` are evaluated against
+//! (docs/protocol/functions-host.md §2, §6): binding expressions for `hubName`, `userId` and
+//! `idToken` are evaluated against
 //! the trigger's binding data, `idToken` is read **without verification**, and the client token
 //! is minted with the AccessKey of the connection string. The emulator is faithful on purpose,
 //! including the parts that make these values spoofable, so that tests show why the handler

@@ -1,4 +1,5 @@
-//! Azure SignalR connection strings, parsed with the SDK's rules (`signalr-service.md` §1).
+//! Azure SignalR connection strings, parsed with the SDK's rules
+//! (`docs/protocol/signalr-service.md` §1).
 
 use url::Url;
 

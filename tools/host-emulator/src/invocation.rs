@@ -1,7 +1,9 @@
-//! The custom-handler wire format, host side (spec §1 and §3.1): the `{"Data","Metadata"}`
+//! The custom-handler wire format, host side (docs/protocol/functions-host.md §1 and §3.1): the
+//! `{"Data","Metadata"}`
 //! request and the `{"Outputs","Logs","ReturnValue"}` response.
 //!
-//! These types are written from the spec, not shared with the handler crate.
+//! These types are written from `docs/protocol/functions-host.md`, not shared with the handler
+//! crate.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -96,7 +98,8 @@ fn joined(pairs: &[(String, String)]) -> Map<String, Value> {
     map
 }
 
-/// Builds the HTTP trigger's binding data ([EXT-HTTP] `GetRequestBindingData`, spec §1.2).
+/// Builds the HTTP trigger's binding data ([EXT-HTTP] `GetRequestBindingData`,
+/// docs/protocol/functions-host.md §1.2).
 pub fn binding_data(
     function_name: &str,
     request: &IncomingRequest,
@@ -141,7 +144,8 @@ pub fn binding_data(
 }
 
 /// The invocation body: `Data` (the trigger's request object, then inputs) and `Metadata`
-/// (binding data), with every string value JSON-encoded once more (spec §0.1).
+/// (binding data), with every string value JSON-encoded once more (docs/protocol/functions-host.md
+/// §0.1).
 pub fn request_envelope(
     trigger_name: &str,
     request: &IncomingRequest,
@@ -187,7 +191,8 @@ pub fn request_envelope(
     json!({ "Data": data_map, "Metadata": metadata })
 }
 
-/// `Utility.IsMediaTypeOctetOrMultipart` (spec errata, §1.3): the parsed media type, parameters
+/// `Utility.IsMediaTypeOctetOrMultipart` (docs/protocol/functions-host.md §1.3, errata): the parsed
+/// media type, parameters
 /// ignored, equals `application/octet-stream` or contains `multipart/` (both case-insensitive).
 /// So `application/octet-stream-v2` and `application/json; boundary=multipart` are text.
 pub fn is_octet_or_multipart(content_type: Option<&str>) -> bool {
@@ -203,7 +208,8 @@ pub fn is_octet_or_multipart(content_type: Option<&str>) -> bool {
     media_type == "application/octet-stream" || media_type.contains("multipart/")
 }
 
-/// A text body as the host reads it (spec errata, §1.3): UTF-8 with BOM detection, so a UTF-8
+/// A text body as the host reads it (docs/protocol/functions-host.md §1.3, errata): UTF-8 with BOM
+/// detection, so a UTF-8
 /// BOM is stripped and UTF-16 / UTF-32 BOMs select that encoding (invalid sequences become
 /// U+FFFD, as .NET's decoders do).
 pub fn decode_text(bytes: &[u8]) -> String {
@@ -250,7 +256,8 @@ pub fn double_encode(text: &str) -> Value {
     Value::String(Value::String(text.to_owned()).to_string())
 }
 
-/// Reads the handler's answer by the host's rules (spec §3.1): a 2xx status, a JSON content
+/// Reads the handler's answer by the host's rules (docs/protocol/functions-host.md §3.1): a 2xx
+/// status, a JSON content
 /// type, and a JSON object. Anything else fails the invocation.
 pub fn parse_response(
     status: u16,

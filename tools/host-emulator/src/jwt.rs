@@ -1,6 +1,6 @@
 //! HS256 JSON Web Tokens written the way the SignalR Management SDK writes them: header
 //! `{"alg","typ","kid"}` in that order, claims in the caller's order, unpadded base64url, HMAC
-//! over the UTF-8 bytes of the AccessKey (`signalr-service.md` §2.1).
+//! over the UTF-8 bytes of the AccessKey (`docs/protocol/signalr-service.md` §2.1).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,7 +1,7 @@
 //! A local stand-in for the Azure Functions host (v4) running a *custom handler* app.
 //!
 //! `func start` cannot be installed here, so this crate runs the function app the way the real
-//! host does, as described in `shared/spec/functions-custom-handler.md`: it reads `host.json`,
+//! host does, as described in `docs/protocol/functions-host.md`: it reads `host.json`,
 //! every `*/function.json` and `local.settings.json`, starts the handler process, turns each HTTP
 //! request into a `{"Data", "Metadata"}` invocation, and applies the handler's `Outputs` (the
 //! caller's HTTP response, SignalR messages and group actions sent to the SignalR Service REST
@@ -19,7 +19,8 @@
 //! - [`connection_string`], [`jwt`]: the connection string and HS256 tokens.
 //! - [`worker`]: the handler process: start, readiness, restart, the 3-crashes rule.
 //!
-//! This crate never imports the handler crate: both sides implement the spec on their own, so a
+//! This crate never imports the handler crate: both sides implement
+//! `docs/protocol/functions-host.md` on their own, so a
 //! wrong field name fails a test instead of passing silently.
 
 pub mod app;

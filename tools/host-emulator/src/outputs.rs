@@ -1,9 +1,11 @@
 //! Output binding values, read by the host's rules.
 //!
-//! - `http` (spec §3.3): the value is an object or a string holding a JSON object, bound into an
+//! - `http` (docs/protocol/functions-host.md §3.3): the value is an object or a string holding a
+//! JSON object, bound into an
 //!   Expando that always has `StatusCode`, `Status`, `Body` and `Headers`, so only `statusCode`
 //!   sets the status; string bodies are sent as is, object bodies as indented JSON.
-//! - `signalR` (spec §3.5): an array of objects, one object, or a string of JSON; each item is a
+//! - `signalR` (docs/protocol/functions-host.md §3.5): an array of objects, one object, or a string
+//! of JSON; each item is a
 //!   message (has `target`) or a group action (has `action`).
 
 use base64::Engine;
@@ -25,8 +27,9 @@ pub struct HttpResponseSpec {
 /// Reads a named `http` output's value; `None` when the handler left the key out.
 pub fn http_output(value: Option<&Value>) -> Result<HttpResponseSpec, String> {
     let Some(value) = value else {
-        // An empty Expando is bound and serialized as `{}` (spec §3.3, "Key missing"), written
-        // as `text/plain`, not JSON (spec errata, §3.3).
+        // An empty Expando is bound and serialized as `{}` (docs/protocol/functions-host.md §3.3,
+        // "Key missing"), written
+        // as `text/plain`, not JSON (docs/protocol/functions-host.md §3.3, errata).
         return Ok(HttpResponseSpec {
             status: 200,
             content_type: Some("text/plain".into()),
@@ -79,7 +82,7 @@ pub fn http_output(value: Option<&Value>) -> Result<HttpResponseSpec, String> {
                     continue;
                 }
                 // A header name repeated (in another case) is dropped; the first one stays
-                // (spec errata, §3.3).
+                // (docs/protocol/functions-host.md §3.3, errata).
                 if seen
                     .iter()
                     .any(|earlier| earlier.eq_ignore_ascii_case(name))
@@ -105,8 +108,9 @@ pub fn http_output(value: Option<&Value>) -> Result<HttpResponseSpec, String> {
     })
 }
 
-/// The handler's `Content-Type` as the host writes it: `; charset=utf-8` appended (spec errata,
-/// §3.3). A value that already names a charset is left as it is (the errata does not say what
+/// The handler's `Content-Type` as the host writes it: `; charset=utf-8` appended (
+/// docs/protocol/functions-host.md §3.3, errata). A value that already names a charset is left as
+/// it is (the errata does not say what
 /// the host does then; appending a second one would make an invalid header).
 fn with_utf8_charset(content_type: &str) -> String {
     let has_charset = content_type.split(';').skip(1).any(|parameter| {
@@ -204,7 +208,8 @@ pub fn signalr_items(value: Option<&Value>) -> Result<Vec<SignalRItem>, String> 
         Some(Value::Object(_)) => vec![value.cloned().unwrap_or(Value::Null)],
         Some(Value::String(text)) => {
             // The host first offers non-binary string outputs to the base64 decoder; a string
-            // that decodes becomes bytes, which the JObject collector cannot take (spec §0.4).
+            // that decodes becomes bytes, which the JObject collector cannot take
+            // (docs/protocol/functions-host.md §0.4).
             if looks_like_base64(text) {
                 return Err(format!(
                     "Value cannot be null (the string output {text:?} is valid base64, so the host \

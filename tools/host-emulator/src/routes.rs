@@ -34,7 +34,8 @@ enum Constraint {
 }
 
 /// Route values captured by a match, in template order. An optional parameter or catch-all
-/// that matched nothing is `None`: the host sends it as `null` in `Params` (spec errata, §1.3).
+/// that matched nothing is `None`: the host sends it as `null` in `Params`
+/// (docs/protocol/functions-host.md §1.3, errata).
 pub type RouteValues = Vec<(String, Option<String>)>;
 
 impl RouteTemplate {

@@ -396,7 +396,7 @@ async fn invoke(
     let port = worker::ready_port(&mut worker).await?;
     let body = bytes::Bytes::from(envelope.to_string());
     // A one-chunk stream: the host's ObjectContent has no length, so the handler sees chunked
-    // transfer encoding (spec §1.1).
+    // transfer encoding (docs/protocol/functions-host.md §1.1).
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
     let response = shared
         .handler_client
@@ -468,26 +468,26 @@ async fn invoke(
                 }
             }
             OutputBinding::Http { name } if caller_response.is_none() => {
-                let spec = if name == "$return" {
+                let wanted = if name == "$return" {
                     return_value_response(&result.return_value)?
                 } else {
                     outputs::http_output(output_value(name).as_ref())?
                 };
-                caller_response = Some(spec);
+                caller_response = Some(wanted);
             }
             OutputBinding::Http { .. } => {}
         }
     }
-    let spec = caller_response.unwrap_or(HttpResponseSpec {
+    let wanted = caller_response.unwrap_or(HttpResponseSpec {
         status: 204,
         content_type: None,
         headers: Vec::new(),
         body: Vec::new(),
     });
-    build_response(spec)
+    build_response(wanted)
 }
 
-/// A `$return` http output (spec §3.4): an object with `body` is a response object (`status` or
+/// A `$return` http output (wanted §3.4): an object with `body` is a response object (`status` or
 /// `statusCode`), anything else is the 200 body.
 fn return_value_response(value: &Value) -> Result<HttpResponseSpec, String> {
     match value {
@@ -526,13 +526,13 @@ fn return_value_response(value: &Value) -> Result<HttpResponseSpec, String> {
     }
 }
 
-fn build_response(spec: HttpResponseSpec) -> Result<Response, String> {
-    let status =
-        StatusCode::from_u16(spec.status).map_err(|_| format!("invalid status {}", spec.status))?;
-    let mut response = Response::new(Body::from(spec.body));
+fn build_response(wanted: HttpResponseSpec) -> Result<Response, String> {
+    let status = StatusCode::from_u16(wanted.status)
+        .map_err(|_| format!("invalid status {}", wanted.status))?;
+    let mut response = Response::new(Body::from(wanted.body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    let content_type = spec
+    let content_type = wanted
         .content_type
         .unwrap_or_else(|| "text/plain; charset=utf-8".into());
     headers.insert(
@@ -540,7 +540,7 @@ fn build_response(spec: HttpResponseSpec) -> Result<Response, String> {
         HeaderValue::from_str(&content_type)
             .map_err(|_| format!("invalid Content-Type {content_type:?}"))?,
     );
-    for (name, value) in spec.headers {
+    for (name, value) in wanted.headers {
         let header_name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| format!("invalid header name {name:?}"))?;
         let header_value = HeaderValue::from_str(&value)

@@ -1,6 +1,7 @@
 //! Applies `signalR` output items through the SignalR Service REST API, 2022-06-01 routes, one
 //! call per item in order, as the extension's transient (REST) transport does
-//! (`signalr-service.md` §3–§4). Pointed at the local emulator by the connection string; the same
+//! (`docs/protocol/signalr-service.md` §3–§4). Pointed at the local emulator by the connection
+//! string; the same
 //! calls would go to Azure.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

@@ -1,4 +1,5 @@
-//! The handler process (spec §5.3): started with the app settings and the `FUNCTIONS_*`
+//! The handler process (docs/protocol/functions-host.md §5.3): started with the app settings and
+//! the `FUNCTIONS_*`
 //! variables, polled with `GET /` every 25 ms for up to 30 s, restarted when it exits, and given
 //! up on (stopping the host) after 3 errors within 30 minutes, as
 //! `HttpFunctionInvocationDispatcher` does. Invocations wait while it (re)starts.
@@ -19,8 +20,9 @@ pub const READINESS_INTERVAL: Duration = Duration::from_millis(25);
 /// `customHandler.initializationTimeout` default.
 pub const INITIALIZATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// What App Service and Functions set for a managed identity
-/// (`shared/spec/signalr-identity-2026.md` §2.4). On the platform they are in the host's
-/// environment, which the handler inherits (§5.3; UNVERIFIED for custom handlers, but likely).
+/// (`docs/protocol/signalr-identity-2026.md` §2.4). On the platform they are in the host's
+/// environment, which the handler inherits (docs/protocol/functions-host.md §5.3; UNVERIFIED for
+/// custom handlers, but likely).
 /// Locally they come from the host emulator's own environment (first, as for every setting) or
 /// from `Values`; either way they are handed to the handler explicitly, as a pair.
 pub const MANAGED_IDENTITY_VARIABLES: [&str; 2] = ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"];

@@ -2,7 +2,8 @@
 //! (docs/protocol/signalr-service.md §2.3, §3).
 //!
 //! Tokens are HMAC-signed with an access key's UTF-8 bytes; `kid` is ignored because the SDKs fill it with a
-//! per-process hash (docs/protocol/signalr-service.md §2.1), except a `kid` starting `t-`: that names a temporary access key
+//! per-process hash (docs/protocol/signalr-service.md §2.1), except a `kid` starting `t-`: that
+//! names a temporary access key
 //! (`crate::keys`), which alone may verify it, and only for client tokens. With local auth disabled only
 //! temporary keys verify. `exp` is required, `nbf`, `iat` and `iss` are ignored, and `aud` is compared
 //! after normalisation: scheme and host (port ignored), path without trailing slash, and for clients the hub.
@@ -19,7 +20,8 @@ use crate::config::Config;
 use crate::keys::{TEMPORARY_KEY_ID_PREFIX, TemporaryKeys};
 use crate::names::HubName;
 
-/// Longest token accepted; beyond the SDK's 4 KB limit, within the service's 16 KB header limit (docs/protocol/signalr-service.md §2.1).
+/// Longest token accepted; beyond the SDK's 4 KB limit, within the service's 16 KB header limit
+/// (docs/protocol/signalr-service.md §2.1).
 pub(crate) const MAX_TOKEN_CHARS: usize = 16 * 1024;
 
 /// What the token must be for.
@@ -70,7 +72,8 @@ pub enum TokenError {
     #[error("The audience is invalid")]
     InvalidAudience,
     /// `asrs.s.coae` / `asrs.s.aeo` are not the SDK's shape: both or neither, `coae` the string `"true"`
-    /// or `"false"`, `aeo` unix seconds as a decimal string (docs/protocol/signalr-identity-2026.md §1.1).
+    /// or `"false"`, `aeo` unix seconds as a decimal string (docs/protocol/signalr-identity-2026.md
+    /// §1.1).
     #[error("The close-on-authentication-expiration claims are malformed")]
     MalformedAuthExpiry,
     /// An access-key token while local auth is disabled (`--disable-local-auth`, `disableLocalAuth`).
@@ -160,7 +163,8 @@ impl TokenValidator {
             .kid
             .filter(|kid| kid.starts_with(TEMPORARY_KEY_ID_PREFIX))
         {
-            // Temporary keys sign client tokens only: REST calls take the Entra token itself (spec §2.3),
+            // Temporary keys sign client tokens only: REST calls take the Entra token itself
+            // (docs/protocol/signalr-identity-2026.md §2.3),
             // and "SignalR App Server", which may fetch the key, may not call REST.
             let key = for_client
                 .then(|| self.temporary_keys.decoding_key(&kid))
@@ -214,7 +218,8 @@ fn single_audience(claims: &Map<String, Value>) -> Result<&str, TokenError> {
         Some(Value::String(audience)) => Ok(audience),
         Some(Value::Array(values)) => match values.as_slice() {
             [Value::String(audience)] => Ok(audience),
-            // Two audiences broke negotiate against the real service (docs/protocol/signalr-service.md §2.2), so they
+            // Two audiences broke negotiate against the real service
+            // (docs/protocol/signalr-service.md §2.2), so they
             // are refused here too.
             _ => Err(TokenError::MissingAudience),
         },
@@ -222,7 +227,8 @@ fn single_audience(claims: &Map<String, Value>) -> Result<&str, TokenError> {
     }
 }
 
-/// The user id claims in the order the SDK and Microsoft's emulator read them (docs/protocol/signalr-service.md §2.2).
+/// The user id claims in the order the SDK and Microsoft's emulator read them
+/// (docs/protocol/signalr-service.md §2.2).
 fn user_id(claims: &Map<String, Value>) -> Option<String> {
     ["asrs.s.uid", "nameid", "sub"].iter().find_map(|name| {
         let value: &str = match claims.get(*name)? {
@@ -260,7 +266,8 @@ fn audience_matches(audience: &str, request_host: Option<&str>, expected: &Audie
 }
 
 /// Path segments, percent-decoded, without empty ones, and with the hub (the segment after `hubs`)
-/// lowercased, because the SDK lowercases the hub in the audience (docs/protocol/signalr-service.md §3).
+/// lowercased, because the SDK lowercases the hub in the audience (docs/protocol/signalr-service.md
+/// §3).
 fn normalised_segments(path: &str) -> Vec<String> {
     let mut segments: Vec<String> = path
         .split('/')

@@ -1,5 +1,5 @@
 //! Microsoft Entra ID bearer tokens, as the service takes them from app servers with no access key
-//! (`shared/spec/signalr-identity-2026.md` §2.3, `signalr-service.md` §3).
+//! (`docs/protocol/signalr-identity-2026.md` §2.3, `docs/protocol/signalr-service.md` §3).
 //!
 //! The issuer is a configured stand-in (for local runs, `tools/dev-idp`'s tenant issuer): its keys
 //! come from its JWKS over HTTP, found directly or through OpenID Connect discovery. A token must be
@@ -97,7 +97,7 @@ pub(crate) enum Permission {
 }
 
 impl Permission {
-    /// The roles that grant it (built-in roles table, spec §2.3).
+    /// The roles that grant it (built-in roles table, docs/protocol/signalr-identity-2026.md §2.3).
     fn roles(self) -> &'static [&'static str] {
         match self {
             Self::TemporaryKey => &[ROLE_APP_SERVER, ROLE_SERVICE_OWNER],
@@ -365,7 +365,7 @@ fn is_entra_token(token: &str) -> bool {
 
 /// Authorizes a REST call: an Entra token (when an issuer is configured) must hold a role for the
 /// method (GET and HEAD read, everything else writes; 403 otherwise); any other token is an
-/// access-key token for the request URL (spec §3).
+/// access-key token for the request URL (docs/protocol/signalr-service.md §3).
 pub(crate) async fn authorize_rest(
     app: &AppState,
     method: &Method,

@@ -1,4 +1,4 @@
-//! Temporary access keys (`shared/spec/signalr-identity-2026.md` §2.3): what an app server with
+//! Temporary access keys (`docs/protocol/signalr-identity-2026.md` §2.3): what an app server with
 //! no access key gets from `GET /api/v1/auth/accessKey` and signs client tokens with, `kid` = the
 //! `KeyId`.
 //!
@@ -29,7 +29,8 @@ use crate::error::ApiError;
 /// prefix is looked up here and never falls back to the access keys.
 pub(crate) const TEMPORARY_KEY_ID_PREFIX: &str = "t-";
 
-/// The SDK treats a key as unusable 120 minutes after it was fetched (spec §2.3).
+/// The SDK treats a key as unusable 120 minutes after it was fetched
+/// (docs/protocol/signalr-identity-2026.md §2.3).
 pub const DEFAULT_TEMPORARY_KEY_LIFETIME: Duration = Duration::from_secs(120 * 60);
 
 /// Live keys kept at most; beyond it the oldest goes, so a caller looping on the route cannot

@@ -377,7 +377,7 @@ async fn http_outputs_follow_the_expando_rules() {
     assert_eq!(status, 403);
     assert_eq!(
         headers["content-type"], "application/json; charset=utf-8",
-        "the host appends a charset (spec errata, §3.3)"
+        "the host appends a charset (docs/protocol/functions-host.md §3.3, errata)"
     );
     assert_eq!(headers["x-n"], "2");
     assert_eq!(body, r#"{"error":"forbidden"}"#);
@@ -391,7 +391,7 @@ async fn http_outputs_follow_the_expando_rules() {
     );
     assert_eq!(
         headers["content-type"], "text/plain",
-        "a missing res is text/plain, not JSON (spec errata, §3.3)"
+        "a missing res is text/plain, not JSON (docs/protocol/functions-host.md §3.3, errata)"
     );
 
     handler.answer(HandlerAnswer {

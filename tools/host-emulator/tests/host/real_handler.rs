@@ -96,7 +96,8 @@ async fn a_body_headers_object_sets_the_bindings_user_id_as_on_the_real_host() {
         .expect("reachable");
     assert_eq!(response.status(), 200);
     let wire = handler.last().body["Data"]["connectionInfo"].clone();
-    // Decoded three times: the body, the outer string, the inner string (spec §0.1).
+    // Decoded three times: the body, the outer string, the inner string
+    // (docs/protocol/functions-host.md §0.1).
     let once: String = serde_json::from_value(wire).expect("a string");
     let twice: String = serde_json::from_str(&once).expect("a JSON string");
     assert!(

@@ -1,4 +1,4 @@
-//! No access key anywhere (`shared/spec/signalr-identity-2026.md` §2.3–2.4): Microsoft Entra ID
+//! No access key anywhere (`docs/protocol/signalr-identity-2026.md` §2.3–2.4): Microsoft Entra ID
 //! tokens from `dev-idp`'s managed-identity endpoint (run in-process, over real HTTP) fetch
 //! temporary keys, sign client tokens by `kid`, and call the REST API by role.
 
