@@ -21,6 +21,7 @@ use crate::config::{ConnectJwt, WebPubSubSettings};
 use crate::error::HandlerError;
 use crate::functions::{AppState, FunctionOutcome, InvocationLog};
 use crate::identity::client_cert::CertificateError;
+use crate::identity::credential::{QueryToken, Scheme, TokenPlace, one_token};
 use crate::identity::{IdentityError, VerifiedUser};
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::policy::WebPubSubGrants;
@@ -124,33 +125,22 @@ async fn identify(
         .ok_or_else(|| IdentityError::MissingCredential.into())
 }
 
-/// The app JWT of the connect request: one value, from the query or the header.
+/// Where the app JWT may come from: `Bearer` in the header is optional.
+const APP_TOKEN_PLACE: TokenPlace = TokenPlace {
+    header: APP_TOKEN_HEADER,
+    scheme: Scheme::Optional("Bearer"),
+    query: APP_TOKEN_QUERY,
+    query_token: QueryToken::Accepted,
+};
+
+/// The app JWT of the connect request: one value, from the query or the header, by the rule
+/// every token follows ([`one_token`]).
 fn app_token(event: &ConnectEvent) -> Result<Option<&str>, IdentityError> {
-    let query = event.query_values(APP_TOKEN_QUERY);
-    let header = event.header_values(APP_TOKEN_HEADER);
-    let header: Vec<&str> = header
-        .iter()
-        .map(|value| {
-            let value = value.trim();
-            value
-                .get(..7)
-                .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
-                .and_then(|_| value.get(7..))
-                .unwrap_or(value)
-                .trim()
-        })
-        .collect();
-    let mut values = query.iter().map(|value| value.trim()).chain(header);
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    if first.is_empty() {
-        return Err(IdentityError::Unusable("the app token is empty"));
-    }
-    if values.any(|other| other != first) {
-        return Err(IdentityError::Unusable("more than one app token"));
-    }
-    Ok(Some(first))
+    Ok(one_token(
+        &APP_TOKEN_PLACE,
+        &event.header_values(APP_TOKEN_HEADER),
+        &event.query_values(APP_TOKEN_QUERY),
+    )?)
 }
 
 /// Groups and roles for the connection, from the policy's `webPubSubConnect` templates.

@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::config::AnonymousSettings;
+use crate::identity::credential::{QueryToken, Scheme, TokenPlace};
 use crate::identity::{ANONYMOUS_PREFIX, IdentityError, IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
 use crate::names::UserId;
@@ -28,6 +29,13 @@ pub const VISITOR_HEADER: &str = "X-Visitor-Token";
 /// The query parameter a visitor token may come in (WebSocket and SSE requests cannot set
 /// headers).
 pub const VISITOR_QUERY: &str = "visitor_token";
+/// Where a visitor token may come from: the bare token, the query accepted at every function.
+const VISITOR_PLACE: TokenPlace = TokenPlace {
+    header: VISITOR_HEADER,
+    scheme: Scheme::Bare,
+    query: VISITOR_QUERY,
+    query_token: QueryToken::Accepted,
+};
 /// Longest visitor token accepted.
 const MAX_VISITOR_TOKEN_BYTES: usize = 2 * 1024;
 /// Longest visitor id accepted.
@@ -35,8 +43,7 @@ const MAX_VISITOR_ID_CHARS: usize = 128;
 
 /// True when the request carries a visitor token: the source then decides.
 pub fn presented(request: &HttpRequestData) -> bool {
-    !request.header_values(VISITOR_HEADER).is_empty()
-        || !request.query_values(VISITOR_QUERY).is_empty()
+    VISITOR_PLACE.presented(request)
 }
 
 /// A visitor id is 1-128 characters of `A-Z a-z 0-9 . _ ~ -`: no `:`, so no namespace tricks,
@@ -140,22 +147,12 @@ impl VisitorVerifier {
     }
 }
 
-/// The one visitor token of the request; two values, or a header and a query value that
-/// differ, are refused.
+/// The one visitor token of the request, by the rule every token follows
+/// ([`credential::one_token`](crate::identity::credential::one_token)).
 fn visitor_token(request: &HttpRequestData) -> Result<&str, IdentityError> {
-    let header = request.header_values(VISITOR_HEADER);
-    let query = request.query_values(VISITOR_QUERY);
-    let mut values = header.iter().chain(query.iter()).map(|value| value.trim());
-    let first = values
-        .next()
-        .filter(|value| !value.is_empty())
-        .ok_or(IdentityError::VisitorUnusable("the visitor token is empty"))?;
-    if first.contains(',') || values.any(|other| other != first) {
-        return Err(IdentityError::VisitorUnusable(
-            "more than one visitor token",
-        ));
-    }
-    Ok(first)
+    VISITOR_PLACE
+        .token(request)?
+        .ok_or(IdentityError::VisitorUnusable("the visitor token is empty"))
 }
 
 #[cfg(test)]

@@ -149,9 +149,9 @@ pub enum IdentityError {
         "no credential presented (no bearer token in the Authorization header or access_token query parameter, nor any other enabled source's credential)"
     )]
     MissingCredential,
-    /// The credential is ambiguous or not a bearer token.
+    /// The credential is ambiguous, or not written as its header requires.
     #[error("unusable credential: {0}")]
-    Unusable(&'static str),
+    Credential(#[from] credential::CredentialError),
     /// The token is longer than any legitimate one.
     #[error("token of {0} bytes exceeds the limit")]
     TooLarge(usize),
