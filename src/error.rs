@@ -3,14 +3,21 @@
 //! Every failure is logged with its exact reason (to `Logs` and stderr) and answered with a
 //! stable error code and nothing internal. The host itself always gets 200 + JSON; the status
 //! below is the caller's, carried in the `http` output (docs/protocol/functions-host.md §0.2).
+//!
+//! Each variant carries a typed kind, not a sentence: the kinds' `Display` texts are ours, and
+//! no library's error message (serde, jsonwebtoken, reqwest) reaches a caller's body. Only
+//! [`BadRequest`] texts are shown to the caller, escaped like every log line.
 
 use serde_json::json;
 
 use crate::identity::IdentityError;
 use crate::identity::client_cert::CertificateError;
-use crate::invocation::CallerResponse;
+use crate::invocation::{CallerResponse, InvocationError};
 use crate::names::NameError;
+use crate::signalr::access_token::ServiceTokenError;
+use crate::signalr::rest::RestError;
 use crate::telemetry::escape_controls;
+pub use crate::telemetry::{JsonFault, json_error};
 use crate::webpubsub::WebPubSubError;
 
 /// Everything that can stop an invocation.
@@ -18,16 +25,16 @@ use crate::webpubsub::WebPubSubError;
 pub enum HandlerError {
     /// The host's payload could not be read (400).
     #[error("malformed invocation: {0}")]
-    BadInvocation(String),
+    BadInvocation(#[from] InvocationError),
     /// The caller's input is invalid (400).
     #[error("bad request: {0}")]
-    BadRequest(String),
+    BadRequest(#[from] BadRequest),
     /// The caller is not authenticated (401), or keys to check it are unavailable (503).
     #[error("authentication failed: {0}")]
     Unauthenticated(#[from] IdentityError),
-    /// The deployment is misconfigured (500). The message is for the operator's log only.
+    /// The deployment is misconfigured (500). The reason is for the operator's log only.
     #[error("configuration error: {0}")]
-    Configuration(String),
+    Configuration(#[from] ConfigurationError),
     /// The host invoked a function this handler does not serve (404).
     #[error("unknown function {0:?}")]
     UnknownFunction(String),
@@ -39,12 +46,12 @@ pub enum HandlerError {
     Forbidden {
         /// The operation's policy name.
         operation: &'static str,
-        /// Why, for the log.
+        /// Why, for the log (the policy's own words).
         reason: String,
     },
     /// The SignalR Service could not answer a check the decision needs (503).
     #[error("SignalR Service unavailable: {0}")]
-    ServiceUnavailable(String),
+    ServiceUnavailable(#[from] RestError),
     /// A Web PubSub handshake or event was refused (400, 401 or 405).
     #[error("Web PubSub request refused: {0}")]
     WebPubSub(#[from] WebPubSubError),
@@ -53,21 +60,142 @@ pub enum HandlerError {
     CertificateRefused(CertificateError),
     /// The caller's body is not declared `application/json` (415).
     #[error("unsupported media type: {0}")]
-    UnsupportedMediaType(String),
+    UnsupportedMediaType(MediaTypeRefusal),
     /// A cross-site browser request carrying an ambient credential (403).
     #[error("cross-site request refused: {0}")]
-    CrossSite(String),
+    CrossSite(CrossSiteRefusal),
     /// No such resource (404), e.g. a static file.
     #[error("not found: {0}")]
-    NotFound(String),
+    NotFound(NotFound),
 }
 
-/// A name from the caller's request (a group or a target user id) breaks the name rules: 400.
-/// Ids from identity sources never take this path; they become `IdentityError`s (401).
+/// Why the caller's input is invalid. The text is shown to the caller (escaped), so it is ours
+/// alone: a JSON error by position, a name rule, or a field rule.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    /// No body where a JSON body is required.
+    #[error("a JSON body is required")]
+    BodyMissing,
+    /// The body exceeds the cap for caller bodies.
+    #[error("the body exceeds {0} bytes")]
+    BodyTooLarge(usize),
+    /// The body is not valid JSON for the function, reported by position only.
+    #[error("invalid body: {0}")]
+    InvalidJson(JsonFault),
+    /// A field breaks its rule.
+    #[error("`{field}` {rule}")]
+    Field {
+        /// The body field.
+        field: &'static str,
+        /// What it must be.
+        rule: &'static str,
+    },
+    /// The body names the wrong recipient fields for the function.
+    #[error("the body needs `{needed}` (and no `{refused}`)")]
+    Recipient {
+        /// The field the function needs.
+        needed: &'static str,
+        /// The field it refuses.
+        refused: &'static str,
+    },
+    /// A name from the request (a group or a target user id) breaks the name rules. Ids from
+    /// identity sources never take this path; they become `IdentityError`s (401).
+    #[error(transparent)]
+    Name(#[from] NameError),
+}
+
+/// A name from the caller's request breaks the name rules: 400.
 impl From<NameError> for HandlerError {
     fn from(error: NameError) -> Self {
-        Self::BadRequest(error.to_string())
+        Self::BadRequest(BadRequest::Name(error))
     }
+}
+
+/// How the deployment is misconfigured, found while serving an invocation (500).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigurationError {
+    /// `function.json` declares a connection-info input the host did not send.
+    #[error("function.json declares input `{0}` but the host sent no value for it")]
+    InputMissing(String),
+    /// The connection-info input is not JSON.
+    #[error("input `{0}` is not connection-info JSON")]
+    InputNotJson(String),
+    /// The connection-info input lacks `url` or `accessToken`.
+    #[error("input `{0}` lacks `url` or `accessToken`")]
+    InputIncomplete(String),
+    /// The binding's token does not verify, or a token cannot be issued.
+    #[error("{error}; the handler reads `{setting}`")]
+    BindingToken {
+        /// Why.
+        error: ServiceTokenError,
+        /// The connection-string setting the handler reads.
+        setting: String,
+    },
+    /// The binding's token is for another audience than the handler's service and hub.
+    #[error(
+        "the binding's token is for audience {actual:?}, not {expected:?} (hub `{hub}` of `{setting}`)"
+    )]
+    BindingAudience {
+        /// The token's audience.
+        actual: Option<String>,
+        /// The audience the handler expects.
+        expected: String,
+        /// The binding's hub.
+        hub: String,
+        /// The connection-string setting the handler reads.
+        setting: String,
+    },
+    /// A token could not be issued.
+    #[error("{0}")]
+    Token(#[from] ServiceTokenError),
+    /// Minting needs `SIGNALR_HUB_NAME`.
+    #[error("SIGNALR_HUB_NAME is not set")]
+    HubNameNotSet,
+    /// A function that sends needs a `signalR` output binding.
+    #[error("`{0}/function.json` has no signalR output binding")]
+    NoSignalROutput(String),
+    /// The `signalR` output's hub name breaks the name rules.
+    #[error("the signalR output's hubName: {0}")]
+    OutputHubName(NameError),
+}
+
+/// Why a caller's body media type is refused (415).
+#[derive(Debug, thiserror::Error)]
+pub enum MediaTypeRefusal {
+    /// Declared as something else (the declared media type, lower-cased).
+    #[error("the body is declared {0:?}, not application/json")]
+    Declared(String),
+    /// No `Content-Type`.
+    #[error("the body has no Content-Type; send application/json")]
+    Missing,
+}
+
+/// Why a request with an ambient credential is taken as cross-site (403).
+#[derive(Debug, thiserror::Error)]
+pub enum CrossSiteRefusal {
+    /// `Sec-Fetch-Site: cross-site`.
+    #[error("Sec-Fetch-Site is cross-site")]
+    FetchSite,
+    /// Two `Origin` headers.
+    #[error("more than one Origin header")]
+    RepeatedOrigin,
+    /// An origin that is neither the request's own nor allowed.
+    #[error("Origin {0:?} is neither the request's own nor on AUTH_ALLOWED_ORIGINS")]
+    ForeignOrigin(String),
+}
+
+/// What was not found (404).
+#[derive(Debug, thiserror::Error)]
+pub enum NotFound {
+    /// A path the static-file function never serves.
+    #[error("{0:?} is not a servable path")]
+    NotServable(String),
+    /// A servable path with no file (or one too large).
+    #[error("{0:?}")]
+    NoFile(String),
+    /// `connect` without Web PubSub configured.
+    #[error("the Web PubSub connect handler is off (WEBPUBSUB_CONNECTION_STRING is not set)")]
+    ConnectOff,
 }
 
 impl HandlerError {
@@ -78,7 +206,9 @@ impl HandlerError {
                 error_body(400, "bad_request", "The request could not be read.")
             }
             // The message is ours, but may quote caller text: escaped, like every log line.
-            Self::BadRequest(message) => error_body(400, "bad_request", &escape_controls(message)),
+            Self::BadRequest(reason) => {
+                error_body(400, "bad_request", &escape_controls(&reason.to_string()))
+            }
             Self::Unauthenticated(IdentityError::KeysUnavailable(_)) => error_body(
                 503,
                 "auth_unavailable",
@@ -170,23 +300,6 @@ impl HandlerError {
                 Self::Unauthenticated(IdentityError::KeysUnavailable(_))
             )
     }
-}
-
-/// A serde_json error as its category, line and column only: serde's message can quote the
-/// input (a field name, a token), and caller text must not reach a log line or a response
-/// unescaped.
-pub fn json_error(error: &serde_json::Error) -> String {
-    let category = match error.classify() {
-        serde_json::error::Category::Io => "I/O",
-        serde_json::error::Category::Syntax => "syntax",
-        serde_json::error::Category::Data => "data",
-        serde_json::error::Category::Eof => "end-of-input",
-    };
-    format!(
-        "{category} error at line {} column {}",
-        error.line(),
-        error.column()
-    )
 }
 
 fn error_body(status: u16, code: &str, message: &str) -> CallerResponse {

@@ -11,8 +11,52 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::error::HandlerError;
 use crate::telemetry::is_unsafe_in_log;
+
+/// Why the host's invocation could not be read. Every kind is the host's (or a broken proxy's)
+/// fault, never the caller's: the caller gets one generic 400 for all of them
+/// (`HandlerError::caller_response`), and the `Display` text goes to the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    /// The body could not be read from the connection.
+    #[error("reading the invocation body failed: {0}")]
+    Unreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The body is not JSON.
+    #[error("the invocation body is not JSON")]
+    NotJson,
+    /// The body is JSON but not an object.
+    #[error("the invocation body is not a JSON object")]
+    NotAnObject,
+    /// `Data` is present but not an object.
+    #[error("`Data` is not an object")]
+    DataNotAnObject,
+    /// `Data.<trigger>` is absent.
+    #[error("`Data.{0}` (the HTTP trigger) is missing")]
+    MissingTrigger(String),
+    /// A string-valued input is not (once- or twice-encoded) JSON.
+    #[error("an input value is a string that is not JSON")]
+    EmbeddedNotJson,
+    /// A part of the HTTP trigger's request has the wrong shape.
+    #[error("the HTTP request {0}")]
+    Request(RequestFault),
+}
+
+/// Which part of `Data.<trigger>` has the wrong shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestFault {
+    /// The request itself.
+    #[error("is not an object")]
+    NotAnObject,
+    /// `Query`.
+    #[error("has a `Query` that is not an object")]
+    Query,
+    /// `Headers`.
+    #[error("has `Headers` that are not an object")]
+    Headers,
+    /// A binary `Body`.
+    #[error("has a binary body that is not valid base64")]
+    BodyNotBase64,
+}
 
 /// The host's invocation payload, `{"Data": {...}, "Metadata": {...}}`.
 #[derive(Debug)]
@@ -22,55 +66,46 @@ pub struct InvocationRequest {
 
 impl InvocationRequest {
     /// Parses the raw body the host sent.
-    pub fn parse(body: &[u8]) -> Result<Self, HandlerError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|_| HandlerError::BadInvocation("the invocation body is not JSON".into()))?;
+    pub fn parse(body: &[u8]) -> Result<Self, InvocationError> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| InvocationError::NotJson)?;
         let Value::Object(mut envelope) = value else {
-            return Err(HandlerError::BadInvocation(
-                "the invocation body is not a JSON object".into(),
-            ));
+            return Err(InvocationError::NotAnObject);
         };
         // `Metadata` is deliberately dropped: nothing in it can be trusted
         // (docs/protocol/functions-host.md §1.4).
         let data = match envelope.remove("Data") {
             Some(Value::Object(data)) => data,
-            Some(_) => {
-                return Err(HandlerError::BadInvocation(
-                    "`Data` is not an object".into(),
-                ));
-            }
+            Some(_) => return Err(InvocationError::DataNotAnObject),
             None => Map::new(),
         };
         Ok(Self { data })
     }
 
     /// The HTTP trigger's request, `Data.<trigger>`.
-    pub fn http_request(&self, trigger: &str) -> Result<HttpRequestData, HandlerError> {
-        let value = self.data.get(trigger).ok_or_else(|| {
-            HandlerError::BadInvocation(format!("`Data.{trigger}` (the HTTP trigger) is missing"))
-        })?;
+    pub fn http_request(&self, trigger: &str) -> Result<HttpRequestData, InvocationError> {
+        let value = self
+            .data
+            .get(trigger)
+            .ok_or_else(|| InvocationError::MissingTrigger(trigger.to_owned()))?;
         HttpRequestData::from_value(value)
     }
 
     /// An input binding's value, decoded from its once- or twice-encoded JSON form.
-    pub fn input(&self, name: &str) -> Option<Result<Value, HandlerError>> {
+    pub fn input(&self, name: &str) -> Option<Result<Value, InvocationError>> {
         self.data.get(name).map(decode_embedded_json)
     }
 }
 
 /// Decodes a value the host may have JSON-encoded once or twice: an object stays as it is, a
 /// string is parsed as JSON, and a string that parses to a string is parsed again.
-pub fn decode_embedded_json(value: &Value) -> Result<Value, HandlerError> {
+pub fn decode_embedded_json(value: &Value) -> Result<Value, InvocationError> {
     let mut current = value.clone();
     // Two rounds cover the host's double encoding; a third layer is not something it produces.
     for _ in 0..2 {
         match current {
             Value::String(text) => {
-                current = serde_json::from_str(&text).map_err(|_| {
-                    HandlerError::BadInvocation(
-                        "an input value is a string that is not JSON".into(),
-                    )
-                })?;
+                current =
+                    serde_json::from_str(&text).map_err(|_| InvocationError::EmbeddedNotJson)?;
             }
             other => return Ok(other),
         }
@@ -96,16 +131,15 @@ pub struct HttpRequestData {
 
 impl HttpRequestData {
     /// Reads `Data.req`, accepting the shapes different host versions produce.
-    pub fn from_value(value: &Value) -> Result<Self, HandlerError> {
-        let bad =
-            |message: &str| HandlerError::BadInvocation(format!("the HTTP request {message}"));
+    pub fn from_value(value: &Value) -> Result<Self, InvocationError> {
+        let bad = InvocationError::Request;
         let request = match value {
             Value::Object(object) => object.clone(),
             Value::String(_) => match decode_embedded_json(value)? {
                 Value::Object(object) => object,
-                _ => return Err(bad("is not an object")),
+                _ => return Err(bad(RequestFault::NotAnObject)),
             },
-            _ => return Err(bad("is not an object")),
+            _ => return Err(bad(RequestFault::NotAnObject)),
         };
         let field = |name: &str| {
             request
@@ -127,7 +161,7 @@ impl HttpRequestData {
                     .into_iter()
                     .map(|(key, value)| (key, scalar_to_string(&value)))
                     .collect(),
-                _ => return Err(bad("has a `Query` that is not an object")),
+                _ => return Err(bad(RequestFault::Query)),
             },
         };
         let headers = match field("Headers") {
@@ -143,7 +177,7 @@ impl HttpRequestData {
                         (name, values)
                     })
                     .collect(),
-                _ => return Err(bad("has `Headers` that are not an object")),
+                _ => return Err(bad(RequestFault::Headers)),
             },
         };
         let params = match field("Params") {
@@ -163,7 +197,7 @@ impl HttpRequestData {
             Some(Value::String(body)) if this.body_is_base64() => Some(
                 base64::engine::general_purpose::STANDARD
                     .decode(body)
-                    .map_err(|_| bad("has a binary body that is not valid base64"))?,
+                    .map_err(|_| bad(RequestFault::BodyNotBase64))?,
             ),
             Some(Value::String(body)) => Some(body.clone().into_bytes()),
             // Older hosts parsed JSON bodies; keep the caller's JSON as text.

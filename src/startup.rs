@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::error::HandlerError;
 use crate::functions::{self, AppState};
 use crate::identity::Authenticator;
+use crate::invocation::InvocationError;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 
@@ -112,9 +113,7 @@ async fn read_capped(mut payload: web::Payload) -> Result<Vec<u8>, HandlerError>
     let mut body = Vec::new();
     let mut total = 0usize;
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|error| {
-            HandlerError::BadInvocation(format!("reading the invocation body failed: {error}"))
-        })?;
+        let chunk = chunk.map_err(|error| InvocationError::Unreadable(Box::new(error)))?;
         total += chunk.len();
         if total > MAX_DRAINED_BYTES {
             break;

@@ -55,6 +55,48 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(escaped)
 }
 
+/// A serde_json error as its category, line and column only: serde's message can quote the
+/// input (a field name, a token), and caller text must not reach a log line or a response
+/// unescaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonFault {
+    category: &'static str,
+    line: usize,
+    column: usize,
+}
+
+impl JsonFault {
+    /// The position and category of `error`, nothing it quotes.
+    pub fn of(error: &serde_json::Error) -> Self {
+        let category = match error.classify() {
+            serde_json::error::Category::Io => "I/O",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "data",
+            serde_json::error::Category::Eof => "end-of-input",
+        };
+        Self {
+            category,
+            line: error.line(),
+            column: error.column(),
+        }
+    }
+}
+
+impl std::fmt::Display for JsonFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} error at line {} column {}",
+            self.category, self.line, self.column
+        )
+    }
+}
+
+/// [`JsonFault`] as text.
+pub fn json_error(error: &serde_json::Error) -> String {
+    JsonFault::of(error).to_string()
+}
+
 /// Wraps the fmt layer's writers so one event is one line: the fmt layer writes each event with
 /// one `write_all` of the formatted line (message and fields as they are, caller text included),
 /// and this escapes everything unsafe in it except the final newline.

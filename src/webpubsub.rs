@@ -15,8 +15,8 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::config::WebPubSubSettings;
-use crate::error::json_error;
 use crate::invocation::{HttpRequestData, header_values_in};
+use crate::telemetry::JsonFault;
 
 /// `ce-type` of the blocking connect event.
 pub const CONNECT_EVENT: &str = "azure.webpubsub.sys.connect";
@@ -50,7 +50,7 @@ pub enum WebPubSubError {
     UnsupportedEvent(String),
     /// The connect body is not the documented shape (400).
     #[error("malformed connect event body: {0}")]
-    MalformedBody(String),
+    MalformedBody(JsonFault),
     /// The method is neither OPTIONS nor POST (405).
     #[error("method {0:?} is not OPTIONS or POST")]
     Method(String),
@@ -95,7 +95,7 @@ impl ConnectEvent {
             // serde's message can quote the input (a token, say), so only its category and
             // position are kept.
             Some(body) => serde_json::from_slice(body)
-                .map_err(|error| WebPubSubError::MalformedBody(json_error(&error))),
+                .map_err(|error| WebPubSubError::MalformedBody(JsonFault::of(&error))),
         }
     }
 

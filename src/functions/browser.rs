@@ -24,7 +24,7 @@
 //! `AUTH_ALLOWED_ORIGINS`.
 
 use crate::config::AuthSettings;
-use crate::error::HandlerError;
+use crate::error::{CrossSiteRefusal, HandlerError, MediaTypeRefusal};
 use crate::identity::{IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
 
@@ -35,12 +35,12 @@ pub const JSON_MEDIA_TYPE: &str = "application/json";
 pub fn require_json_content_type(request: &HttpRequestData) -> Result<(), HandlerError> {
     match request.media_type() {
         Some(media_type) if media_type == JSON_MEDIA_TYPE => Ok(()),
-        Some(media_type) => Err(HandlerError::UnsupportedMediaType(format!(
-            "the body is declared {media_type:?}, not {JSON_MEDIA_TYPE}"
-        ))),
-        None => Err(HandlerError::UnsupportedMediaType(format!(
-            "the body has no Content-Type; send {JSON_MEDIA_TYPE}"
-        ))),
+        Some(media_type) => Err(HandlerError::UnsupportedMediaType(
+            MediaTypeRefusal::Declared(media_type),
+        )),
+        None => Err(HandlerError::UnsupportedMediaType(
+            MediaTypeRefusal::Missing,
+        )),
     }
 }
 
@@ -68,18 +68,14 @@ pub fn refuse_cross_site(
         .iter()
         .any(|site| site.trim().eq_ignore_ascii_case("cross-site"))
     {
-        return Err(HandlerError::CrossSite(
-            "Sec-Fetch-Site is cross-site".into(),
-        ));
+        return Err(HandlerError::CrossSite(CrossSiteRefusal::FetchSite));
     }
     let origins = request.header_values("Origin");
     let origin = match origins.as_slice() {
         [] => return Ok(()),
         [origin] => origin.trim(),
         _ => {
-            return Err(HandlerError::CrossSite(
-                "more than one Origin header".into(),
-            ));
+            return Err(HandlerError::CrossSite(CrossSiteRefusal::RepeatedOrigin));
         }
     };
     if settings
@@ -92,8 +88,8 @@ pub fn refuse_cross_site(
     {
         return Ok(());
     }
-    Err(HandlerError::CrossSite(format!(
-        "Origin {origin:?} is neither the request's own nor on AUTH_ALLOWED_ORIGINS"
+    Err(HandlerError::CrossSite(CrossSiteRefusal::ForeignOrigin(
+        origin.to_owned(),
     )))
 }
 

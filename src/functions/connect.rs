@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::bindings::FunctionBindings;
 use crate::config::{ConnectJwt, WebPubSubSettings};
-use crate::error::HandlerError;
+use crate::error::{HandlerError, NotFound};
 use crate::functions::{AppState, FunctionOutcome, InvocationLog};
 use crate::identity::client_cert::CertificateError;
 use crate::identity::credential::{QueryToken, Scheme, TokenPlace, one_token};
@@ -40,11 +40,11 @@ pub async fn run(
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let settings = state.settings.web_pubsub.as_ref().ok_or_else(|| {
-        HandlerError::NotFound(
-            "the Web PubSub connect handler is off (WEBPUBSUB_CONNECTION_STRING is not set)".into(),
-        )
-    })?;
+    let settings = state
+        .settings
+        .web_pubsub
+        .as_ref()
+        .ok_or_else(|| HandlerError::NotFound(NotFound::ConnectOff))?;
     let request = invocation.http_request(&bindings.trigger)?;
     match request.method.as_str() {
         "OPTIONS" => {

@@ -6,7 +6,7 @@
 //! can be named.
 
 use crate::bindings::FunctionBindings;
-use crate::error::HandlerError;
+use crate::error::{HandlerError, NotFound};
 use crate::functions::{AppState, FunctionOutcome};
 use crate::invocation::{CallerResponse, InvocationRequest};
 
@@ -36,15 +36,17 @@ pub async fn run(
         requested
     };
     let content_type = safe_content_type(relative)
-        .ok_or_else(|| HandlerError::NotFound(format!("{relative:?} is not a servable path")))?;
+        .ok_or_else(|| HandlerError::NotFound(NotFound::NotServable(relative.to_owned())))?;
     let path = state.settings.app_root.join("www").join(relative);
-    let metadata =
-        std::fs::metadata(&path).map_err(|_| HandlerError::NotFound(format!("{relative:?}")))?;
+    let metadata = std::fs::metadata(&path)
+        .map_err(|_| HandlerError::NotFound(NotFound::NoFile(relative.to_owned())))?;
     if !metadata.is_file() || metadata.len() > MAX_FILE_BYTES {
-        return Err(HandlerError::NotFound(format!("{relative:?}")));
+        return Err(HandlerError::NotFound(NotFound::NoFile(
+            relative.to_owned(),
+        )));
     }
     let body = std::fs::read_to_string(&path)
-        .map_err(|_| HandlerError::NotFound(format!("{relative:?}")))?;
+        .map_err(|_| HandlerError::NotFound(NotFound::NoFile(relative.to_owned())))?;
     Ok(FunctionOutcome {
         response: CallerResponse {
             status: 200,

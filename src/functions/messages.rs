@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::bindings::FunctionBindings;
-use crate::error::HandlerError;
+use crate::error::{BadRequest, HandlerError};
 use crate::functions::{
     AppState, FunctionOutcome, InvocationLog, authorize, signalr_output, verified_json_request,
 };
@@ -18,6 +18,9 @@ use crate::signalr::output::{Message, Recipient, Sender};
 
 /// Longest client method name accepted.
 const MAX_TARGET_CHARS: usize = 128;
+/// The rule [`parse_target`] applies, as the caller reads it.
+const TARGET_RULE: &str =
+    "must be a method name: 1-128 characters, a letter or _ first, then letters, digits, _ . -";
 
 /// Which kind of recipient a function sends to.
 #[derive(Clone, Copy)]
@@ -54,14 +57,18 @@ pub async fn send(
         (To::Group, Some(group), None) => Recipient::Group(GroupName::parse(&group)?),
         (To::User, None, Some(user_id)) => Recipient::User(TargetUser::parse(&user_id)?),
         (To::Group, _, _) => {
-            return Err(HandlerError::BadRequest(
-                "the body needs `group` (and no `userId`)".into(),
-            ));
+            return Err(BadRequest::Recipient {
+                needed: "group",
+                refused: "userId",
+            }
+            .into());
         }
         (To::User, _, _) => {
-            return Err(HandlerError::BadRequest(
-                "the body needs `userId` (and no `group`)".into(),
-            ));
+            return Err(BadRequest::Recipient {
+                needed: "userId",
+                refused: "group",
+            }
+            .into());
         }
     };
     let target = parse_target(&body.target)?;
@@ -118,9 +125,11 @@ fn parse_target(target: &str) -> Result<String, HandlerError> {
     if valid {
         Ok(target.to_owned())
     } else {
-        Err(HandlerError::BadRequest(format!(
-            "`target` must be a method name: 1-{MAX_TARGET_CHARS} characters, a letter or _ first, then letters, digits, _ . -"
-        )))
+        Err(BadRequest::Field {
+            field: "target",
+            rule: TARGET_RULE,
+        }
+        .into())
     }
 }
 
@@ -128,9 +137,11 @@ fn parse_arguments(arguments: Option<Value>) -> Result<Vec<Value>, HandlerError>
     match arguments {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => Ok(items),
-        Some(_) => Err(HandlerError::BadRequest(
-            "`arguments` must be a JSON array".into(),
-        )),
+        Some(_) => Err(BadRequest::Field {
+            field: "arguments",
+            rule: "must be a JSON array",
+        }
+        .into()),
     }
 }
 
@@ -146,6 +157,11 @@ mod tests {
         for bad in ["", "1abc", "new message", "a/b", "a\nb", &"a".repeat(129)] {
             assert!(parse_target(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_target_rule_states_the_limit() {
+        assert!(TARGET_RULE.contains(&format!("1-{MAX_TARGET_CHARS} characters")));
     }
 
     #[test]

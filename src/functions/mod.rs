@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::bindings::{FunctionBindings, SignalRBinding};
 use crate::config::Settings;
-use crate::error::{HandlerError, json_error};
+use crate::error::{BadRequest, ConfigurationError, HandlerError, JsonFault};
 use crate::identity::credential::QueryToken;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
@@ -101,7 +101,8 @@ pub async fn invoke(
         log.refusal(&error);
         return InvocationResponse::new("res", &error.caller_response(), log.lines);
     };
-    let result = match body.and_then(|body| InvocationRequest::parse(&body)) {
+    let parsed = body.and_then(|body| Ok(InvocationRequest::parse(&body)?));
+    let result = match parsed {
         Ok(request) => match function_name {
             "negotiate" => negotiate::run(state, bindings, &request, &mut log).await,
             "addToGroup" => {
@@ -188,27 +189,20 @@ pub async fn verified_json_request<T: DeserializeOwned>(
 
 /// The caller's JSON body as `T`: required, capped, unknown fields refused (by `T`).
 pub fn parse_json_body<T: DeserializeOwned>(request: &HttpRequestData) -> Result<T, HandlerError> {
-    let body = request
-        .body
-        .as_deref()
-        .ok_or_else(|| HandlerError::BadRequest("a JSON body is required".into()))?;
+    let body = request.body.as_deref().ok_or(BadRequest::BodyMissing)?;
     if body.len() > MAX_BODY_BYTES {
-        return Err(HandlerError::BadRequest(format!(
-            "the body exceeds {MAX_BODY_BYTES} bytes"
-        )));
+        return Err(BadRequest::BodyTooLarge(MAX_BODY_BYTES).into());
     }
     serde_json::from_slice(body)
-        .map_err(|error| HandlerError::BadRequest(format!("invalid body: {}", json_error(&error))))
+        .map_err(|error| BadRequest::InvalidJson(JsonFault::of(&error)).into())
 }
 
 /// The function's `signalR` output binding (validated at start-up for these functions).
 pub fn signalr_output(bindings: &FunctionBindings) -> Result<&SignalRBinding, HandlerError> {
-    bindings.signalr_output.as_ref().ok_or_else(|| {
-        HandlerError::Configuration(format!(
-            "`{}/function.json` has no signalR output binding",
-            bindings.function_name
-        ))
-    })
+    bindings
+        .signalr_output
+        .as_ref()
+        .ok_or_else(|| ConfigurationError::NoSignalROutput(bindings.function_name.clone()).into())
 }
 
 /// Applies the policy to `request`, asking the service about membership when a rule needs it.
@@ -232,9 +226,7 @@ pub async fn authorize(
                 return Err(forbidden("membership rule without a group or hub".into()));
             };
             // Checked at start-up (`config::check_signalr_outputs`); parsed again for the type.
-            let hub = HubName::parse(hub).map_err(|error| {
-                HandlerError::Configuration(format!("the signalR output's hubName: {error}"))
-            })?;
+            let hub = HubName::parse(hub).map_err(ConfigurationError::OutputHubName)?;
             match state
                 .service
                 .is_user_in_group(&hub, &TargetUser::caller(user), group)
@@ -252,7 +244,7 @@ pub async fn authorize(
                     "the sender is not a member of {:?}",
                     group.as_str()
                 ))),
-                Err(error) => Err(HandlerError::ServiceUnavailable(error.to_string())),
+                Err(error) => Err(HandlerError::ServiceUnavailable(error)),
             }
         }
     }
@@ -267,7 +259,9 @@ mod tests {
         let mut log = InvocationLog::new("addToGroup\r\n", "id\u{2028}");
         log.info("x\r\n2026-01-01T00:00:00Z  INFO token issued for user \"root\"");
         log.info("esc\u{1b}[2J nul\0 nel\u{85} sep\u{2029}");
-        log.refusal(&HandlerError::BadRequest("raw\ncaller text".into()));
+        log.refusal(&HandlerError::CrossSite(
+            crate::error::CrossSiteRefusal::ForeignOrigin("raw\ncaller text".into()),
+        ));
         assert_eq!(log.lines.len(), 3);
         for line in &log.lines {
             assert!(

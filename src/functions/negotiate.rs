@@ -9,7 +9,7 @@
 use serde_json::json;
 
 use crate::bindings::FunctionBindings;
-use crate::error::HandlerError;
+use crate::error::{ConfigurationError, HandlerError};
 use crate::functions::{AppState, FunctionOutcome, InvocationLog, verified_request};
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::signalr::access_token::{ConnectionInfo, ServiceTokenSigner};
@@ -28,61 +28,46 @@ pub async fn run(
 
     let (url, access_token) = match &bindings.connection_info {
         Some(binding) => {
-            let configuration = |message: String| HandlerError::Configuration(message);
             let value = invocation
                 .input(&binding.name)
-                .ok_or_else(|| {
-                    configuration(format!(
-                        "function.json declares input `{}` but the host sent no value for it",
-                        binding.name
-                    ))
-                })?
-                .map_err(|_| {
-                    configuration(format!(
-                        "input `{}` is not connection-info JSON",
-                        binding.name
-                    ))
-                })?;
-            let info: ConnectionInfo = serde_json::from_value(value).map_err(|_| {
-                configuration(format!(
-                    "input `{}` lacks `url` or `accessToken`",
-                    binding.name
-                ))
-            })?;
+                .ok_or_else(|| ConfigurationError::InputMissing(binding.name.clone()))?
+                .map_err(|_| ConfigurationError::InputNotJson(binding.name.clone()))?;
+            let info: ConnectionInfo = serde_json::from_value(value)
+                .map_err(|_| ConfigurationError::InputIncomplete(binding.name.clone()))?;
             let base = signer
                 .verify_binding_token(&info.access_token)
-                .map_err(|error| {
-                    configuration(format!(
-                        "{error}; the handler reads `{}`",
-                        settings.signalr_setting
-                    ))
+                .map_err(|error| ConfigurationError::BindingToken {
+                    error,
+                    setting: settings.signalr_setting.clone(),
                 })?;
             // The host minted the base token for the binding's hub; a different audience means
             // the binding and the handler disagree about the service or hub.
             if let Some(hub) = binding.hub_name.as_deref() {
                 let expected = settings.signalr.client_audience(hub);
                 if base.audience() != Some(expected.as_str()) {
-                    return Err(configuration(format!(
-                        "the binding's token is for audience {:?}, not {expected:?} (hub `{hub}` of `{}`)",
-                        base.audience(),
-                        settings.signalr_setting
-                    )));
+                    return Err(ConfigurationError::BindingAudience {
+                        actual: base.audience().map(str::to_owned),
+                        expected,
+                        hub: hub.to_owned(),
+                        setting: settings.signalr_setting.clone(),
+                    }
+                    .into());
                 }
             }
             let token = signer
                 .reissue(&base, &user, forward)
-                .map_err(|error| configuration(error.to_string()))?;
+                .map_err(ConfigurationError::Token)?;
             (info.url, token)
         }
         None => {
             let hub = settings
                 .mint_hub
                 .as_ref()
-                .ok_or_else(|| HandlerError::Configuration("SIGNALR_HUB_NAME is not set".into()))?;
+                .ok_or(ConfigurationError::HubNameNotSet)?;
             let now = jsonwebtoken::get_current_timestamp();
             let token = signer
                 .mint(hub.as_str(), &user, forward, now)
-                .map_err(|error| HandlerError::Configuration(error.to_string()))?;
+                .map_err(ConfigurationError::Token)?;
             (settings.signalr.client_url(hub.as_str()), token)
         }
     };
