@@ -20,76 +20,20 @@
 //! }
 //! ```
 
+mod file;
+mod operation;
 pub mod pattern;
 
 use std::path::Path;
 
 use serde::Deserialize;
 
+pub use self::file::DEFAULT_POLICY;
+pub use self::operation::{Operation, Request};
+
 use crate::config::ConfigError;
 use crate::identity::VerifiedUser;
-use crate::names::{GroupName, TargetUser};
 use crate::policy::pattern::{FilledPattern, Pattern};
-
-/// Something a caller asks to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Operation {
-    /// Add the caller to a group.
-    Join,
-    /// Remove the caller from a group.
-    Leave,
-    /// Send a message to a group.
-    SendToGroup,
-    /// Send a message to a user.
-    SendToUser,
-    /// Add another user to a group (admin).
-    AddUserToGroup,
-    /// Remove another user from a group (admin).
-    RemoveUserFromGroup,
-    /// Remove a user from every group (admin; the "ban" case).
-    RemoveUserFromAllGroups,
-}
-
-impl Operation {
-    /// The name used in policy files and error responses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Join => "join",
-            Self::Leave => "leave",
-            Self::SendToGroup => "sendToGroup",
-            Self::SendToUser => "sendToUser",
-            Self::AddUserToGroup => "addUserToGroup",
-            Self::RemoveUserFromGroup => "removeUserFromGroup",
-            Self::RemoveUserFromAllGroups => "removeUserFromAllGroups",
-        }
-    }
-
-    fn targets_group(self) -> bool {
-        !matches!(self, Self::SendToUser | Self::RemoveUserFromAllGroups)
-    }
-
-    fn targets_other_user(self) -> bool {
-        matches!(
-            self,
-            Self::SendToUser
-                | Self::AddUserToGroup
-                | Self::RemoveUserFromGroup
-                | Self::RemoveUserFromAllGroups
-        )
-    }
-}
-
-/// What the caller wants to do, and to what.
-#[derive(Debug, Clone)]
-pub struct Request<'a> {
-    /// The operation.
-    pub operation: Operation,
-    /// The group, for group operations.
-    pub group: Option<&'a GroupName>,
-    /// The target user, for operations on another user.
-    pub user: Option<&'a TargetUser>,
-}
 
 /// The policy's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,58 +101,6 @@ pub struct WebPubSubGrants {
     pub roles: Vec<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PolicyFile {
-    #[serde(default)]
-    roles_claim: Option<String>,
-    rules: Vec<RuleFile>,
-    #[serde(default, rename = "webPubSubConnect")]
-    web_pubsub_connect: Option<ConnectFile>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RuleFile {
-    operations: Vec<Operation>,
-    #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
-    users: Vec<String>,
-    #[serde(default)]
-    require: Option<RequireFile>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RequireFile {
-    #[serde(default)]
-    allow_anonymous: bool,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    claims: Vec<ClaimRequirement>,
-    #[serde(default)]
-    sender_is_member: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ConnectFile {
-    #[serde(default)]
-    groups: Vec<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-}
-
-/// The policy used when the app ships none: each signed-in user may join, leave and send to
-/// their own groups under `user.{userId}`, and nothing else.
-pub const DEFAULT_POLICY: &str = r#"{
-  "rules": [
-    { "operations": ["join", "leave", "sendToGroup"], "groups": ["user.{userId}", "user.{userId}.**"] }
-  ]
-}"#;
-
 impl Policy {
     /// Loads `path`; `setting` names where the path came from, for error messages.
     pub fn load(path: &Path, setting: &str) -> Result<Self, ConfigError> {
@@ -235,101 +127,9 @@ impl Policy {
         .expect("the built-in policy is valid")
     }
 
-    /// Parses and validates policy JSON.
+    /// Parses and validates policy JSON (see [`file`]).
     pub fn parse(text: &str, origin: &str) -> Result<Self, String> {
-        let file: PolicyFile =
-            serde_json::from_str(text).map_err(|error| format!("invalid policy: {error}"))?;
-        let patterns = |items: &[String], what: &str| -> Result<Vec<Pattern>, String> {
-            items
-                .iter()
-                .map(|item| Pattern::parse(item).map_err(|error| format!("{what}: {error}")))
-                .collect()
-        };
-        let mut rules = Vec::new();
-        for (index, rule) in file.rules.into_iter().enumerate() {
-            let at = format!("rules[{index}]");
-            if rule.operations.is_empty() {
-                return Err(format!("{at}: `operations` is empty"));
-            }
-            let groups = patterns(&rule.groups, &format!("{at}.groups"))?;
-            let users = patterns(&rule.users, &format!("{at}.users"))?;
-            for operation in &rule.operations {
-                if operation.targets_group() && groups.is_empty() {
-                    return Err(format!(
-                        "{at}: `{}` needs `groups` patterns",
-                        operation.name()
-                    ));
-                }
-                if operation.targets_other_user() && users.is_empty() {
-                    return Err(format!(
-                        "{at}: `{}` needs `users` patterns",
-                        operation.name()
-                    ));
-                }
-            }
-            let require = rule
-                .require
-                .map_or_else(Requirements::default, |require| Requirements {
-                    allow_anonymous: require.allow_anonymous,
-                    roles: require.roles,
-                    claims: require.claims,
-                    sender_is_member: require.sender_is_member,
-                });
-            for claim in &require.claims {
-                let conditions = [
-                    claim.equals.is_some(),
-                    claim.one_of.is_some(),
-                    claim.ends_with.is_some(),
-                ];
-                if conditions.iter().filter(|set| **set).count() != 1 {
-                    return Err(format!(
-                        "{at}.require.claims: `{}` needs exactly one of `equals`, `oneOf`, `endsWith`",
-                        claim.claim
-                    ));
-                }
-            }
-            if require.sender_is_member
-                && rule
-                    .operations
-                    .iter()
-                    .any(|op| *op != Operation::SendToGroup)
-            {
-                return Err(format!(
-                    "{at}: `senderIsMember` applies only to `sendToGroup` rules"
-                ));
-            }
-            rules.push(Rule {
-                operations: rule.operations,
-                groups,
-                users,
-                require,
-            });
-        }
-        let web_pubsub_connect = match file.web_pubsub_connect {
-            Some(connect) => ConnectTemplates {
-                groups: patterns(&connect.groups, "webPubSubConnect.groups")?,
-                roles: patterns(&connect.roles, "webPubSubConnect.roles")?,
-            },
-            None => ConnectTemplates::default(),
-        };
-        for pattern in web_pubsub_connect
-            .groups
-            .iter()
-            .chain(&web_pubsub_connect.roles)
-        {
-            if !pattern.is_concrete() {
-                return Err(format!(
-                    "webPubSubConnect: `{}` has a wildcard; connect grants must name concrete groups and roles (templates are fine)",
-                    pattern.as_str()
-                ));
-            }
-        }
-        Ok(Self {
-            roles_claim: file.roles_claim.unwrap_or_else(|| "roles".to_owned()),
-            rules,
-            web_pubsub_connect,
-            origin: origin.to_owned(),
-        })
+        file::parse(text, origin)
     }
 
     /// Decides `request` for `user`. Cheap checks only; [`Decision::AllowIfMember`] asks the
@@ -459,6 +259,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::names::{GroupName, TargetUser};
     use crate::policy::pattern::tests::user;
 
     const CHAT: &str = r#"{
@@ -679,41 +480,5 @@ mod tests {
         let grants = policy.web_pubsub_connect(&user("alice", json!({})));
         assert_eq!(grants.groups, vec!["user.alice"]);
         assert_eq!(grants.roles, vec!["webpubsub.joinLeaveGroup.user.alice"]);
-    }
-
-    #[test]
-    fn invalid_policies_are_refused_with_a_location() {
-        let cases = [
-            (r#"{"rules": [{"operations": ["join"]}]}"#, "needs `groups`"),
-            (
-                r#"{"rules": [{"operations": ["sendToUser"]}]}"#,
-                "needs `users`",
-            ),
-            (
-                r#"{"rules": [{"operations": ["fly"], "groups": ["*"]}]}"#,
-                "unknown variant",
-            ),
-            (
-                r#"{"rules": [{"operations": ["join"], "groups": ["a{x}"]}]}"#,
-                "rules[0].groups",
-            ),
-            (r#"{"rules": [], "extra": 1}"#, "unknown field"),
-            (
-                r#"{"rules": [{"operations": ["join"], "groups": ["*"], "require": {"senderIsMember": true}}]}"#,
-                "senderIsMember",
-            ),
-            (
-                r#"{"rules": [{"operations": ["join"], "groups": ["*"], "require": {"claims": [{"claim": "x"}]}}]}"#,
-                "exactly one",
-            ),
-            (
-                r#"{"rules": [], "webPubSubConnect": {"groups": ["room-*"]}}"#,
-                "wildcard",
-            ),
-        ];
-        for (text, expected) in cases {
-            let error = Policy::parse(text, "test").expect_err(text);
-            assert!(error.contains(expected), "{text}: {error}");
-        }
     }
 }
