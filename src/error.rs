@@ -14,6 +14,7 @@ use crate::identity::IdentityError;
 use crate::identity::client_cert::CertificateError;
 use crate::invocation::{CallerResponse, InvocationError};
 use crate::names::NameError;
+use crate::policy::Denial;
 use crate::signalr::access_token::ServiceTokenError;
 use crate::signalr::rest::RestError;
 use crate::telemetry::escape_controls;
@@ -46,8 +47,8 @@ pub enum HandlerError {
     Forbidden {
         /// The operation's policy name.
         operation: &'static str,
-        /// Why, for the log (the policy's own words).
-        reason: String,
+        /// Why, for the log.
+        reason: Denial,
     },
     /// The SignalR Service could not answer a check the decision needs (503).
     #[error("SignalR Service unavailable: {0}")]

@@ -19,7 +19,7 @@ use crate::identity::credential::QueryToken;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
 use crate::names::{HubName, TargetUser};
-use crate::policy::{Decision, Request};
+use crate::policy::{Decision, Denial, Request};
 use crate::signalr::rest::ServiceClient;
 use crate::telemetry::escape_controls;
 
@@ -214,7 +214,7 @@ pub async fn authorize(
     output: &SignalRBinding,
     log: &mut InvocationLog,
 ) -> Result<(), HandlerError> {
-    let forbidden = |reason: String| HandlerError::Forbidden {
+    let forbidden = |reason: Denial| HandlerError::Forbidden {
         operation: request.operation.name(),
         reason,
     };
@@ -223,7 +223,7 @@ pub async fn authorize(
         Decision::Deny(reason) => Err(forbidden(reason)),
         Decision::AllowIfMember => {
             let (Some(group), Some(hub)) = (request.group, output.hub_name.as_deref()) else {
-                return Err(forbidden("membership rule without a group or hub".into()));
+                return Err(forbidden(Denial::MembershipUncheckable));
             };
             // Checked at start-up (`config::check_signalr_outputs`); parsed again for the type.
             let hub = HubName::parse(hub).map_err(ConfigurationError::OutputHubName)?;
@@ -240,10 +240,7 @@ pub async fn authorize(
                     ));
                     Ok(())
                 }
-                Ok(false) => Err(forbidden(format!(
-                    "the sender is not a member of {:?}",
-                    group.as_str()
-                ))),
+                Ok(false) => Err(forbidden(Denial::NotAMember(group.as_str().to_owned()))),
                 Err(error) => Err(HandlerError::ServiceUnavailable(error)),
             }
         }

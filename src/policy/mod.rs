@@ -43,7 +43,36 @@ pub enum Decision {
     /// Allowed if the caller is a member of the group (checked against the service).
     AllowIfMember,
     /// Denied; the reason is for the log only.
-    Deny(String),
+    Deny(Denial),
+}
+
+/// Why an operation is denied, for the log (the caller gets one `forbidden` answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// No rule names the operation and matches its target (default deny).
+    #[error("no rule allows `{}`", .0.name())]
+    NoRule(Operation),
+    /// A group operation without a group.
+    #[error("the request names no group")]
+    NoGroup,
+    /// An operation on another user without one.
+    #[error("the request names no user")]
+    NoUser,
+    /// The matching rule is for signed-in users and the caller is an anonymous visitor.
+    #[error("the rule is for signed-in users")]
+    SignedInOnly,
+    /// The caller has none of the rule's roles.
+    #[error("the caller has none of the roles {0:?}")]
+    MissingRole(Vec<String>),
+    /// A verified claim does not meet the rule.
+    #[error("claim `{0}` does not meet the rule")]
+    Claim(String),
+    /// A membership rule, but no group or hub to check it against.
+    #[error("membership rule without a group or hub")]
+    MembershipUncheckable,
+    /// The sender is not a member of the group (answered by the service).
+    #[error("the sender is not a member of {0:?}")]
+    NotAMember(String),
 }
 
 /// The loaded policy.
@@ -136,7 +165,7 @@ impl Policy {
     /// caller to confirm membership with the service.
     pub fn decide(&self, user: &VerifiedUser, request: &Request) -> Decision {
         let mut needs_membership = false;
-        let mut reason = format!("no rule allows `{}`", request.operation.name());
+        let mut reason = Denial::NoRule(request.operation);
         for rule in self
             .rules
             .iter()
@@ -145,7 +174,7 @@ impl Policy {
             // A missing target is denied, never treated as "matches everything".
             if request.operation.targets_group() {
                 let Some(group) = request.group else {
-                    return Decision::Deny("the request names no group".into());
+                    return Decision::Deny(Denial::NoGroup);
                 };
                 if !any_matches(&rule.groups, user, group.as_str()) {
                     continue;
@@ -153,7 +182,7 @@ impl Policy {
             }
             if request.operation.targets_other_user() {
                 let Some(target) = request.user else {
-                    return Decision::Deny("the request names no user".into());
+                    return Decision::Deny(Denial::NoUser);
                 };
                 if !any_matches(&rule.users, user, target.as_str()) {
                     continue;
@@ -190,9 +219,9 @@ impl Policy {
         }
     }
 
-    fn requirements_met(&self, require: &Requirements, user: &VerifiedUser) -> Result<(), String> {
+    fn requirements_met(&self, require: &Requirements, user: &VerifiedUser) -> Result<(), Denial> {
         if !user.is_signed_in() && !require.allow_anonymous {
-            return Err("the rule is for signed-in users".into());
+            return Err(Denial::SignedInOnly);
         }
         if !require.roles.is_empty() {
             let roles = user.claim_strings(&self.roles_claim);
@@ -201,19 +230,13 @@ impl Policy {
                 .iter()
                 .any(|role| roles.contains(&role.as_str()))
             {
-                return Err(format!(
-                    "the caller has none of the roles {:?}",
-                    require.roles
-                ));
+                return Err(Denial::MissingRole(require.roles.clone()));
             }
         }
         for condition in &require.claims {
             let values = user.claim_strings(&condition.claim);
             if !values.iter().any(|value| condition.holds(value)) {
-                return Err(format!(
-                    "claim `{}` does not meet the rule",
-                    condition.claim
-                ));
+                return Err(Denial::Claim(condition.claim.clone()));
             }
         }
         Ok(())
