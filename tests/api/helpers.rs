@@ -404,8 +404,7 @@ pub fn raw_token(header: &Value, payload: &Value, secret: Option<&[u8]>) -> Stri
     format!("{header}.{payload}.{signature}")
 }
 
-/// A token shaped like the one the extension mints for the binding (docs/protocol/functions-host.md
-/// §6).
+/// A binding token shaped like the one the extension mints (docs/protocol/functions-host.md §6).
 pub fn binding_token(issued_at: u64, expires_at: u64) -> String {
     binding_token_with_key(issued_at, expires_at, ACCESS_KEY)
 }

@@ -487,8 +487,8 @@ async fn invoke(
     build_response(wanted)
 }
 
-/// A `$return` http output (wanted §3.4): an object with `body` is a response object (`status` or
-/// `statusCode`), anything else is the 200 body.
+/// A `$return` http output (docs/protocol/functions-host.md §3.4): an object with `body` is a
+/// response object (`status` or `statusCode`), anything else is the 200 body.
 fn return_value_response(value: &Value) -> Result<HttpResponseSpec, String> {
     match value {
         Value::Object(object) if object.keys().any(|key| key.eq_ignore_ascii_case("body")) => {
