@@ -14,11 +14,13 @@
 pub mod bindings;
 pub mod config;
 pub mod error;
+pub mod function;
 pub mod functions;
 pub mod identity;
 pub mod invocation;
 pub mod names;
 pub mod policy;
+pub mod settings;
 pub mod signalr;
 pub mod startup;
 pub mod telemetry;

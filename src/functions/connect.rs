@@ -16,14 +16,13 @@
 use serde_json::json;
 
 use crate::bindings::FunctionBindings;
-use crate::config::{ConnectJwt, WebPubSubSettings};
 use crate::error::HandlerError;
 use crate::functions::{AppState, FunctionOutcome, InvocationLog};
 use crate::identity::client_cert::CertificateError;
 use crate::identity::{IdentityError, VerifiedUser};
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::policy::WebPubSubGrants;
-use crate::webpubsub::{self, ConnectEvent, WebPubSubError};
+use crate::webpubsub::{self, ConnectEvent, ConnectJwt, WebPubSubError, WebPubSubSettings};
 
 /// The query parameter that may carry the app JWT. Not `access_token`: that is the client's
 /// Web PubSub token, which the service consumes itself.

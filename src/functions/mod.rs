@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::bindings::{FunctionBindings, SignalRBinding};
 use crate::config::Settings;
 use crate::error::{HandlerError, json_error};
+use crate::function::Function;
 use crate::identity::credential::QueryToken;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
@@ -88,7 +89,8 @@ impl InvocationLog {
     }
 }
 
-/// Runs `function_name` on the host's `body` and builds the envelope for the host.
+/// Runs the function served at `function_name` (the route) on the host's `body` and builds the
+/// envelope for the host. A name that is not a [`Function`] of this app is a 404.
 pub async fn invoke(
     state: &AppState,
     function_name: &str,
@@ -96,19 +98,21 @@ pub async fn invoke(
     invocation_id: &str,
 ) -> InvocationResponse {
     let mut log = InvocationLog::new(function_name, invocation_id);
-    let Some(bindings) = state.settings.function(function_name) else {
+    let Some(bindings) =
+        Function::from_name(function_name).and_then(|function| state.settings.function(function))
+    else {
         let error = HandlerError::UnknownFunction(function_name.to_owned());
         log.refusal(&error);
         return InvocationResponse::new("res", &error.caller_response(), log.lines);
     };
     let result = match body.and_then(|body| InvocationRequest::parse(&body)) {
-        Ok(request) => match function_name {
-            "negotiate" => negotiate::run(state, bindings, &request, &mut log).await,
-            "addToGroup" => {
+        Ok(request) => match bindings.function {
+            Function::Negotiate => negotiate::run(state, bindings, &request, &mut log).await,
+            Function::AddToGroup => {
                 groups::change_membership(state, bindings, &request, &mut log, groups::Change::Add)
                     .await
             }
-            "removeFromGroup" => {
+            Function::RemoveFromGroup => {
                 groups::change_membership(
                     state,
                     bindings,
@@ -118,18 +122,17 @@ pub async fn invoke(
                 )
                 .await
             }
-            "removeFromAllGroups" => {
+            Function::RemoveFromAllGroups => {
                 groups::remove_from_all_groups(state, bindings, &request, &mut log).await
             }
-            "sendToGroup" => {
+            Function::SendToGroup => {
                 messages::send(state, bindings, &request, &mut log, messages::To::Group).await
             }
-            "sendToUser" => {
+            Function::SendToUser => {
                 messages::send(state, bindings, &request, &mut log, messages::To::User).await
             }
-            "index" => index::run(state, bindings, &request).await,
-            "connect" => connect::run(state, bindings, &request, &mut log).await,
-            other => Err(HandlerError::UnknownFunction(other.to_owned())),
+            Function::Index => index::run(state, bindings, &request).await,
+            Function::Connect => connect::run(state, bindings, &request, &mut log).await,
         },
         Err(error) => Err(error),
     };
@@ -149,15 +152,29 @@ pub async fn invoke(
     }
 }
 
+/// Whether the function may take its bearer token from the `access_token` query
+/// ([`Function::needs`]: only negotiate).
+fn query_token(function: Function) -> QueryToken {
+    if function.needs().access_token_query {
+        QueryToken::Accepted
+    } else {
+        QueryToken::Refused
+    }
+}
+
 /// The HTTP request of an invocation and its verified caller: the first step of every function
-/// that acts for a user. Only `negotiate` accepts a bearer token in the `access_token` query.
+/// that acts for a user and takes no JSON body.
 pub async fn verified_request(
     state: &AppState,
     bindings: &FunctionBindings,
     invocation: &InvocationRequest,
 ) -> Result<(HttpRequestData, VerifiedUser), HandlerError> {
+    debug_assert!(
+        !bindings.function.needs().json_body,
+        "use verified_json_request"
+    );
     let request = invocation.http_request(&bindings.trigger)?;
-    let query_token = QueryToken::for_function(&bindings.function_name);
+    let query_token = query_token(bindings.function);
     let user = state
         .authenticator
         .authenticate(&request, query_token)
@@ -174,9 +191,10 @@ pub async fn verified_json_request<T: DeserializeOwned>(
     bindings: &FunctionBindings,
     invocation: &InvocationRequest,
 ) -> Result<(HttpRequestData, VerifiedUser, T), HandlerError> {
+    debug_assert!(bindings.function.needs().json_body, "use verified_request");
     let request = invocation.http_request(&bindings.trigger)?;
     browser::require_json_content_type(&request)?;
-    let query_token = QueryToken::for_function(&bindings.function_name);
+    let query_token = query_token(bindings.function);
     let user = state
         .authenticator
         .authenticate(&request, query_token)
@@ -206,7 +224,7 @@ pub fn signalr_output(bindings: &FunctionBindings) -> Result<&SignalRBinding, Ha
     bindings.signalr_output.as_ref().ok_or_else(|| {
         HandlerError::Configuration(format!(
             "`{}/function.json` has no signalR output binding",
-            bindings.function_name
+            bindings.function.name()
         ))
     })
 }
@@ -231,7 +249,7 @@ pub async fn authorize(
             let (Some(group), Some(hub)) = (request.group, output.hub_name.as_deref()) else {
                 return Err(forbidden("membership rule without a group or hub".into()));
             };
-            // Checked at start-up (`config::check_signalr_outputs`); parsed again for the type.
+            // Checked at start-up (`bindings::check_signalr_outputs`); parsed again for the type.
             let hub = HubName::parse(hub).map_err(|error| {
                 HandlerError::Configuration(format!("the signalR output's hubName: {error}"))
             })?;

@@ -18,17 +18,6 @@ pub enum QueryToken {
     Refused,
 }
 
-impl QueryToken {
-    /// The rule for the function `function_name` (its folder name).
-    pub fn for_function(function_name: &str) -> Self {
-        if function_name == "negotiate" {
-            Self::Accepted
-        } else {
-            Self::Refused
-        }
-    }
-}
-
 /// True when the request carries an `Authorization` header or an `access_token` query
 /// parameter, whatever their value: the JWT source then decides, and refuses a bad one.
 pub fn bearer_presented(request: &HttpRequestData) -> bool {
@@ -125,8 +114,6 @@ mod tests {
 
     #[test]
     fn the_query_token_is_refused_where_only_the_header_is_accepted() {
-        assert_eq!(QueryToken::for_function("negotiate"), QueryToken::Accepted);
-        assert_eq!(QueryToken::for_function("sendToGroup"), QueryToken::Refused);
         let query = request(json!({}), json!({"access_token": "xyz"}));
         assert!(matches!(
             bearer_token(&query, QueryToken::Refused),

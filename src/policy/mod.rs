@@ -20,16 +20,17 @@
 //! }
 //! ```
 
+mod loading;
 pub mod pattern;
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
 use crate::identity::VerifiedUser;
 use crate::names::{GroupName, TargetUser};
 use crate::policy::pattern::{FilledPattern, Pattern};
+use crate::settings::ConfigError;
 
 /// Something a caller asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
