@@ -81,8 +81,6 @@ pub fn decode_embedded_json(value: &Value) -> Result<Value, HandlerError> {
 pub struct HttpRequestData {
     /// Original method, upper-case.
     pub method: String,
-    /// Original URL.
-    pub url: String,
     /// Query parameters; a repeated parameter arrives comma-joined.
     pub query: Vec<(String, String)>,
     headers: Vec<(String, Vec<String>)>,
@@ -150,7 +148,6 @@ impl HttpRequestData {
         };
         let mut this = Self {
             method: text("Method").to_ascii_uppercase(),
-            url: text("Url"),
             query,
             headers,
             params,

@@ -5,7 +5,7 @@
 //! the output lands in host logs, not a terminal.
 //!
 //! Logs are the audit trail, so a caller must not be able to forge a line: every line written,
-//! to `Logs` ([`crate::functions::InvocationLog`]) or to the process log (the writer below), has
+//! to `Logs` (`functions::InvocationLog`) or to the process log (the writer below), has
 //! its control and line-separator characters escaped by [`escape_controls`].
 
 use std::borrow::Cow;

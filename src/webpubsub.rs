@@ -67,9 +67,6 @@ pub struct ConnectEvent {
     /// Headers of the client's connect request.
     #[serde(default)]
     pub headers: HashMap<String, Vec<String>>,
-    /// Subprotocols the client offered.
-    #[serde(default)]
-    pub subprotocols: Vec<String>,
     /// Client certificates the service received in the TLS handshake.
     #[serde(default)]
     pub client_certificates: Vec<ReportedCertificate>,
@@ -212,8 +209,9 @@ pub fn signature_matches(header: &str, connection_id: &str, keys: &[&SecretStrin
     matched
 }
 
-/// The signature a key produces for a connection id, lower-case hex (for tests and tools).
-pub fn sign(key: &str, connection_id: &str) -> Option<String> {
+/// The signature a key produces for a connection id, lower-case hex (for tests).
+#[cfg(test)]
+fn sign(key: &str, connection_id: &str) -> Option<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).ok()?;
     mac.update(connection_id.as_bytes());
     Some(

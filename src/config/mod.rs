@@ -2,9 +2,9 @@
 //! `function.json` files, read once at start-up into [`Settings`].
 //!
 //! Each settings type lives beside the code that uses it and parses itself from the
-//! [`Env`](crate::settings::Env) this module hands it (`identity::jwt::JwtSettings::from_env`,
+//! `settings::Env` this module hands it (`identity::jwt::JwtSettings::from_env`,
 //! `webpubsub::WebPubSubSettings::from_env`, …). This module assembles them, then runs the
-//! checks that span several settings ([`checks`]). Nothing below imports `config`. Every
+//! checks that span several settings (`checks`). Nothing below imports `config`. Every
 //! failure is a [`ConfigError`] that names the setting and says how to fix it, so a bad
 //! deployment stops at start-up instead of on the first request.
 

@@ -54,11 +54,6 @@ impl Sender {
         }
     }
 
-    /// The verified user id.
-    pub fn user_id(&self) -> &str {
-        &self.user_id
-    }
-
     /// The argument the handler writes first: `{"sender", "source"}`.
     fn stamp(&self) -> Value {
         json!({"sender": self.user_id, "source": self.source.name()})
