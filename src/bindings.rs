@@ -2,7 +2,7 @@
 //!
 //! The handler does not guess binding names: the host keys `Data` by the trigger's and inputs'
 //! `name`, and reads `Outputs` by the outputs' `name`, exactly as written in `function.json`
-//! (`docs/protocol/functions-custom-handler.md` §1.2, §3.1). Reading them here means a user who
+//! (`docs/protocol/functions-host.md` §1.2, §3.1). Reading them here means a user who
 //! renames `res` or `connectionInfo` keeps a working app, and a folder the handler cannot serve
 //! stops start-up instead of failing on the first request.
 
