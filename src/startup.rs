@@ -48,8 +48,28 @@ impl Application {
         }
         let listener = TcpListener::bind(("127.0.0.1", settings.port))?;
         let port = listener.local_addr()?.port();
+        let Settings {
+            port: _,
+            functions,
+            signalr,
+            signalr_setting,
+            mint_hub,
+            auth,
+            web_pubsub,
+            policy,
+            sender_stamp,
+            app_root,
+        } = settings;
         let state = web::Data::new(AppState {
-            settings,
+            functions,
+            signalr,
+            signalr_setting,
+            mint_hub,
+            auth,
+            web_pubsub,
+            policy,
+            sender_stamp,
+            app_root,
             authenticator,
             service,
         });

@@ -37,7 +37,7 @@ pub async fn run(
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let settings = state.settings.web_pubsub.as_ref().ok_or_else(|| {
+    let settings = state.web_pubsub.as_ref().ok_or_else(|| {
         HandlerError::NotFound(
             "the Web PubSub connect handler is off (WEBPUBSUB_CONNECTION_STRING is not set)".into(),
         )
@@ -153,7 +153,7 @@ fn app_token(event: &ConnectEvent) -> Result<Option<&str>, IdentityError> {
 
 /// Groups and roles for the connection, from the policy's `webPubSubConnect` templates.
 fn grants(state: &AppState, user: &VerifiedUser) -> WebPubSubGrants {
-    state.settings.policy.web_pubsub_connect(user)
+    state.policy.web_pubsub_connect(user)
 }
 
 fn outcome(response: CallerResponse) -> FunctionOutcome {

@@ -9,33 +9,64 @@ pub mod index;
 pub mod messages;
 pub mod negotiate;
 
+use std::path::PathBuf;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::bindings::{FunctionBindings, SignalRBinding};
-use crate::config::Settings;
 use crate::error::{HandlerError, json_error};
 use crate::function::Function;
 use crate::identity::credential::QueryToken;
+use crate::identity::sources::AuthSettings;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
 use crate::names::{HubName, TargetUser};
-use crate::policy::{Decision, Request};
+use crate::policy::{Decision, Policy, Request};
+use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::telemetry::escape_controls;
+use crate::webpubsub::WebPubSubSettings;
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Shared, read-only state of the handler process. Nothing here changes per request, so any
-/// number of handler instances behave as one.
+/// Shared, read-only state of the handler process: the validated settings the functions use,
+/// handed over by `startup` (functions do not import `config`). Nothing here changes per
+/// request, so any number of handler instances behave as one.
 pub struct AppState {
-    /// Validated configuration.
-    pub settings: Settings,
+    /// The functions found in the app root, with their bindings.
+    pub functions: Vec<FunctionBindings>,
+    /// The SignalR Service the app's bindings name.
+    pub signalr: ConnectionString,
+    /// Name of the setting `signalr` was read from (for messages).
+    pub signalr_setting: String,
+    /// Hub for tokens the handler mints itself (negotiate without a `signalRConnectionInfo` input).
+    pub mint_hub: Option<HubName>,
+    /// How callers are authenticated.
+    pub auth: AuthSettings,
+    /// The Web PubSub event handler (`connect`), when enabled.
+    pub web_pubsub: Option<WebPubSubSettings>,
+    /// Who may do what to which group.
+    pub policy: Policy,
+    /// Whether messages carry their verified sender.
+    pub sender_stamp: SenderStamp,
+    /// The function app root (static files of the `index` function live under `www/`).
+    pub app_root: PathBuf,
     /// Caller verification.
     pub authenticator: Authenticator,
     /// REST reads against the SignalR Service (membership checks).
     pub service: ServiceClient,
+}
+
+impl AppState {
+    /// The bindings of `function`, if the app has that function.
+    pub fn function(&self, function: Function) -> Option<&FunctionBindings> {
+        self.functions
+            .iter()
+            .find(|bindings| bindings.function == function)
+    }
 }
 
 /// What a function produced: the caller's response and any other output bindings.
@@ -99,7 +130,7 @@ pub async fn invoke(
 ) -> InvocationResponse {
     let mut log = InvocationLog::new(function_name, invocation_id);
     let Some(bindings) =
-        Function::from_name(function_name).and_then(|function| state.settings.function(function))
+        Function::from_name(function_name).and_then(|function| state.function(function))
     else {
         let error = HandlerError::UnknownFunction(function_name.to_owned());
         log.refusal(&error);
@@ -199,7 +230,7 @@ pub async fn verified_json_request<T: DeserializeOwned>(
         .authenticator
         .authenticate(&request, query_token)
         .await?;
-    browser::refuse_cross_site(&state.settings.auth, &request, &user)?;
+    browser::refuse_cross_site(&state.auth, &request, &user)?;
     let body = parse_json_body(&request)?;
     Ok((request, user, body))
 }
@@ -242,7 +273,7 @@ pub async fn authorize(
         operation: request.operation.name(),
         reason,
     };
-    match state.settings.policy.decide(user, request) {
+    match state.policy.decide(user, request) {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(forbidden(reason)),
         Decision::AllowIfMember => {

@@ -22,9 +22,8 @@ pub async fn run(
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
     let (_request, user) = verified_request(state, bindings, invocation).await?;
-    let settings = &state.settings;
-    let signer = ServiceTokenSigner::new(&settings.signalr);
-    let forward = &settings.auth.forward_claims;
+    let signer = ServiceTokenSigner::new(&state.signalr);
+    let forward = &state.auth.forward_claims;
 
     let (url, access_token) = match &bindings.connection_info {
         Some(binding) => {
@@ -54,18 +53,18 @@ pub async fn run(
                 .map_err(|error| {
                     configuration(format!(
                         "{error}; the handler reads `{}`",
-                        settings.signalr_setting
+                        state.signalr_setting
                     ))
                 })?;
             // The host minted the base token for the binding's hub; a different audience means
             // the binding and the handler disagree about the service or hub.
             if let Some(hub) = binding.hub_name.as_deref() {
-                let expected = settings.signalr.client_audience(hub);
+                let expected = state.signalr.client_audience(hub);
                 if base.audience() != Some(expected.as_str()) {
                     return Err(configuration(format!(
                         "the binding's token is for audience {:?}, not {expected:?} (hub `{hub}` of `{}`)",
                         base.audience(),
-                        settings.signalr_setting
+                        state.signalr_setting
                     )));
                 }
             }
@@ -75,7 +74,7 @@ pub async fn run(
             (info.url, token)
         }
         None => {
-            let hub = settings
+            let hub = state
                 .mint_hub
                 .as_ref()
                 .ok_or_else(|| HandlerError::Configuration("SIGNALR_HUB_NAME is not set".into()))?;
@@ -83,7 +82,7 @@ pub async fn run(
             let token = signer
                 .mint(hub.as_str(), &user, forward, now)
                 .map_err(|error| HandlerError::Configuration(error.to_string()))?;
-            (settings.signalr.client_url(hub.as_str()), token)
+            (state.signalr.client_url(hub.as_str()), token)
         }
     };
     log.info(&format!("token issued for user {:?}", user.user_id()));
