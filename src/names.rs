@@ -23,9 +23,9 @@
 
 use crate::identity::VerifiedUser;
 
-/// Longest hub name the service accepts (`docs/protocol/signalr-service.md` §4.4).
+/// Longest hub name the service accepts (spec `signalr-service.md` §4.4).
 pub const MAX_HUB_CHARS: usize = 128;
-/// Longest group name the service accepts (`docs/protocol/signalr-service.md` §4.4).
+/// Longest group name the service accepts (spec `signalr-service.md` §4.4).
 pub const MAX_GROUP_CHARS: usize = 1024;
 /// Longest user id accepted, matching the service's 1024-character user name limit.
 pub const MAX_USER_ID_CHARS: usize = 1024;
@@ -65,9 +65,9 @@ pub enum NameError {
     HubPattern,
 }
 
-/// A hub name in the service's pattern `^[A-Za-z][A-Za-z0-9_`,.[\]]{0,127}$`
-/// (`docs/protocol/signalr-service.md` §4.4). The pattern already excludes every character the
-/// path rules refuse, and a letter first excludes dot segments.
+/// A hub name in the service's pattern `^[A-Za-z][A-Za-z0-9_`,.[\]]{0,127}$` (spec §4.4). The
+/// pattern already excludes every character the path rules refuse, and a letter first excludes
+/// dot segments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubName(String);
 

@@ -1,7 +1,6 @@
 //! The HTTP server the host talks to: `GET /` for readiness and health, `POST /{function}` for
 //! invocations. Every invocation is answered 200 + JSON, whatever happens inside, because any
-//! other answer makes the host fail the invocation without reading `Outputs`
-//! (`docs/protocol/functions-host.md` §0.2).
+//! other answer makes the host fail the invocation without reading `Outputs` (spec §0.2).
 
 use std::net::TcpListener;
 

@@ -1,7 +1,7 @@
 //! Process logging with `tracing`, and the one escaping step for text that reaches a log line.
 //!
-//! The host logs a custom handler's stderr as errors (`UseStdErrorStreamForErrorsOnly`,
-//! `docs/protocol/functions-host.md` §5.3), so warnings and errors go to stderr and everything else to stdout. No ANSI colours:
+//! The host logs a custom handler's stderr as errors (`UseStdErrorStreamForErrorsOnly`, spec
+//! §5.3), so warnings and errors go to stderr and everything else to stdout. No ANSI colours:
 //! the output lands in host logs, not a terminal.
 //!
 //! Logs are the audit trail, so a caller must not be able to forge a line: every line written,

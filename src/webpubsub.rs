@@ -1,6 +1,6 @@
 //! The Azure Web PubSub event-handler protocol (CloudEvents over HTTP, binary mode):
 //! the abuse-protection handshake, `ce-signature`, and the connect event's body
-//! (`docs/protocol/webpubsub.md` §1).
+//! (`shared/spec/webpubsub-and-identity.md` §1).
 //!
 //! The signature binds only the connection id (§1.5), so it proves the request came from a
 //! holder of the access key for *that* connection; the event body is trusted no further than
@@ -56,7 +56,7 @@ pub enum WebPubSubError {
     Method(String),
 }
 
-/// The connect event's body (`docs/protocol/webpubsub.md` §1.6). Maps are string → array of strings; unknown fields are
+/// The connect event's body (spec §1.6). Maps are string → array of strings; unknown fields are
 /// tolerated because the service may add some.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -174,7 +174,7 @@ pub fn authenticate_event(
 }
 
 /// True when some `sha256=<hex>` entry of `header` is HMAC-SHA256(key, connection id) for one
-/// of `keys`. The key is the AccessKey string's UTF-8 bytes (`docs/protocol/webpubsub.md` §1.5); hex is compared
+/// of `keys`. The key is the AccessKey string's UTF-8 bytes (spec §1.5); hex is compared
 /// case-insensitively by decoding it, and the MAC comparison is constant-time.
 pub fn signature_matches(header: &str, connection_id: &str, keys: &[&SecretString]) -> bool {
     if header.len() > MAX_SIGNATURE_CHARS {

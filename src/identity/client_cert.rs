@@ -1,8 +1,8 @@
 //! Client certificates, checked against an allow-list of SHA-1 thumbprints.
 //!
 //! App Service ends TLS at its front end and forwards the client certificate in `X-ARR-ClientCert`
-//! (base64 DER), doing nothing else with it (`docs/protocol/webpubsub.md` §4); Web PubSub reports it in the connect
-//! event's `clientCertificates` (`thumbprint` and, usually, PEM `content`, `docs/protocol/webpubsub.md` §5). Either way
+//! (base64 DER), doing nothing else with it (spec §4); Web PubSub reports it in the connect
+//! event's `clientCertificates` (`thumbprint` and, usually, PEM `content`, spec §5). Either way
 //! the app must check it: parse it, check its validity dates, compute the SHA-1 thumbprint over
 //! the DER bytes and accept only a thumbprint on `CLIENT_CERT_THUMBPRINTS`, which may list several
 //! so old and new certificates overlap during rotation. The chain and revocation are not

@@ -2,11 +2,11 @@
 //!
 //! The header is trustworthy only when the platform wrote it: App Service documents that
 //! external requests cannot set it *when authentication is on*, and nothing says it is stripped
-//! when authentication is off (`docs/protocol/webpubsub.md` §3.3). So this source exists only when the operator lists
+//! when authentication is off (spec §3.3). So this source exists only when the operator lists
 //! `appservice` in `AUTH_SOURCES` **and** the platform sets `WEBSITE_AUTH_ENABLED=true`;
 //! [`crate::identity::Authenticator::new`] leaves it out otherwise.
 //!
-//! Two shapes share the header name (`docs/protocol/webpubsub.md` §3.2): App Service / Functions
+//! Two shapes share the header name (spec §3.2): App Service / Functions
 //! (`auth_typ`, `claims[{typ,val}]`, `name_typ`, `role_typ`) and Static Web Apps
 //! (`identityProvider`, `userId`, `userDetails`, `userRoles`). The operator says which one the
 //! app sits behind, and the other is refused, as is anything that mixes them.
@@ -63,8 +63,7 @@ struct StaticWebAppsPrincipal {
     user_roles: Vec<String>,
 }
 
-/// A claim; `val` must be a string (a number or an object is refused,
-/// `docs/protocol/webpubsub.md` §3.2).
+/// A claim; `val` must be a string (a number or an object is refused, spec §3.2).
 #[derive(Deserialize)]
 struct Claim {
     typ: String,

@@ -1,7 +1,7 @@
 //! Client access tokens for the SignalR Service: checking the binding's token, and issuing one
 //! that carries the verified user.
 //!
-//! The service verifies HS256 over the UTF-8 bytes of the AccessKey (`docs/protocol/signalr-service.md`
+//! The service verifies HS256 over the UTF-8 bytes of the AccessKey (spec `signalr-service.md`
 //! §2). Tokens are signed here with `hmac`/`sha2` on the raw segments rather than through a JWT
 //! library so that the binding's header segment is kept byte for byte, as the issue asks, and
 //! so that verification of the binding token is a constant-time comparison on exactly the bytes
@@ -176,8 +176,7 @@ impl<'a> ServiceTokenSigner<'a> {
         self.sign(&header, &claims)
     }
 
-    /// A REST API token for `audience`, valid for `lifetime_seconds`
-    /// (`docs/protocol/signalr-service.md` §3).
+    /// A REST API token for `audience`, valid for `lifetime_seconds` (spec §3).
     pub fn rest_token(
         &self,
         audience: &str,

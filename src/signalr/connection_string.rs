@@ -1,5 +1,5 @@
 //! Azure SignalR connection strings, parsed the way the service SDK parses them
-//! (`docs/protocol/signalr-service.md` §1), so that a string the SDK accepts is accepted here and
+//! (`shared/spec/signalr-service.md` §1), so that a string the SDK accepts is accepted here and
 //! one it rejects fails at start-up with the same reason.
 
 use std::collections::HashMap;
@@ -119,8 +119,7 @@ impl ConnectionString {
     }
 
     /// `{scheme}://{host}/`: the audience base the service compares tokens against. Built from
-    /// `Endpoint` without its port, never from `ClientEndpoint`
-    /// (`docs/protocol/signalr-service.md` §2.1).
+    /// `Endpoint` without its port, never from `ClientEndpoint` (spec §2.1).
     pub fn audience_base(&self) -> String {
         format!(
             "{}://{}/",
@@ -148,8 +147,7 @@ impl ConnectionString {
         origin(&self.server_endpoint)
     }
 
-    /// The AccessKey as the HMAC key: its UTF-8 bytes, never base64-decoded
-    /// (`docs/protocol/signalr-service.md` §1).
+    /// The AccessKey as the HMAC key: its UTF-8 bytes, never base64-decoded (spec §1).
     pub fn access_key(&self) -> &SecretString {
         &self.access_key
     }

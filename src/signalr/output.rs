@@ -1,5 +1,5 @@
 //! SignalR output-binding items, shaped exactly as the extension reads them
-//! (`docs/protocol/functions-host.md` §3.5).
+//! (`shared/spec/functions-custom-handler.md` §3.5).
 //!
 //! The types make the dangerous shapes unrepresentable: a message always has a recipient (the
 //! extension broadcasts a message whose `connectionId`, `userId` and `groupName` are all empty),
