@@ -10,13 +10,15 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::function::Function;
+use crate::names::HubName;
+use crate::settings::{ConfigError, Env};
 
 /// One function folder, as far as the handler needs to know it.
 #[derive(Debug, Clone)]
 pub struct FunctionBindings {
-    /// The folder name, which is also the path the host POSTs to.
-    pub function_name: String,
+    /// The function; its name is the folder name, which is also the path the host POSTs to.
+    pub function: Function,
     /// `name` of the `httpTrigger` binding: the key of the request in `Data`.
     pub trigger: String,
     /// `name` of the `http` output: the key of the caller's response in `Outputs`
@@ -66,13 +68,9 @@ struct RawBinding {
 
 /// Reads `<app_root>/<function>/function.json` for every folder that has one.
 ///
-/// `known` lists the functions the handler implements; a folder outside that list is a
-/// configuration error, because the host would route requests to it and get nothing back.
-pub fn read_app(
-    app_root: &Path,
-    known: &[&str],
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<FunctionBindings>, ConfigError> {
+/// A folder that is not a [`Function`] is a configuration error, because the host would route
+/// requests to it and get nothing back.
+pub fn read_app(app_root: &Path, env: &Env) -> Result<Vec<FunctionBindings>, ConfigError> {
     let entries = std::fs::read_dir(app_root).map_err(|error| {
         ConfigError::new(
             "FUNCTIONS_APP_ROOT_PATH",
@@ -89,7 +87,8 @@ pub fn read_app(
             continue;
         }
         let function_name = entry.file_name().to_string_lossy().into_owned();
-        if !known.contains(&function_name.as_str()) {
+        let Some(function) = Function::from_name(&function_name) else {
+            let known: Vec<&str> = Function::ALL.iter().map(|f| f.name()).collect();
             return Err(ConfigError::new(
                 "function.json",
                 format!(
@@ -98,27 +97,28 @@ pub fn read_app(
                     known.join(", ")
                 ),
             ));
-        }
+        };
         let text = std::fs::read_to_string(&function_json).map_err(|error| {
             ConfigError::new(
                 "function.json",
                 format!("cannot read `{function_name}/function.json`: {error}"),
             )
         })?;
-        if let Some(bindings) = parse_function_json(&function_name, &text, lookup)? {
+        if let Some(bindings) = parse_function_json(function, &text, env.lookup())? {
             functions.push(bindings);
         }
     }
-    functions.sort_by(|a, b| a.function_name.cmp(&b.function_name));
+    functions.sort_by_key(|bindings| bindings.function.name());
     Ok(functions)
 }
 
 /// Parses one `function.json`. Returns `None` for a disabled function.
 pub fn parse_function_json(
-    function_name: &str,
+    function: Function,
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<FunctionBindings>, ConfigError> {
+    let function_name = function.name();
     let invalid = |message: String| {
         ConfigError::new(
             "function.json",
@@ -155,7 +155,7 @@ pub fn parse_function_json(
         }
     }
     Ok(Some(FunctionBindings {
-        function_name: function_name.to_owned(),
+        function,
         trigger: trigger.ok_or_else(|| invalid("no `httpTrigger` binding; every function of this app is HTTP-triggered".into()))?,
         http_output: http_output.ok_or_else(|| invalid("no `http` output binding (add `{\"type\": \"http\", \"direction\": \"out\", \"name\": \"res\"}`)".into()))?,
         connection_info,
@@ -196,6 +196,81 @@ fn resolve_app_setting(
     }
 }
 
+/// All SignalR bindings must name one connection-string setting: the handler verifies and signs
+/// with one AccessKey.
+pub fn connection_string_setting(functions: &[FunctionBindings]) -> Result<String, ConfigError> {
+    let mut names: Vec<&str> = functions
+        .iter()
+        .flat_map(|f| [f.connection_info.as_ref(), f.signalr_output.as_ref()])
+        .flatten()
+        .map(|binding| binding.connection_string_setting.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [] => Ok(DEFAULT_CONNECTION_STRING_SETTING.to_owned()),
+        [one] => Ok((*one).to_owned()),
+        several => Err(ConfigError::new(
+            "function.json",
+            format!(
+                "SignalR bindings name several connection-string settings ({}); use one `connectionStringSetting` for all",
+                several.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Functions that emit SignalR items must declare where they go, and every hub a binding names
+/// must be a literal, valid hub name: an expression such as `{query.hub}` would let callers pick
+/// the hub their token is for.
+pub fn check_signalr_outputs(functions: &[FunctionBindings]) -> Result<(), ConfigError> {
+    for bindings in functions {
+        let function_name = bindings.function.name();
+        if let Some(hub) = bindings
+            .connection_info
+            .as_ref()
+            .and_then(|info| info.hub_name.as_deref())
+            && HubName::parse(hub).is_err()
+        {
+            return Err(ConfigError::new(
+                "function.json",
+                format!(
+                    "`{function_name}/function.json`: the signalRConnectionInfo hubName `{hub}` is not a literal hub name \
+                     (1-128 characters, a letter first; no binding expressions)",
+                ),
+            ));
+        }
+        if !bindings.function.needs().signalr_output {
+            continue;
+        }
+        let hub = bindings
+            .signalr_output
+            .as_ref()
+            .and_then(|output| output.hub_name.as_deref());
+        match hub {
+            Some(hub) if HubName::parse(hub).is_ok() => {}
+            Some(hub) => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{function_name}/function.json`: hubName `{hub}` is not a valid hub name"
+                    ),
+                ));
+            }
+            None => {
+                return Err(ConfigError::new(
+                    "function.json",
+                    format!(
+                        "`{function_name}/function.json` needs a `signalR` output binding with a `hubName` \
+                         (`{{\"type\": \"signalR\", \"direction\": \"out\", \"name\": \"signalRMessages\", \"hubName\": \"chat\"}}`)",
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +285,7 @@ mod tests {
             {"type":"httpTrigger","direction":"in","name":"request","methods":["post"]},
             {"type":"signalRConnectionInfo","direction":"in","name":"info","hubName":"Chat"},
             {"type":"http","direction":"out","name":"response"}]}"#;
-        let bindings = parse_function_json("negotiate", text, &no_settings)
+        let bindings = parse_function_json(Function::Negotiate, text, &no_settings)
             .expect("valid")
             .expect("enabled");
         assert_eq!(bindings.trigger, "request");
@@ -229,22 +304,23 @@ mod tests {
         let text = r#"{"bindings":[{"type":"httpTrigger","name":"req"},{"type":"http","direction":"out","name":"res"},
             {"type":"signalRConnectionInfo","direction":"in","name":"c","hubName":"%HUB%"}]}"#;
         let lookup = |name: &str| (name == "HUB").then(|| "lobby".to_owned());
-        let bindings = parse_function_json("negotiate", text, &lookup)
+        let bindings = parse_function_json(Function::Negotiate, text, &lookup)
             .expect("valid")
             .expect("enabled");
         assert_eq!(
             bindings.connection_info.and_then(|c| c.hub_name).as_deref(),
             Some("lobby")
         );
-        let error =
-            parse_function_json("negotiate", text, &no_settings).expect_err("missing setting");
+        let error = parse_function_json(Function::Negotiate, text, &no_settings)
+            .expect_err("missing setting");
         assert!(error.to_string().contains("HUB"), "{error}");
     }
 
     #[test]
     fn refuses_a_function_without_http_output() {
         let text = r#"{"bindings":[{"type":"httpTrigger","name":"req"}]}"#;
-        let error = parse_function_json("negotiate", text, &no_settings).expect_err("no output");
+        let error =
+            parse_function_json(Function::Negotiate, text, &no_settings).expect_err("no output");
         assert!(error.to_string().contains("http"), "{error}");
     }
 }

@@ -17,8 +17,8 @@ use crate::names::NameError;
 use crate::policy::Denial;
 use crate::signalr::access_token::ServiceTokenError;
 use crate::signalr::rest::RestError;
+pub use crate::telemetry::JsonFault;
 use crate::telemetry::escape_controls;
-pub use crate::telemetry::{JsonFault, json_error};
 use crate::webpubsub::WebPubSubError;
 
 /// Everything that can stop an invocation.

@@ -118,8 +118,6 @@ pub fn decode_embedded_json(value: &Value) -> Result<Value, InvocationError> {
 pub struct HttpRequestData {
     /// Original method, upper-case.
     pub method: String,
-    /// Original URL.
-    pub url: String,
     /// Query parameters; a repeated parameter arrives comma-joined.
     pub query: Vec<(String, String)>,
     headers: Vec<(String, Vec<String>)>,
@@ -186,7 +184,6 @@ impl HttpRequestData {
         };
         let mut this = Self {
             method: text("Method").to_ascii_uppercase(),
-            url: text("Url"),
             query,
             headers,
             params,

@@ -1,25 +1,35 @@
 //! An Azure Functions custom handler that gives Azure SignalR Service verified user identities.
 //!
-//! The Functions host POSTs each invocation to this process; the modules follow that flow:
+//! The Functions host POSTs each invocation to this process; the modules follow that flow. Only
+//! what `src/main.rs` needs is public ([`config`], [`startup`], [`telemetry`]); everything else is
+//! private, so an unused item is a warning.
 //!
-//! - [`config`] and [`bindings`]: settings and `function.json`, read and validated once at start.
+//! - [`config`]: on top; reads the environment once and assembles [`config::Settings`] from the
+//!   settings types that live beside their code, then checks what spans several of them.
+//! - `settings`: the environment view (`Env`) and `ConfigError`, imported by every settings type.
+//! - `function`: the `Function` table, one variant per function folder, with what each needs;
+//!   `bindings`: what each `function.json` binds, resolved to a `Function` at start-up.
 //! - [`startup`]: the HTTP server the host talks to; [`telemetry`]: process logging.
-//! - [`invocation`]: the host's wire format (`Data`/`Metadata` in, `Outputs`/`Logs` out).
-//! - [`identity`]: credential → [`identity::VerifiedUser`], the only way to get one.
-//! - [`names`]: hub names, group names and user ids, refused when a URL parser could reinterpret them.
-//! - [`policy`]: who may join, leave or send to which group (default deny).
-//! - [`signalr`]: connection strings, client tokens that carry the verified user, output items.
-//! - [`functions`]: one module per function folder; [`error`]: errors → caller responses.
+//! - `invocation`: the host's wire format (`Data`/`Metadata` in, `Outputs`/`Logs` out).
+//! - `identity`: credential → `VerifiedUser`, the only way to get one.
+//! - `names`: hub names, group names and user ids, refused when a URL parser could reinterpret them.
+//! - `policy`: who may join, leave or send to which group (default deny).
+//! - `signalr`: connection strings, client tokens that carry the verified user, output items;
+//!   `webpubsub`: the Web PubSub event-handler protocol.
+//! - `functions`: one module per function folder, dispatched by `Function`; `error`: errors →
+//!   caller responses.
 
-pub mod bindings;
+mod bindings;
 pub mod config;
-pub mod error;
-pub mod functions;
-pub mod identity;
-pub mod invocation;
-pub mod names;
-pub mod policy;
-pub mod signalr;
+mod error;
+mod function;
+mod functions;
+mod identity;
+mod invocation;
+mod names;
+mod policy;
+mod settings;
+mod signalr;
 pub mod startup;
 pub mod telemetry;
-pub mod webpubsub;
+mod webpubsub;

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 
 use crate::config::Settings;
 use crate::error::HandlerError;
+use crate::function::Function;
 use crate::functions::{self, AppState};
 use crate::identity::Authenticator;
 use crate::invocation::InvocationError;
@@ -32,10 +33,11 @@ pub struct Application {
 impl Application {
     /// Binds `127.0.0.1:{settings.port}` (0 picks a free port) and prepares the server.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let authenticator = Authenticator::new(&settings.auth, &settings.signalr)?;
+        let authenticator =
+            Authenticator::new(&settings.auth, &settings.signalr.service_audience())?;
         let service = ServiceClient::new(&settings.signalr)?;
         tracing::info!(policy = %settings.policy.origin, "authorization policy loaded");
-        if settings.function("connect").is_some() && settings.web_pubsub.is_none() {
+        if settings.function(Function::Connect).is_some() && settings.web_pubsub.is_none() {
             tracing::info!(
                 "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
             );
@@ -47,8 +49,28 @@ impl Application {
         }
         let listener = TcpListener::bind(("127.0.0.1", settings.port))?;
         let port = listener.local_addr()?.port();
+        let Settings {
+            port: _,
+            functions,
+            signalr,
+            signalr_setting,
+            mint_hub,
+            auth,
+            web_pubsub,
+            policy,
+            sender_stamp,
+            app_root,
+        } = settings;
         let state = web::Data::new(AppState {
-            settings,
+            functions,
+            signalr,
+            signalr_setting,
+            mint_hub,
+            auth,
+            web_pubsub,
+            policy,
+            sender_stamp,
+            app_root,
             authenticator,
             service,
         });

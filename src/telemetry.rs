@@ -5,7 +5,7 @@
 //! to stdout. No ANSI colours: the output lands in host logs, not a terminal.
 //!
 //! Logs are the audit trail, so a caller must not be able to forge a line: every line written,
-//! to `Logs` ([`crate::functions::InvocationLog`]) or to the process log (the writer below), has
+//! to `Logs` (`functions::InvocationLog`) or to the process log (the writer below), has
 //! its control and line-separator characters escaped by [`escape_controls`].
 
 use std::borrow::Cow;
@@ -90,11 +90,6 @@ impl std::fmt::Display for JsonFault {
             self.category, self.line, self.column
         )
     }
-}
-
-/// [`JsonFault`] as text.
-pub fn json_error(error: &serde_json::Error) -> String {
-    JsonFault::of(error).to_string()
 }
 
 /// Wraps the fmt layer's writers so one event is one line: the fmt layer writes each event with

@@ -14,8 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::config::WebPubSubSettings;
 use crate::invocation::{HttpRequestData, header_values_in};
+use crate::settings::{ConfigError, Env};
+use crate::signalr::connection_string::ConnectionString;
 use crate::telemetry::JsonFault;
 
 /// `ce-type` of the blocking connect event.
@@ -68,9 +69,6 @@ pub struct ConnectEvent {
     /// Headers of the client's connect request.
     #[serde(default)]
     pub headers: HashMap<String, Vec<String>>,
-    /// Subprotocols the client offered.
-    #[serde(default)]
-    pub subprotocols: Vec<String>,
     /// Client certificates the service received in the TLS handshake.
     #[serde(default)]
     pub client_certificates: Vec<ReportedCertificate>,
@@ -214,8 +212,9 @@ pub fn signature_matches(header: &str, connection_id: &str, keys: &[&SecretStrin
     matched
 }
 
-/// The signature a key produces for a connection id, lower-case hex (for tests and tools).
-pub fn sign(key: &str, connection_id: &str) -> Option<String> {
+/// The signature a key produces for a connection id, lower-case hex (for tests).
+#[cfg(test)]
+fn sign(key: &str, connection_id: &str) -> Option<String> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).ok()?;
     mac.update(connection_id.as_bytes());
     Some(
@@ -242,6 +241,102 @@ fn single_header<'a>(request: &'a HttpRequestData, name: &str) -> Option<&'a str
     match request.header_values(name).as_slice() {
         [value] => Some(value.trim()),
         _ => None,
+    }
+}
+
+/// When the connect handler verifies an app JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectJwt {
+    /// Never: the client certificate alone identifies the caller.
+    Off,
+    /// When the client sent one.
+    Optional,
+    /// Always: a connect without a valid JWT is refused.
+    Required,
+}
+
+/// The Web PubSub event handler.
+#[derive(Debug, Clone)]
+pub struct WebPubSubSettings {
+    /// The Web PubSub connection string: its host is the only accepted
+    /// `WebHook-Request-Origin`, its AccessKey the primary signature key.
+    pub connection: ConnectionString,
+    /// `WEBPUBSUB_SECONDARY_ACCESS_KEY`, for key rotation.
+    pub secondary_key: Option<SecretString>,
+    /// Refuse a connect without a client certificate.
+    pub require_client_cert: bool,
+    /// When a JWT is verified at connect.
+    pub jwt: ConnectJwt,
+}
+
+impl WebPubSubSettings {
+    /// The connect handler is an optional feature: off (the function answers 404) unless
+    /// `WEBPUBSUB_CONNECTION_STRING` is set, so an app that ships the `connect` folder but does
+    /// not use Web PubSub starts normally. Its other settings without the connection string are
+    /// a mistake. That its key is not the SignalR key is checked by `config`.
+    pub fn from_env(env: &Env) -> Result<Option<Self>, ConfigError> {
+        if env.get("WEBPUBSUB_CONNECTION_STRING").is_some() {
+            return Self::parse(env).map(Some);
+        }
+        for name in [
+            "WEBPUBSUB_SECONDARY_ACCESS_KEY",
+            "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+            "WEBPUBSUB_CONNECT_JWT",
+        ] {
+            if env.get(name).is_some() {
+                return Err(ConfigError::new(
+                    name,
+                    "is set, but the connect handler is off because WEBPUBSUB_CONNECTION_STRING is not set; set it to enable the handler, or remove this setting",
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    fn parse(env: &Env) -> Result<Self, ConfigError> {
+        const SETTING: &str = "WEBPUBSUB_CONNECTION_STRING";
+        let value = env.require(
+            SETTING,
+            "set it to the Web PubSub connection string, `Endpoint=https://<name>.webpubsub.azure.com;AccessKey=<key>;Version=1.0;`",
+        )?;
+        let connection = ConnectionString::parse(&value)
+            .map_err(|error| ConfigError::new(SETTING, error.to_string()))?;
+        let secondary_key = env
+            .get("WEBPUBSUB_SECONDARY_ACCESS_KEY")
+            .map(SecretString::from);
+        let require_client_cert = env.bool("WEBPUBSUB_REQUIRE_CLIENT_CERT", true)?;
+        let jwt = match env.get("WEBPUBSUB_CONNECT_JWT").as_deref() {
+            None | Some("off") => ConnectJwt::Off,
+            Some("optional") => ConnectJwt::Optional,
+            Some("required") => ConnectJwt::Required,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "WEBPUBSUB_CONNECT_JWT",
+                    format!("`{other}` is not a mode; use off, optional or required"),
+                ));
+            }
+        };
+        if !require_client_cert && jwt != ConnectJwt::Required {
+            return Err(ConfigError::new(
+                "WEBPUBSUB_REQUIRE_CLIENT_CERT",
+                "is false and WEBPUBSUB_CONNECT_JWT is not `required`, so connect could accept callers nobody verified; require a client certificate, a JWT, or both",
+            ));
+        }
+        Ok(Self {
+            connection,
+            secondary_key,
+            require_client_cert,
+            jwt,
+        })
+    }
+
+    /// True when `secret` is one of the access keys.
+    pub fn signs_with(&self, secret: &str) -> bool {
+        self.connection.access_key_equals(secret)
+            || self
+                .secondary_key
+                .as_ref()
+                .is_some_and(|key| key.expose_secret() == secret)
     }
 }
 

@@ -23,8 +23,8 @@
 //! app behind a proxy or on a custom domain the `Host` does not show lists its public origin in
 //! `AUTH_ALLOWED_ORIGINS`.
 
-use crate::config::AuthSettings;
 use crate::error::{CrossSiteRefusal, HandlerError, MediaTypeRefusal};
+use crate::identity::sources::AuthSettings;
 use crate::identity::{IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
 

@@ -17,7 +17,6 @@
 use serde_json::json;
 
 use crate::bindings::FunctionBindings;
-use crate::config::{ConnectJwt, WebPubSubSettings};
 use crate::error::{HandlerError, NotFound};
 use crate::functions::{AppState, FunctionOutcome, InvocationLog};
 use crate::identity::client_cert::CertificateError;
@@ -25,7 +24,7 @@ use crate::identity::credential::{QueryToken, Scheme, TokenPlace, one_token};
 use crate::identity::{IdentityError, VerifiedUser};
 use crate::invocation::{CallerResponse, InvocationRequest};
 use crate::policy::WebPubSubGrants;
-use crate::webpubsub::{self, ConnectEvent, WebPubSubError};
+use crate::webpubsub::{self, ConnectEvent, ConnectJwt, WebPubSubError, WebPubSubSettings};
 
 /// The query parameter that may carry the app JWT. Not `access_token`: that is the client's
 /// Web PubSub token, which the service consumes itself.
@@ -41,7 +40,6 @@ pub async fn run(
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
     let settings = state
-        .settings
         .web_pubsub
         .as_ref()
         .ok_or_else(|| HandlerError::NotFound(NotFound::ConnectOff))?;
@@ -145,7 +143,7 @@ fn app_token(event: &ConnectEvent) -> Result<Option<&str>, IdentityError> {
 
 /// Groups and roles for the connection, from the policy's `webPubSubConnect` templates.
 fn grants(state: &AppState, user: &VerifiedUser) -> WebPubSubGrants {
-    state.settings.policy.web_pubsub_connect(user)
+    state.policy.web_pubsub_connect(user)
 }
 
 fn outcome(response: CallerResponse) -> FunctionOutcome {

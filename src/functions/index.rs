@@ -37,7 +37,7 @@ pub async fn run(
     };
     let content_type = safe_content_type(relative)
         .ok_or_else(|| HandlerError::NotFound(NotFound::NotServable(relative.to_owned())))?;
-    let path = state.settings.app_root.join("www").join(relative);
+    let path = state.app_root.join("www").join(relative);
     let metadata = std::fs::metadata(&path)
         .map_err(|_| HandlerError::NotFound(NotFound::NoFile(relative.to_owned())))?;
     if !metadata.is_file() || metadata.len() > MAX_FILE_BYTES {

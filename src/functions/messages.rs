@@ -109,7 +109,7 @@ pub async fn send(
         response: CallerResponse::json(202, &response),
         outputs: vec![(
             output.name.clone(),
-            json!([message.to_item(state.settings.sender_stamp)]),
+            json!([message.to_item(state.sender_stamp)]),
         )],
     })
 }

@@ -9,32 +9,64 @@ pub mod index;
 pub mod messages;
 pub mod negotiate;
 
+use std::path::PathBuf;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::bindings::{FunctionBindings, SignalRBinding};
-use crate::config::Settings;
 use crate::error::{BadRequest, ConfigurationError, HandlerError, JsonFault};
+use crate::function::Function;
 use crate::identity::credential::QueryToken;
+use crate::identity::sources::AuthSettings;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
 use crate::names::{HubName, TargetUser};
-use crate::policy::{Decision, Denial, Request};
+use crate::policy::{Decision, Denial, Policy, Request};
+use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::telemetry::escape_controls;
+use crate::webpubsub::WebPubSubSettings;
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Shared, read-only state of the handler process. Nothing here changes per request, so any
-/// number of handler instances behave as one.
+/// Shared, read-only state of the handler process: the validated settings the functions use,
+/// handed over by `startup` (functions do not import `config`). Nothing here changes per
+/// request, so any number of handler instances behave as one.
 pub struct AppState {
-    /// Validated configuration.
-    pub settings: Settings,
+    /// The functions found in the app root, with their bindings.
+    pub functions: Vec<FunctionBindings>,
+    /// The SignalR Service the app's bindings name.
+    pub signalr: ConnectionString,
+    /// Name of the setting `signalr` was read from (for messages).
+    pub signalr_setting: String,
+    /// Hub for tokens the handler mints itself (negotiate without a `signalRConnectionInfo` input).
+    pub mint_hub: Option<HubName>,
+    /// How callers are authenticated.
+    pub auth: AuthSettings,
+    /// The Web PubSub event handler (`connect`), when enabled.
+    pub web_pubsub: Option<WebPubSubSettings>,
+    /// Who may do what to which group.
+    pub policy: Policy,
+    /// Whether messages carry their verified sender.
+    pub sender_stamp: SenderStamp,
+    /// The function app root (static files of the `index` function live under `www/`).
+    pub app_root: PathBuf,
     /// Caller verification.
     pub authenticator: Authenticator,
     /// REST reads against the SignalR Service (membership checks).
     pub service: ServiceClient,
+}
+
+impl AppState {
+    /// The bindings of `function`, if the app has that function.
+    pub fn function(&self, function: Function) -> Option<&FunctionBindings> {
+        self.functions
+            .iter()
+            .find(|bindings| bindings.function == function)
+    }
 }
 
 /// What a function produced: the caller's response and any other output bindings.
@@ -88,7 +120,8 @@ impl InvocationLog {
     }
 }
 
-/// Runs `function_name` on the host's `body` and builds the envelope for the host.
+/// Runs the function served at `function_name` (the route) on the host's `body` and builds the
+/// envelope for the host. A name that is not a [`Function`] of this app is a 404.
 pub async fn invoke(
     state: &AppState,
     function_name: &str,
@@ -96,20 +129,22 @@ pub async fn invoke(
     invocation_id: &str,
 ) -> InvocationResponse {
     let mut log = InvocationLog::new(function_name, invocation_id);
-    let Some(bindings) = state.settings.function(function_name) else {
+    let Some(bindings) =
+        Function::from_name(function_name).and_then(|function| state.function(function))
+    else {
         let error = HandlerError::UnknownFunction(function_name.to_owned());
         log.refusal(&error);
         return InvocationResponse::new("res", &error.caller_response(), log.lines);
     };
     let parsed = body.and_then(|body| Ok(InvocationRequest::parse(&body)?));
     let result = match parsed {
-        Ok(request) => match function_name {
-            "negotiate" => negotiate::run(state, bindings, &request, &mut log).await,
-            "addToGroup" => {
+        Ok(request) => match bindings.function {
+            Function::Negotiate => negotiate::run(state, bindings, &request, &mut log).await,
+            Function::AddToGroup => {
                 groups::change_membership(state, bindings, &request, &mut log, groups::Change::Add)
                     .await
             }
-            "removeFromGroup" => {
+            Function::RemoveFromGroup => {
                 groups::change_membership(
                     state,
                     bindings,
@@ -119,18 +154,17 @@ pub async fn invoke(
                 )
                 .await
             }
-            "removeFromAllGroups" => {
+            Function::RemoveFromAllGroups => {
                 groups::remove_from_all_groups(state, bindings, &request, &mut log).await
             }
-            "sendToGroup" => {
+            Function::SendToGroup => {
                 messages::send(state, bindings, &request, &mut log, messages::To::Group).await
             }
-            "sendToUser" => {
+            Function::SendToUser => {
                 messages::send(state, bindings, &request, &mut log, messages::To::User).await
             }
-            "index" => index::run(state, bindings, &request).await,
-            "connect" => connect::run(state, bindings, &request, &mut log).await,
-            other => Err(HandlerError::UnknownFunction(other.to_owned())),
+            Function::Index => index::run(state, bindings, &request).await,
+            Function::Connect => connect::run(state, bindings, &request, &mut log).await,
         },
         Err(error) => Err(error),
     };
@@ -150,15 +184,29 @@ pub async fn invoke(
     }
 }
 
+/// Whether the function may take its bearer token from the `access_token` query
+/// ([`Function::needs`]: only negotiate).
+fn query_token(function: Function) -> QueryToken {
+    if function.needs().access_token_query {
+        QueryToken::Accepted
+    } else {
+        QueryToken::Refused
+    }
+}
+
 /// The HTTP request of an invocation and its verified caller: the first step of every function
-/// that acts for a user. Only `negotiate` accepts a bearer token in the `access_token` query.
+/// that acts for a user and takes no JSON body.
 pub async fn verified_request(
     state: &AppState,
     bindings: &FunctionBindings,
     invocation: &InvocationRequest,
 ) -> Result<(HttpRequestData, VerifiedUser), HandlerError> {
+    debug_assert!(
+        !bindings.function.needs().json_body,
+        "use verified_json_request"
+    );
     let request = invocation.http_request(&bindings.trigger)?;
-    let query_token = QueryToken::for_function(&bindings.function_name);
+    let query_token = query_token(bindings.function);
     let user = state
         .authenticator
         .authenticate(&request, query_token)
@@ -175,14 +223,15 @@ pub async fn verified_json_request<T: DeserializeOwned>(
     bindings: &FunctionBindings,
     invocation: &InvocationRequest,
 ) -> Result<(HttpRequestData, VerifiedUser, T), HandlerError> {
+    debug_assert!(bindings.function.needs().json_body, "use verified_request");
     let request = invocation.http_request(&bindings.trigger)?;
     browser::require_json_content_type(&request)?;
-    let query_token = QueryToken::for_function(&bindings.function_name);
+    let query_token = query_token(bindings.function);
     let user = state
         .authenticator
         .authenticate(&request, query_token)
         .await?;
-    browser::refuse_cross_site(&state.settings.auth, &request, &user)?;
+    browser::refuse_cross_site(&state.auth, &request, &user)?;
     let body = parse_json_body(&request)?;
     Ok((request, user, body))
 }
@@ -199,10 +248,9 @@ pub fn parse_json_body<T: DeserializeOwned>(request: &HttpRequestData) -> Result
 
 /// The function's `signalR` output binding (validated at start-up for these functions).
 pub fn signalr_output(bindings: &FunctionBindings) -> Result<&SignalRBinding, HandlerError> {
-    bindings
-        .signalr_output
-        .as_ref()
-        .ok_or_else(|| ConfigurationError::NoSignalROutput(bindings.function_name.clone()).into())
+    bindings.signalr_output.as_ref().ok_or_else(|| {
+        ConfigurationError::NoSignalROutput(bindings.function.name().to_owned()).into()
+    })
 }
 
 /// Applies the policy to `request`, asking the service about membership when a rule needs it.
@@ -218,14 +266,14 @@ pub async fn authorize(
         operation: request.operation.name(),
         reason,
     };
-    match state.settings.policy.decide(user, request) {
+    match state.policy.decide(user, request) {
         Decision::Allow => Ok(()),
         Decision::Deny(reason) => Err(forbidden(reason)),
         Decision::AllowIfMember => {
             let (Some(group), Some(hub)) = (request.group, output.hub_name.as_deref()) else {
                 return Err(forbidden(Denial::MembershipUncheckable));
             };
-            // Checked at start-up (`config::check_signalr_outputs`); parsed again for the type.
+            // Checked at start-up (`bindings::check_signalr_outputs`); parsed again for the type.
             let hub = HubName::parse(hub).map_err(ConfigurationError::OutputHubName)?;
             match state
                 .service

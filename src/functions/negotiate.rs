@@ -22,9 +22,8 @@ pub async fn run(
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
     let (_request, user) = verified_request(state, bindings, invocation).await?;
-    let settings = &state.settings;
-    let signer = ServiceTokenSigner::new(&settings.signalr);
-    let forward = &settings.auth.forward_claims;
+    let signer = ServiceTokenSigner::new(&state.signalr);
+    let forward = &state.auth.forward_claims;
 
     let (url, access_token) = match &bindings.connection_info {
         Some(binding) => {
@@ -38,18 +37,18 @@ pub async fn run(
                 .verify_binding_token(&info.access_token)
                 .map_err(|error| ConfigurationError::BindingToken {
                     error,
-                    setting: settings.signalr_setting.clone(),
+                    setting: state.signalr_setting.clone(),
                 })?;
             // The host minted the base token for the binding's hub; a different audience means
             // the binding and the handler disagree about the service or hub.
             if let Some(hub) = binding.hub_name.as_deref() {
-                let expected = settings.signalr.client_audience(hub);
+                let expected = state.signalr.client_audience(hub);
                 if base.audience() != Some(expected.as_str()) {
                     return Err(ConfigurationError::BindingAudience {
                         actual: base.audience().map(str::to_owned),
                         expected,
                         hub: hub.to_owned(),
-                        setting: settings.signalr_setting.clone(),
+                        setting: state.signalr_setting.clone(),
                     }
                     .into());
                 }
@@ -60,7 +59,7 @@ pub async fn run(
             (info.url, token)
         }
         None => {
-            let hub = settings
+            let hub = state
                 .mint_hub
                 .as_ref()
                 .ok_or(ConfigurationError::HubNameNotSet)?;
@@ -68,7 +67,7 @@ pub async fn run(
             let token = signer
                 .mint(hub.as_str(), &user, forward, now)
                 .map_err(ConfigurationError::Token)?;
-            (settings.signalr.client_url(hub.as_str()), token)
+            (state.signalr.client_url(hub.as_str()), token)
         }
     };
     log.info(&format!("token issued for user {:?}", user.user_id()));

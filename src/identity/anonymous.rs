@@ -11,15 +11,17 @@
 //! The user id is `anon:<visitor id>`: signed-in sources refuse ids with that prefix, so a
 //! visitor can never share a signed-in user's id, and [`VerifiedUser::is_signed_in`] is false.
 
+use std::time::Duration;
+
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
-use crate::config::AnonymousSettings;
 use crate::identity::credential::{QueryToken, Scheme, TokenPlace};
 use crate::identity::{ANONYMOUS_PREFIX, IdentityError, IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
 use crate::names::UserId;
+use crate::settings::{ConfigError, Env, MIN_HS256_SECRET_BYTES};
 
 /// The `aud` every visitor token carries: it marks the token's purpose, so no other token
 /// signed with the same algorithm can pass for one.
@@ -153,6 +155,63 @@ fn visitor_token(request: &HttpRequestData) -> Result<&str, IdentityError> {
     VISITOR_PLACE
         .token(request)?
         .ok_or(IdentityError::VisitorUnusable("the visitor token is empty"))
+}
+
+/// Longest accepted lifetime (`exp - iat`) of a visitor token: they are meant to be short-lived.
+const MAX_VISITOR_LIFETIME_SECONDS: u64 = 86_400;
+
+/// Signed anonymous visitors.
+#[derive(Debug, Clone)]
+pub struct AnonymousSettings {
+    /// The secret shared with the engine that signs visitor tokens.
+    pub secret: SecretString,
+    /// Required `iss` of visitor tokens.
+    pub issuer: String,
+    /// Longest accepted `exp - iat`.
+    pub max_lifetime: Duration,
+    /// Leeway for `exp`/`nbf`.
+    pub clock_skew: Duration,
+}
+
+impl AnonymousSettings {
+    /// `AUTH_ANONYMOUS_SECRET`, `AUTH_ANONYMOUS_ISSUER`, `AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS`.
+    /// That the secret is no other service's key is checked by `config`.
+    pub fn from_env(env: &Env, clock_skew: Duration) -> Result<Self, ConfigError> {
+        let secret = env.require(
+            "AUTH_ANONYMOUS_SECRET",
+            "set it to a random secret of at least 32 bytes shared with the engine that signs visitor tokens",
+        )?;
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            return Err(ConfigError::new(
+                "AUTH_ANONYMOUS_SECRET",
+                format!(
+                    "is {} bytes; use a random secret of at least {MIN_HS256_SECRET_BYTES} bytes",
+                    secret.len()
+                ),
+            ));
+        }
+        let issuer = env.require(
+            "AUTH_ANONYMOUS_ISSUER",
+            "set it to the `iss` the visitor-token engine writes (e.g. `cdp.contoso.example`)",
+        )?;
+        let max_lifetime = env.seconds(
+            "AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS",
+            3600,
+            MAX_VISITOR_LIFETIME_SECONDS,
+        )?;
+        if max_lifetime.is_zero() {
+            return Err(ConfigError::new(
+                "AUTH_ANONYMOUS_MAX_LIFETIME_SECONDS",
+                "is 0; visitor tokens need a positive lifetime",
+            ));
+        }
+        Ok(Self {
+            secret: SecretString::from(secret),
+            issuer,
+            max_lifetime,
+            clock_skew,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,10 @@
 use sha1::{Digest, Sha1};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::{CertUserId, ClientCertSettings};
 use crate::identity::{IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
 use crate::names::UserId;
+use crate::settings::{ConfigError, Env, comma_list};
 
 /// The header App Service forwards the certificate in.
 pub const CLIENT_CERT_HEADER: &str = "X-ARR-ClientCert";
@@ -235,6 +235,119 @@ fn certificate_user(user_id: UserId, thumbprint: &str, expires_at: u64) -> Verif
         expires_at,
         IdentitySource::ClientCertificate,
     )
+}
+
+/// Most thumbprints on the client-certificate allow-list.
+const MAX_THUMBPRINTS: usize = 64;
+
+/// How a certificate's user id is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertUserId {
+    /// From the `THUMBPRINT=user-id` entries of `CLIENT_CERT_THUMBPRINTS`.
+    Mapped,
+    /// The certificate subject's common name.
+    SubjectCommonName,
+}
+
+/// The client-certificate allow-list.
+#[derive(Debug, Clone)]
+pub struct ClientCertSettings {
+    /// Allowed SHA-1 thumbprints (40 upper-case hex digits), each with its mapped user id.
+    pub allowed: Vec<(String, Option<String>)>,
+    /// Where the user id comes from.
+    pub user_id_from: CertUserId,
+}
+
+impl ClientCertSettings {
+    /// `CLIENT_CERT_THUMBPRINTS` (`THUMBPRINT[=user-id]` entries, comma separated) and
+    /// `CLIENT_CERT_USER_ID_FROM`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        const SETTING: &str = "CLIENT_CERT_THUMBPRINTS";
+        let value = env.require(
+            SETTING,
+            "list the SHA-1 thumbprints of the allowed client certificates, `THUMBPRINT=user-id,…` (several for rotation)",
+        )?;
+        let user_id_from = match env.get("CLIENT_CERT_USER_ID_FROM").as_deref() {
+            None | Some("map") => CertUserId::Mapped,
+            Some("subject-cn") => CertUserId::SubjectCommonName,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "CLIENT_CERT_USER_ID_FROM",
+                    format!(
+                        "`{other}` is not a user id source; use map (THUMBPRINT=user-id entries) or subject-cn"
+                    ),
+                ));
+            }
+        };
+        let mut allowed: Vec<(String, Option<String>)> = Vec::new();
+        for entry in comma_list(&value) {
+            let (thumbprint, user_id) = match entry.split_once('=') {
+                Some((thumbprint, user_id)) => (thumbprint, Some(user_id.trim().to_owned())),
+                None => (entry, None),
+            };
+            let thumbprint = normalize_thumbprint(thumbprint).ok_or_else(|| {
+                ConfigError::new(
+                    SETTING,
+                    format!("`{thumbprint}` is not a SHA-1 thumbprint (40 hex digits)"),
+                )
+            })?;
+            match (&user_id_from, &user_id) {
+                (CertUserId::Mapped, None) => {
+                    return Err(ConfigError::new(
+                        SETTING,
+                        format!(
+                            "`{thumbprint}` has no user id; write `{thumbprint}=<user-id>`, or set CLIENT_CERT_USER_ID_FROM=subject-cn"
+                        ),
+                    ));
+                }
+                (CertUserId::Mapped, Some(id)) => match UserId::parse(id) {
+                    Err(error) => {
+                        return Err(ConfigError::new(
+                            SETTING,
+                            format!(
+                                "the user id of `{thumbprint}`: {error} (see README, Name rules)"
+                            ),
+                        ));
+                    }
+                    Ok(id) if id.is_anonymous() => {
+                        return Err(ConfigError::new(
+                            SETTING,
+                            format!(
+                                "the user id of `{thumbprint}` starts with `anon:`, which is reserved for anonymous visitors"
+                            ),
+                        ));
+                    }
+                    Ok(_) => {}
+                },
+                (CertUserId::SubjectCommonName, Some(_)) => {
+                    return Err(ConfigError::new(
+                        SETTING,
+                        format!(
+                            "`{thumbprint}` maps a user id, but CLIENT_CERT_USER_ID_FROM=subject-cn; use one or the other"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if allowed.iter().any(|(known, _)| *known == thumbprint) {
+                return Err(ConfigError::new(
+                    SETTING,
+                    format!("lists `{thumbprint}` twice"),
+                ));
+            }
+            allowed.push((thumbprint, user_id));
+        }
+        if allowed.is_empty() || allowed.len() > MAX_THUMBPRINTS {
+            return Err(ConfigError::new(
+                SETTING,
+                format!("must list from 1 to {MAX_THUMBPRINTS} thumbprints"),
+            ));
+        }
+        Ok(Self {
+            allowed,
+            user_id_from,
+        })
+    }
 }
 
 #[cfg(test)]

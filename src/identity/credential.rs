@@ -24,17 +24,6 @@ pub enum QueryToken {
     Refused,
 }
 
-impl QueryToken {
-    /// The rule for the function `function_name` (its folder name).
-    pub fn for_function(function_name: &str) -> Self {
-        if function_name == "negotiate" {
-            Self::Accepted
-        } else {
-            Self::Refused
-        }
-    }
-}
-
 /// How a token is written in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -244,8 +233,6 @@ mod tests {
 
     #[test]
     fn the_query_token_is_refused_where_only_the_header_is_accepted() {
-        assert_eq!(QueryToken::for_function("negotiate"), QueryToken::Accepted);
-        assert_eq!(QueryToken::for_function("sendToGroup"), QueryToken::Refused);
         let query = request(json!({}), json!({"access_token": "xyz"}));
         assert!(matches!(
             bearer_token(&query, QueryToken::Refused),

@@ -17,10 +17,10 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{AppServiceSettings, PrincipalFormat};
 use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
 use crate::invocation::HttpRequestData;
 use crate::names::UserId;
+use crate::settings::{ConfigError, Env};
 
 /// The principal header.
 pub const PRINCIPAL_HEADER: &str = "X-MS-CLIENT-PRINCIPAL";
@@ -237,6 +237,72 @@ fn parse_static_web_apps(json: Value) -> Result<VerifiedUser, IdentityError> {
         u64::MAX,
         IdentitySource::StaticWebApps,
     ))
+}
+
+/// Which of the two shapes of `X-MS-CLIENT-PRINCIPAL` the app expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalFormat {
+    /// App Service / Functions: `auth_typ`, `claims[{typ,val}]`, `name_typ`, `role_typ`.
+    AppService,
+    /// Static Web Apps: `identityProvider`, `userId`, `userDetails`, `userRoles`.
+    StaticWebApps,
+}
+
+/// App Service Authentication ("EasyAuth").
+#[derive(Debug, Clone)]
+pub struct AppServiceSettings {
+    /// False when `appservice` is listed but `WEBSITE_AUTH_ENABLED` is not `true`: the header is
+    /// then client input and is ignored (a warning is logged once at start-up).
+    pub platform_enabled: bool,
+    /// The expected principal shape.
+    pub format: PrincipalFormat,
+    /// Claim type holding the user id (App Service shape).
+    pub user_id_claim: String,
+    /// Claim type holding roles; `None` uses the principal's own `role_typ`.
+    pub role_claim: Option<String>,
+}
+
+impl AppServiceSettings {
+    /// `WEBSITE_AUTH_ENABLED`, `AUTH_APPSERVICE_FORMAT`, `AUTH_APPSERVICE_USER_ID_CLAIM`,
+    /// `AUTH_APPSERVICE_ROLE_CLAIM`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        // Only the platform sets WEBSITE_AUTH_ENABLED; without it the principal header is
+        // whatever the client sent (`docs/protocol/webpubsub.md` §3.3), so the
+        // source stays off.
+        let platform_enabled = env
+            .get("WEBSITE_AUTH_ENABLED")
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"));
+        let format = match env.get("AUTH_APPSERVICE_FORMAT").as_deref() {
+            None | Some("appservice") => PrincipalFormat::AppService,
+            Some("staticwebapps") => PrincipalFormat::StaticWebApps,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "AUTH_APPSERVICE_FORMAT",
+                    format!(
+                        "`{other}` is not a principal format; use appservice (App Service / Functions) or staticwebapps"
+                    ),
+                ));
+            }
+        };
+        let user_id_claim = env.get("AUTH_APPSERVICE_USER_ID_CLAIM").unwrap_or_else(|| {
+            "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier".to_owned()
+        });
+        if format == PrincipalFormat::StaticWebApps
+            && (env.get("AUTH_APPSERVICE_USER_ID_CLAIM").is_some()
+                || env.get("AUTH_APPSERVICE_ROLE_CLAIM").is_some())
+        {
+            return Err(ConfigError::new(
+                "AUTH_APPSERVICE_FORMAT",
+                "is staticwebapps, whose principal has fixed `userId` and `userRoles` fields; remove AUTH_APPSERVICE_USER_ID_CLAIM and AUTH_APPSERVICE_ROLE_CLAIM",
+            ));
+        }
+        Ok(Self {
+            platform_enabled,
+            format,
+            user_id_claim,
+            role_claim: env.get("AUTH_APPSERVICE_ROLE_CLAIM"),
+        })
+    }
 }
 
 #[cfg(test)]

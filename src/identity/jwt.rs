@@ -5,16 +5,18 @@
 //! algorithms come from configuration and never from the token header; `exp`, `iss` and `aud`
 //! are required; `nbf` is checked when present.
 
-use base64::Engine;
-use jsonwebtoken::{DecodingKey, Validation};
-use secrecy::ExposeSecret;
-use serde_json::{Map, Value};
+use std::time::Duration;
 
-use crate::config::{JwtSettings, KeySource};
-use crate::identity::jwks::JwksCache;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::identity::jwks::{HostClass, JwksCache};
 use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
 use crate::names::UserId;
-use crate::signalr::connection_string::ConnectionString;
+use crate::settings::{ConfigError, Env, MIN_HS256_SECRET_BYTES, comma_list};
 
 /// Longest token accepted. Real ID/access tokens are 1-3 KB; anything far beyond is an attack on
 /// the decoder (huge headers) or a mistake.
@@ -30,12 +32,12 @@ pub struct JwtVerifier {
     keys: Keys,
     validation: Validation,
     user_id_claim: String,
-    signalr: ConnectionString,
+    service: ServiceAudience,
 }
 
 impl JwtVerifier {
     /// Builds the verifier from validated settings.
-    pub fn new(settings: &JwtSettings, signalr: &ConnectionString) -> anyhow::Result<Self> {
+    pub fn new(settings: &JwtSettings, service: &ServiceAudience) -> anyhow::Result<Self> {
         let keys = match &settings.key_source {
             KeySource::SharedSecret(secret) => {
                 Keys::Secret(DecodingKey::from_secret(secret.expose_secret().as_bytes()))
@@ -62,7 +64,7 @@ impl JwtVerifier {
             keys,
             validation,
             user_id_claim: settings.user_id_claim.clone(),
-            signalr: signalr.clone(),
+            service: service.clone(),
         })
     }
 
@@ -141,13 +143,40 @@ impl JwtVerifier {
             return false;
         };
         match claims.get("aud") {
-            Some(Value::String(aud)) => self.signalr.is_service_audience(aud),
+            Some(Value::String(aud)) => self.service.contains(aud),
             Some(Value::Array(auds)) => auds
                 .iter()
                 .filter_map(Value::as_str)
-                .any(|aud| self.signalr.is_service_audience(aud)),
+                .any(|aud| self.service.contains(aud)),
             _ => false,
         }
+    }
+}
+
+/// The SignalR Service's own audience (its endpoint, any path): the service issues client tokens
+/// for itself with it, and no app token may carry it. Built by `config` from the connection string.
+#[derive(Debug, Clone)]
+pub struct ServiceAudience {
+    scheme: String,
+    host: String,
+}
+
+impl ServiceAudience {
+    /// The audience of the service at `endpoint`.
+    pub fn new(endpoint: &Url) -> Self {
+        Self {
+            scheme: endpoint.scheme().to_owned(),
+            host: endpoint.host_str().unwrap_or_default().to_ascii_lowercase(),
+        }
+    }
+
+    /// True when `audience` names this service (any path), whatever its port or case.
+    pub fn contains(&self, audience: &str) -> bool {
+        let Ok(url) = Url::parse(audience) else {
+            return false;
+        };
+        url.scheme() == self.scheme
+            && url.host_str().map(str::to_ascii_lowercase).as_deref() == Some(self.host.as_str())
     }
 }
 
@@ -161,4 +190,165 @@ fn names_critical_extensions(token: &str) -> bool {
     };
     serde_json::from_slice::<Map<String, Value>>(&bytes)
         .is_ok_and(|header| header.contains_key("crit"))
+}
+
+/// How the caller's JWT is verified.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Where verification keys come from.
+    pub key_source: KeySource,
+    /// Allowed algorithms; the token header's `alg` must be one of them.
+    pub algorithms: Vec<Algorithm>,
+    /// Claim that holds the user id.
+    pub user_id_claim: String,
+    /// Leeway for `exp` and `nbf`.
+    pub clock_skew: Duration,
+    /// Minimum time between two JWKS fetches triggered by unknown `kid`s.
+    pub jwks_refresh_interval: Duration,
+}
+
+/// Where the keys that verify caller tokens come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A shared secret (HS256/384/512).
+    SharedSecret(SecretString),
+    /// A JWKS document at a fixed URL.
+    Jwks(Url),
+    /// OIDC discovery: `{issuer}/.well-known/openid-configuration` names the JWKS.
+    OidcDiscovery(Url),
+}
+
+impl JwtSettings {
+    /// `AUTH_ISSUER`, `AUTH_AUDIENCE`, the key source (`AUTH_HS256_SECRET`, `AUTH_JWKS_URL` or
+    /// discovery from the issuer), `AUTH_ALGORITHMS`, `AUTH_USER_ID_CLAIM`,
+    /// `AUTH_JWKS_REFRESH_SECONDS`. That the audience and secret are not the SignalR Service's
+    /// is checked by `config`, which knows the service.
+    pub fn from_env(env: &Env, clock_skew: Duration) -> Result<Self, ConfigError> {
+        let issuer = env.require(
+            "AUTH_ISSUER",
+            "set it to the `iss` your identity provider writes into tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
+        )?;
+        let audience = env.require(
+            "AUTH_AUDIENCE",
+            "set it to the `aud` your identity provider writes into tokens for this app (its client id or API URI)",
+        )?;
+        let key_source = match (env.get("AUTH_HS256_SECRET"), env.get("AUTH_JWKS_URL")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "AUTH_HS256_SECRET",
+                    "and AUTH_JWKS_URL are both set; set exactly one key source (or neither, for OIDC discovery from AUTH_ISSUER)",
+                ));
+            }
+            (Some(secret), None) => {
+                if secret.len() < MIN_HS256_SECRET_BYTES {
+                    return Err(ConfigError::new(
+                        "AUTH_HS256_SECRET",
+                        format!("is {} bytes; use a random secret of at least {MIN_HS256_SECRET_BYTES} bytes", secret.len()),
+                    ));
+                }
+                KeySource::SharedSecret(SecretString::from(secret))
+            }
+            (None, Some(url)) => KeySource::Jwks(parse_fetch_url("AUTH_JWKS_URL", &url)?),
+            (None, None) => KeySource::OidcDiscovery(
+                parse_fetch_url("AUTH_ISSUER", &issuer).map_err(|error| {
+                    ConfigError::new(
+                        "AUTH_ISSUER",
+                        format!("{}; with neither AUTH_HS256_SECRET nor AUTH_JWKS_URL set, keys are discovered from the issuer URL", error.message()),
+                    )
+                })?,
+            ),
+        };
+
+        let algorithms = parse_algorithms(env.get("AUTH_ALGORITHMS"), &key_source)?;
+        let user_id_claim = env
+            .get("AUTH_USER_ID_CLAIM")
+            .unwrap_or_else(|| "sub".to_owned());
+        // At least one second: with no floor, every token with a random `kid` would cost one fetch.
+        let jwks_refresh_interval = env.seconds("AUTH_JWKS_REFRESH_SECONDS", 30, 86_400)?;
+        if jwks_refresh_interval.is_zero() {
+            return Err(ConfigError::new(
+                "AUTH_JWKS_REFRESH_SECONDS",
+                "must be at least 1: it limits how often tokens with unknown key ids make the handler fetch the JWKS",
+            ));
+        }
+        Ok(Self {
+            issuer,
+            audience,
+            key_source,
+            algorithms,
+            user_id_claim,
+            clock_skew,
+            jwks_refresh_interval,
+        })
+    }
+}
+
+/// A URL the handler fetches keys from: https, or http only to a loopback host (local dev).
+fn parse_fetch_url(setting: &str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value)
+        .map_err(|_| ConfigError::new(setting, format!("`{value}` is not an absolute URL")))?;
+    let loopback = HostClass::of(&url) == HostClass::Loopback;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("`{value}` must be an https URL (plain http is accepted only for localhost)"),
+        )),
+    }
+}
+
+fn parse_algorithms(
+    value: Option<String>,
+    key_source: &KeySource,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    let symmetric = matches!(key_source, KeySource::SharedSecret(_));
+    let Some(value) = value else {
+        return Ok(vec![if symmetric {
+            Algorithm::HS256
+        } else {
+            Algorithm::RS256
+        }]);
+    };
+    let mut algorithms = Vec::new();
+    for name in comma_list(&value) {
+        let algorithm: Algorithm = name.parse().map_err(|_| {
+            ConfigError::new(
+                "AUTH_ALGORITHMS",
+                format!("`{name}` is not a supported algorithm (use HS256/HS384/HS512 with a secret; RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA with JWKS)"),
+            )
+        })?;
+        let is_hmac = matches!(
+            algorithm,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        );
+        if is_hmac != symmetric {
+            return Err(ConfigError::new(
+                "AUTH_ALGORITHMS",
+                if symmetric {
+                    format!(
+                        "`{name}` needs public keys, but the key source is AUTH_HS256_SECRET; list only HS256/HS384/HS512"
+                    )
+                } else {
+                    format!(
+                        "`{name}` is an HMAC algorithm, but keys come from JWKS; mixing them allows algorithm confusion"
+                    )
+                },
+            ));
+        }
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    if algorithms.is_empty() {
+        return Err(ConfigError::new(
+            "AUTH_ALGORITHMS",
+            "lists no algorithm; remove it for the default or list at least one",
+        ));
+    }
+    Ok(algorithms)
 }

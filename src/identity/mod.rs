@@ -15,6 +15,7 @@
 //! - [`easy_auth`]: the App Service Authentication principal (`X-MS-CLIENT-PRINCIPAL`).
 //! - [`client_cert`]: client certificates (`X-ARR-ClientCert`, Web PubSub `clientCertificates`).
 //! - [`anonymous`]: signed anonymous visitor ids, namespaced `anon:`.
+//! - [`sources`]: `AUTH_SOURCES` and the identity settings (each source's own beside its verifier).
 
 pub mod anonymous;
 pub mod client_cert;
@@ -22,14 +23,15 @@ pub mod credential;
 pub mod easy_auth;
 pub mod jwks;
 pub mod jwt;
+pub mod sources;
 
 use serde_json::{Map, Value};
 
-use crate::config::{AuthSettings, SourceKind};
 use crate::invocation::HttpRequestData;
 pub use crate::names::ANONYMOUS_PREFIX;
 use crate::names::UserId;
-use crate::signalr::connection_string::ConnectionString;
+use jwt::ServiceAudience;
+use sources::{AuthSettings, SourceKind};
 
 /// Which kind of credential proved the caller's identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,15 +241,15 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the authenticator; `signalr` is used to recognise the service's own tokens.
+    /// Builds the authenticator; `service` recognises the SignalR Service's own tokens.
     ///
     /// An `appservice` source without `WEBSITE_AUTH_ENABLED=true` is left out, with a warning
     /// logged here, once: without the platform, the principal header is whatever the client sent.
-    pub fn new(settings: &AuthSettings, signalr: &ConnectionString) -> anyhow::Result<Self> {
+    pub fn new(settings: &AuthSettings, service: &ServiceAudience) -> anyhow::Result<Self> {
         let jwt = settings
             .jwt
             .as_ref()
-            .map(|jwt| jwt::JwtVerifier::new(jwt, signalr))
+            .map(|jwt| jwt::JwtVerifier::new(jwt, service))
             .transpose()?;
         let certificates = settings
             .client_cert

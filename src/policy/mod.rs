@@ -21,6 +21,7 @@
 //! ```
 
 mod file;
+mod loading;
 mod operation;
 pub mod pattern;
 
@@ -31,9 +32,9 @@ use serde::Deserialize;
 pub use self::file::DEFAULT_POLICY;
 pub use self::operation::{Operation, Request};
 
-use crate::config::ConfigError;
 use crate::identity::VerifiedUser;
 use crate::policy::pattern::{FilledPattern, Pattern};
+use crate::settings::ConfigError;
 
 /// The policy's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::identity::jwt::ServiceAudience;
+use crate::settings::{ConfigError, Env};
+
 /// A parsed access-key connection string.
 ///
 /// Identity-based strings (`AuthType=azure…`) are refused: the handler signs client tokens itself
@@ -151,14 +154,9 @@ impl ConnectionString {
         &self.access_key
     }
 
-    /// True when `audience` names this service (any path), whatever its port or case.
-    pub fn is_service_audience(&self, audience: &str) -> bool {
-        let Ok(url) = Url::parse(audience) else {
-            return false;
-        };
-        url.scheme() == self.endpoint.scheme()
-            && url.host_str().map(str::to_ascii_lowercase)
-                == self.endpoint.host_str().map(str::to_ascii_lowercase)
+    /// The audience this service issues its own tokens for (its endpoint, any path).
+    pub fn service_audience(&self) -> ServiceAudience {
+        ServiceAudience::new(&self.endpoint)
     }
 
     /// The endpoint's host, lower-cased (for Web PubSub, the `WebHook-Request-Origin` the service
@@ -174,6 +172,16 @@ impl ConnectionString {
     pub fn access_key_equals(&self, secret: &str) -> bool {
         self.access_key.expose_secret() == secret
     }
+}
+
+/// Reads the connection string from the setting `setting` (the one the app's SignalR bindings
+/// name).
+pub fn from_env(env: &Env, setting: &str) -> Result<ConnectionString, ConfigError> {
+    let value = env.require(
+        setting,
+        "set it to the SignalR Service connection string, `Endpoint=https://<name>.service.signalr.net;AccessKey=<key>;Version=1.0;`",
+    )?;
+    ConnectionString::parse(&value).map_err(|error| ConfigError::new(setting, error.to_string()))
 }
 
 fn parse_http_uri(value: &str, name: &'static str) -> Result<Url, ConnectionStringError> {
@@ -244,8 +252,14 @@ mod tests {
             cs.client_audience("hub"),
             "https://x.service.signalr.net/client/?hub=hub"
         );
-        assert!(cs.is_service_audience("https://X.service.signalr.net:443/client/?hub=a"));
-        assert!(!cs.is_service_audience("https://evil.example.com/client/?hub=a"));
+        assert!(
+            cs.service_audience()
+                .contains("https://X.service.signalr.net:443/client/?hub=a")
+        );
+        assert!(
+            !cs.service_audience()
+                .contains("https://evil.example.com/client/?hub=a")
+        );
     }
 
     #[test]

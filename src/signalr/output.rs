@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::identity::{IdentitySource, VerifiedUser};
 use crate::names::{GroupName, TargetUser};
+use crate::settings::{ConfigError, Env};
 
 /// A group action item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,11 +52,6 @@ impl Sender {
             user_id: user.user_id().to_owned(),
             source: user.source(),
         }
-    }
-
-    /// The verified user id.
-    pub fn user_id(&self) -> &str {
-        &self.user_id
     }
 
     /// The argument the handler writes first: `{"sender", "source"}`.
@@ -151,6 +147,28 @@ impl Message {
             user_id,
         })
         .unwrap_or(Value::Null)
+    }
+}
+
+impl SenderStamp {
+    /// `MESSAGE_SENDER_STAMP`: `true` (default) or `false`; anything else stops start-up, since
+    /// a typo must not silently switch off the sender receivers rely on.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        const SETTING: &str = "MESSAGE_SENDER_STAMP";
+        match env
+            .get(SETTING)
+            .map(|value| value.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("true") => Ok(Self::FirstArgument),
+            Some("false") => Ok(Self::Off),
+            Some(other) => Err(ConfigError::new(
+                SETTING,
+                format!(
+                    "`{other}` must be true (messages start with the verified sender, the default) or false (the caller's arguments only; receivers cannot tell who sent a message)"
+                ),
+            )),
+        }
     }
 }
 

@@ -1,0 +1,83 @@
+//! Checks that span several settings: no secret is shared between services or sources, and no
+//! app token can carry the SignalR Service's own audience. Each settings type checks itself on
+//! its own; these need two at once, so they run here, after assembly.
+
+use secrecy::ExposeSecret;
+
+use crate::identity::jwt::KeySource;
+use crate::identity::sources::AuthSettings;
+use crate::settings::ConfigError;
+use crate::signalr::connection_string::ConnectionString;
+use crate::webpubsub::WebPubSubSettings;
+
+/// The Web PubSub key is not the SignalR key.
+pub(super) fn web_pubsub_key(
+    web_pubsub: Option<&WebPubSubSettings>,
+    signalr: &ConnectionString,
+) -> Result<(), ConfigError> {
+    if let Some(wps) = web_pubsub
+        && signalr.access_key_equals(wps.connection.access_key().expose_secret())
+    {
+        return Err(ConfigError::new(
+            "WEBPUBSUB_CONNECTION_STRING",
+            "has the same AccessKey as the SignalR connection string; each service needs its own key",
+        ));
+    }
+    Ok(())
+}
+
+/// The JWT audience is the app's own, and the JWT and visitor secrets are neither the other's
+/// nor any service's key.
+pub(super) fn identity_secrets(
+    auth: &AuthSettings,
+    signalr: &ConnectionString,
+    web_pubsub: Option<&WebPubSubSettings>,
+) -> Result<(), ConfigError> {
+    let mut jwt_secret = None;
+    if let Some(jwt) = &auth.jwt {
+        if signalr.service_audience().contains(&jwt.audience) {
+            return Err(ConfigError::new(
+                "AUTH_AUDIENCE",
+                "names the SignalR Service itself; it must be this app's own audience, or the service's tokens would be accepted at negotiate",
+            ));
+        }
+        if let KeySource::SharedSecret(secret) = &jwt.key_source {
+            let secret = secret.expose_secret();
+            if signalr.access_key_equals(secret) {
+                return Err(ConfigError::new(
+                    "AUTH_HS256_SECRET",
+                    "equals the SignalR AccessKey; use a separate secret, or anyone holding a service token could sign app tokens",
+                ));
+            }
+            if web_pubsub.is_some_and(|wps| wps.signs_with(secret)) {
+                return Err(ConfigError::new(
+                    "AUTH_HS256_SECRET",
+                    "equals a Web PubSub access key (WEBPUBSUB_CONNECTION_STRING or WEBPUBSUB_SECONDARY_ACCESS_KEY); use a separate secret, or anyone holding a Web PubSub key could sign app tokens",
+                ));
+            }
+            jwt_secret = Some(secret);
+        }
+    }
+    if let Some(anonymous) = &auth.anonymous {
+        let secret = anonymous.secret.expose_secret();
+        if signalr.access_key_equals(secret) {
+            return Err(ConfigError::new(
+                "AUTH_ANONYMOUS_SECRET",
+                "equals the SignalR AccessKey; use a separate secret",
+            ));
+        }
+        if jwt_secret == Some(secret) {
+            return Err(ConfigError::new(
+                "AUTH_ANONYMOUS_SECRET",
+                "equals AUTH_HS256_SECRET; use a separate secret, or a visitor token would pass as a signed-in user's token",
+            ));
+        }
+        if web_pubsub.is_some_and(|wps| wps.signs_with(secret)) {
+            return Err(ConfigError::new(
+                "AUTH_ANONYMOUS_SECRET",
+                "equals a Web PubSub access key; use a separate secret",
+            ));
+        }
+    }
+    Ok(())
+}

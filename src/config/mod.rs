@@ -1,0 +1,182 @@
+//! Configuration, on top of everything else: the environment (app settings) and the app's
+//! `function.json` files, read once at start-up into [`Settings`].
+//!
+//! Each settings type lives beside the code that uses it and parses itself from the
+//! `settings::Env` this module hands it (`identity::jwt::JwtSettings::from_env`,
+//! `webpubsub::WebPubSubSettings::from_env`, …). This module assembles them, then runs the
+//! checks that span several settings (`checks`). Nothing below imports `config`. Every
+//! failure is a [`ConfigError`] that names the setting and says how to fix it, so a bad
+//! deployment stops at start-up instead of on the first request.
+
+mod checks;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use crate::bindings::{self, FunctionBindings};
+use crate::function::Function;
+use crate::identity::sources::{AuthSettings, ConnectUse};
+use crate::names::HubName;
+use crate::policy::Policy;
+pub use crate::settings::ConfigError;
+use crate::settings::Env;
+use crate::signalr::connection_string::{self, ConnectionString};
+use crate::signalr::output::SenderStamp;
+use crate::webpubsub::{ConnectJwt, WebPubSubSettings};
+
+/// Everything the handler needs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// Port to listen on (127.0.0.1). 0 picks a free port (tests).
+    pub port: u16,
+    /// The functions found in the app root.
+    pub functions: Vec<FunctionBindings>,
+    /// The SignalR Service the app's bindings name.
+    pub signalr: ConnectionString,
+    /// Name of the setting `signalr` was read from (for messages).
+    pub signalr_setting: String,
+    /// Hub for tokens the handler mints itself (negotiate without a `signalRConnectionInfo` input).
+    pub mint_hub: Option<HubName>,
+    /// How callers are authenticated.
+    pub auth: AuthSettings,
+    /// The Web PubSub event handler (`connect`), when the app has that function.
+    pub web_pubsub: Option<WebPubSubSettings>,
+    /// Who may do what to which group.
+    pub policy: Policy,
+    /// `MESSAGE_SENDER_STAMP`: whether messages carry their verified sender (default: yes).
+    pub sender_stamp: SenderStamp,
+    /// The function app root (static files of the `index` function live under `www/`).
+    pub app_root: PathBuf,
+}
+
+impl Settings {
+    /// Reads the process environment and the app root's `function.json` files.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
+        Self::from_lookup(&lookup, None)
+    }
+
+    /// Reads settings through `lookup`. `app_root` overrides `FUNCTIONS_APP_ROOT_PATH`.
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        app_root: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let env = Env::new(lookup);
+        let port = parse_port(&env)?;
+        let app_root = match app_root {
+            Some(root) => root.to_path_buf(),
+            None => default_app_root(&env)?,
+        };
+        let functions = bindings::read_app(&app_root, &env)?;
+        if functions.is_empty() {
+            return Err(ConfigError::new(
+                "FUNCTIONS_APP_ROOT_PATH",
+                format!(
+                    "no function folders with a function.json under `{}`; point it at the function app root",
+                    app_root.display()
+                ),
+            ));
+        }
+
+        let signalr_setting = bindings::connection_string_setting(&functions)?;
+        let signalr = connection_string::from_env(&env, &signalr_setting)?;
+        bindings::check_signalr_outputs(&functions)?;
+        let mint_hub = mint_hub(&env, &functions)?;
+        let has_connect = functions.iter().any(|f| f.function == Function::Connect);
+        let web_pubsub = if has_connect {
+            WebPubSubSettings::from_env(&env)?
+        } else {
+            None
+        };
+        checks::web_pubsub_key(web_pubsub.as_ref(), &signalr)?;
+        let connect = web_pubsub
+            .as_ref()
+            .map_or_else(ConnectUse::default, |wps| ConnectUse {
+                enabled: true,
+                jwt: wps.jwt != ConnectJwt::Off,
+                client_cert: wps.require_client_cert,
+            });
+        let auth = AuthSettings::from_env(&env, connect)?;
+        checks::identity_secrets(&auth, &signalr, web_pubsub.as_ref())?;
+        let policy = Policy::from_env(&env, &app_root)?;
+        let sender_stamp = SenderStamp::from_env(&env)?;
+        Ok(Self {
+            port,
+            functions,
+            signalr,
+            signalr_setting,
+            mint_hub,
+            auth,
+            web_pubsub,
+            policy,
+            sender_stamp,
+            app_root,
+        })
+    }
+
+    /// The bindings of `function`, if the app has that function.
+    pub fn function(&self, function: Function) -> Option<&FunctionBindings> {
+        self.functions
+            .iter()
+            .find(|bindings| bindings.function == function)
+    }
+}
+
+fn parse_port(env: &Env) -> Result<u16, ConfigError> {
+    let (name, value) = match env.get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+        Some(value) => ("FUNCTIONS_CUSTOMHANDLER_PORT", value),
+        None => (
+            "FUNCTIONS_CUSTOMHANDLER_PORT",
+            env.get("FUNCTIONS_HTTPWORKER_PORT").ok_or_else(|| {
+                ConfigError::new(
+                    "FUNCTIONS_CUSTOMHANDLER_PORT",
+                    "is not set; the Functions host sets it when it starts the handler (run `func start`, or set it by hand)",
+                )
+            })?,
+        ),
+    };
+    value
+        .parse()
+        .map_err(|_| ConfigError::new(name, format!("`{value}` is not a port number (0-65535)")))
+}
+
+/// The app root: `FUNCTIONS_APP_ROOT_PATH` (set by the host), else the folder of the executable,
+/// which `host.json` places at the app root. Never the working directory.
+fn default_app_root(env: &Env) -> Result<PathBuf, ConfigError> {
+    if let Some(root) = env.get("FUNCTIONS_APP_ROOT_PATH") {
+        return Ok(PathBuf::from(root));
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "FUNCTIONS_APP_ROOT_PATH",
+                "is not set and the executable's folder is unknown; set it to the folder that holds host.json",
+            )
+        })
+}
+
+/// `SIGNALR_HUB_NAME` is needed only when a function that reads the `signalRConnectionInfo`
+/// input (negotiate) has none, so the handler mints tokens itself.
+fn mint_hub(env: &Env, functions: &[FunctionBindings]) -> Result<Option<HubName>, ConfigError> {
+    let needs_hub = functions
+        .iter()
+        .any(|f| f.function.needs().connection_info && f.connection_info.is_none());
+    let hub = env.get("SIGNALR_HUB_NAME");
+    match (needs_hub, hub) {
+        (false, _) => Ok(None),
+        (true, None) => Err(ConfigError::new(
+            "SIGNALR_HUB_NAME",
+            "is not set; negotiate/function.json has no signalRConnectionInfo binding, so the handler mints \
+             tokens itself and needs the hub name (or add the binding with `hubName`)",
+        )),
+        (true, Some(hub)) => HubName::parse(&hub).map(Some).map_err(|error| {
+            ConfigError::new(
+                "SIGNALR_HUB_NAME",
+                format!("`{hub}` is not a valid hub name: {error}"),
+            )
+        }),
+    }
+}
