@@ -21,8 +21,6 @@
 //! identity source. The REST client still percent-encodes each segment it builds from these
 //! types, so nothing that passes can be read as more than one segment.
 
-use crate::identity::VerifiedUser;
-
 /// Longest hub name the service accepts (docs/protocol/signalr-service.md §4.4).
 pub const MAX_HUB_CHARS: usize = 128;
 /// Longest group name the service accepts (docs/protocol/signalr-service.md §4.4).
@@ -145,7 +143,7 @@ impl UserId {
 }
 
 /// A validated user id named as a target by a caller (never an identity: that is
-/// [`VerifiedUser`]).
+/// `identity::VerifiedUser`, which gives its own id as a target with `VerifiedUser::as_target`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetUser(UserId);
 
@@ -155,9 +153,9 @@ impl TargetUser {
         UserId::parse(value).map(Self)
     }
 
-    /// The verified caller as a target.
-    pub fn caller(user: &VerifiedUser) -> Self {
-        Self(user.id().clone())
+    /// A target from an id that already passed the user-id rules.
+    pub fn from_id(id: UserId) -> Self {
+        Self(id)
     }
 
     /// The id.

@@ -141,8 +141,8 @@ fn target_user(
     named: Option<&str>,
 ) -> Result<(TargetUser, bool), HandlerError> {
     match named {
-        None => Ok((TargetUser::caller(user), false)),
-        Some(id) if id == user.user_id() => Ok((TargetUser::caller(user), false)),
+        None => Ok((user.as_target(), false)),
+        Some(id) if id == user.user_id() => Ok((user.as_target(), false)),
         Some(id) => Ok((TargetUser::parse(id)?, true)),
     }
 }

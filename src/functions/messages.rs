@@ -74,7 +74,7 @@ pub async fn send(
     let target = parse_target(&body.target)?;
     let arguments = parse_arguments(body.arguments)?;
     let output = signalr_output(bindings)?;
-    let caller = TargetUser::caller(&user);
+    let caller = user.as_target();
     let policy_request = match &recipient {
         Recipient::Group(group) => Request {
             operation: Operation::SendToGroup,

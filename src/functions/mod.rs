@@ -21,7 +21,7 @@ use crate::identity::credential::QueryToken;
 use crate::identity::sources::AuthSettings;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
-use crate::names::{HubName, TargetUser};
+use crate::names::HubName;
 use crate::policy::{Decision, Denial, Policy, Request};
 use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::output::SenderStamp;
@@ -277,7 +277,7 @@ pub async fn authorize(
             let hub = HubName::parse(hub).map_err(ConfigurationError::OutputHubName)?;
             match state
                 .service
-                .is_user_in_group(&hub, &TargetUser::caller(user), group)
+                .is_user_in_group(&hub, &user.as_target(), group)
                 .await
             {
                 Ok(true) => {

@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::invocation::HttpRequestData;
 pub use crate::names::ANONYMOUS_PREFIX;
-use crate::names::UserId;
+use crate::names::{TargetUser, UserId};
 use jwt::ServiceAudience;
 use sources::{AuthSettings, SourceKind};
 
@@ -94,6 +94,11 @@ impl VerifiedUser {
     /// The user id as a checked name, for anything that puts it into a URL path.
     pub fn id(&self) -> &UserId {
         &self.user_id
+    }
+
+    /// The verified caller as the target of an operation on its own groups or messages.
+    pub fn as_target(&self) -> TargetUser {
+        TargetUser::from_id(self.user_id.clone())
     }
 
     /// A claim of the verified credential.
