@@ -6,7 +6,7 @@
 //! server). Each request carries a fresh app token, so verification is never cached. Prints
 //! requests/s and latency percentiles; asserts nothing about time.
 
-#[path = "../tests/api/helpers.rs"]
+#[path = "../tests/api/helpers/mod.rs"]
 #[expect(dead_code, reason = "the bench uses part of the shared test harness")]
 mod helpers;
 

@@ -1,12 +1,11 @@
 //! Output binding values, read by the host's rules.
 //!
 //! - `http` (docs/protocol/functions-host.md §3.3): the value is an object or a string holding a
-//! JSON object, bound into an
-//!   Expando that always has `StatusCode`, `Status`, `Body` and `Headers`, so only `statusCode`
-//!   sets the status; string bodies are sent as is, object bodies as indented JSON.
+//!   JSON object, bound into an Expando that always has `StatusCode`, `Status`, `Body` and
+//!   `Headers`, so only `statusCode` sets the status; string bodies are sent as is, object bodies
+//!   as indented JSON.
 //! - `signalR` (docs/protocol/functions-host.md §3.5): an array of objects, one object, or a string
-//! of JSON; each item is a
-//!   message (has `target`) or a group action (has `action`).
+//!   of JSON; each item is a message (has `target`) or a group action (has `action`).
 
 use base64::Engine;
 use serde_json::{Map, Value};

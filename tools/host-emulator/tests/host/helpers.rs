@@ -1,8 +1,8 @@
 //! Test harness: temporary app roots, the host emulator in-process on port 0, an in-process fake
-//! handler (attach mode) for envelope edge cases, the real handler binary for end-to-end cases,
-//! and a recording stand-in for the SignalR Service REST API.
+//! handler (attach mode) for envelope edge cases, and a recording stand-in for the SignalR Service
+//! REST API. (The real handler runs behind the host in the root package's `tests/stack`.)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
@@ -15,28 +15,6 @@ use host_emulator::{HandlerLaunch, HostEmulator, HostOptions};
 use serde_json::{Value, json};
 
 pub const ACCESS_KEY: &str = "INSECURE-HOST-EMULATOR-TEST-KEY-0123456789ABCDEFGH";
-pub const HS256_SECRET: &str = "insecure-host-emulator-test-secret-0123456789";
-pub const ISSUER: &str = "https://issuer.host-emulator.test/";
-pub const AUDIENCE: &str = "api://host-emulator-test";
-
-/// The workspace root (the function app root of this repository).
-pub fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The real handler, built by `cargo build`/`cargo test --workspace` (scripts/test builds it).
-pub fn handler_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repository_root().join("target"));
-    let binary = target.join("debug/handler");
-    assert!(
-        binary.is_file(),
-        "{} is missing: run `cargo build -p handler` (scripts/test and `cargo test --workspace` build it)",
-        binary.display()
-    );
-    binary
-}
 
 /// A temporary app root.
 pub struct AppRoot {
@@ -63,39 +41,6 @@ impl AppRoot {
         }))
     }
 
-    /// A copy of this repository's app (host.json, every function folder, policy.json) with
-    /// the real handler linked in, and `values` as local settings.
-    pub fn repository_app(values: Value) -> Self {
-        let root = repository_root();
-        let app = Self::new(
-            serde_json::from_str(
-                &std::fs::read_to_string(root.join("host.json")).expect("host.json"),
-            )
-            .expect("host.json is JSON"),
-        );
-        for entry in std::fs::read_dir(&root)
-            .expect("list the repository")
-            .flatten()
-        {
-            let function_json = entry.path().join("function.json");
-            if function_json.is_file() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                app.function(
-                    &name,
-                    &std::fs::read_to_string(function_json).expect("read"),
-                );
-            }
-        }
-        if root.join("policy.json").is_file() {
-            std::fs::copy(root.join("policy.json"), app.path().join("policy.json"))
-                .expect("copy policy");
-        }
-        std::os::unix::fs::symlink(handler_binary(), app.path().join("handler"))
-            .expect("link the handler");
-        app.settings(json!({"IsEncrypted": false, "Values": values}));
-        app
-    }
-
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -115,17 +60,6 @@ impl AppRoot {
         .expect("write settings");
         self
     }
-}
-
-/// Values for the real handler with an HS256 issuer and the given SignalR connection string.
-pub fn hs256_values(connection_string: &str) -> Value {
-    json!({
-        "FUNCTIONS_WORKER_RUNTIME": "custom",
-        "AzureSignalRConnectionString": connection_string,
-        "AUTH_ISSUER": ISSUER,
-        "AUTH_AUDIENCE": AUDIENCE,
-        "AUTH_HS256_SECRET": HS256_SECRET,
-    })
 }
 
 /// A connection string whose REST calls go to `port`.
@@ -165,17 +99,6 @@ impl TestHost {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
-    }
-
-    /// Stops the host and returns how it ended.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.expect("the host task joins"),
-            None => Ok(()),
-        }
     }
 
     /// Waits for the host to stop by itself and returns how it ended.
@@ -383,25 +306,6 @@ pub fn signature_is_valid(token: &str, key: &[u8]) -> bool {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
     mac.update(signing_input.as_bytes());
     mac.verify_slice(&signature).is_ok()
-}
-
-/// An HS256 app token for the real handler.
-pub fn app_token(sub: &str, lifetime: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as i64;
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(
-        json!({"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + lifetime})
-            .to_string(),
-    );
-    use hmac::{Hmac, Mac};
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(HS256_SECRET.as_bytes()).expect("any key length");
-    mac.update(format!("{header}.{payload}").as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    format!("{header}.{payload}.{signature}")
 }
 
 /// A function.json with an HTTP trigger, optional extra bindings, and `res`.

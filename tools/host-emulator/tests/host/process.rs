@@ -1,5 +1,5 @@
-//! The handler process and the binary: port 0, CORS, restarts after a crash, and the host
-//! stopping after three crashes.
+//! The handler process and the binary: port 0, the host stopping after three crashes, and the
+//! managed-identity variables the handler gets.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use host_emulator::HandlerLaunch;
 use serde_json::json;
 
-use crate::helpers::{AppRoot, TestHost, app_token, connection_string, hs256_values};
+use crate::helpers::{AppRoot, FakeHandler, HandlerAnswer, TestHost, http_function};
 
 /// A handler that writes the managed-identity variables it got to `identity-env` in the app
 /// root, then exits (the host gives up after three exits, which ends the test without waiting).
@@ -38,15 +38,21 @@ struct HostProcess {
 }
 
 impl HostProcess {
-    fn start(app: &AppRoot) -> Self {
-        Self::start_with_env(app, &[])
-    }
-
     /// Starts the binary with extra environment variables, as the platform would set them.
     fn start_with_env(app: &AppRoot, environment: &[(&str, &str)]) -> Self {
+        Self::start_with_arguments(app, &[], environment)
+    }
+
+    /// Starts the binary with extra arguments after `APP_ROOT --port 0`.
+    fn start_with_arguments(
+        app: &AppRoot,
+        arguments: &[&str],
+        environment: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_host-emulator"))
             .arg(app.path())
             .args(["--port", "0"])
+            .args(arguments)
             .env("RUST_LOG", "info")
             .envs(environment.iter().copied())
             .stdout(Stdio::piped())
@@ -130,32 +136,35 @@ fn number_after(line: &str, marker: &str) -> u32 {
         .expect("a number")
 }
 
+/// The binary with `--port 0` attached to an in-process handler: it reports the port it bound
+/// and serves on it. (A crashed handler's restart is tested with the real handler in the root
+/// package's `tests/stack`.)
 #[tokio::test]
-async fn the_binary_reports_its_real_port_and_restarts_a_crashed_handler() {
-    let app = AppRoot::repository_app(hs256_values(&connection_string(8888)));
-    let mut host = HostProcess::start(&app);
-    let first_ready = host.wait_for("handler ready (pid ");
+async fn the_binary_reports_its_real_port() {
+    let handler = FakeHandler::start(HandlerAnswer::outputs(
+        json!({"res": {"statusCode": 200, "body": "{}"}}),
+    ))
+    .await;
+    let app = AppRoot::with_handler("handler", &[]);
+    app.function(
+        "negotiate",
+        &http_function("negotiate", &["post"], json!([])),
+    );
+    let mut host = HostProcess::start_with_arguments(
+        &app,
+        &["--attach-handler", &handler.port.to_string()],
+        &[],
+    );
     let listening = host.wait_for("host-emulator listening on http://localhost:");
     let port = number_after(&listening, "http://localhost:");
     assert_ne!(port, 0);
-    let http = reqwest::Client::new();
-    let negotiate = || {
-        http.post(format!("http://127.0.0.1:{port}/api/negotiate"))
-            .bearer_auth(app_token("alice", 600))
-            .send()
-    };
-    assert_eq!(negotiate().await.expect("reachable").status(), 200);
-
-    let pid = number_after(&first_ready, "handler ready (pid ");
-    let killed = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    host.wait_for("restarting the handler (error 1 of 3");
-    let second_ready = host.wait_for("handler ready (pid ");
-    assert_ne!(number_after(&second_ready, "handler ready (pid "), pid);
-    assert_eq!(negotiate().await.expect("reachable").status(), 200);
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/negotiate"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(response.status(), 200);
+    assert_eq!(handler.last().path, "/negotiate");
 }
 
 #[tokio::test]
@@ -179,57 +188,6 @@ async fn a_missing_handler_executable_stops_the_host_with_a_hint() {
     assert!(
         error.to_string().contains("cannot start the handler"),
         "{error:#}"
-    );
-}
-
-#[tokio::test]
-async fn cors_follows_local_settings() {
-    let app = AppRoot::repository_app(hs256_values(&connection_string(8888)));
-    app.settings(json!({
-        "Values": hs256_values(&connection_string(8888)),
-        "Host": {"CORS": "http://allowed.test", "CORSCredentials": true}
-    }));
-    let host = TestHost::start(&app, HandlerLaunch::Spawn).await;
-    let preflight = |origin: &'static str| {
-        host.http
-            .request(reqwest::Method::OPTIONS, host.url("/api/negotiate"))
-            .header("Origin", origin)
-            .header("Access-Control-Request-Method", "POST")
-            .header("Access-Control-Request-Headers", "authorization")
-            .send()
-    };
-    let allowed = preflight("http://allowed.test").await.expect("reachable");
-    assert_eq!(allowed.status(), 204);
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "http://allowed.test"
-    );
-    assert_eq!(
-        allowed.headers()["access-control-allow-credentials"],
-        "true"
-    );
-    assert_eq!(
-        allowed.headers()["access-control-allow-headers"],
-        "authorization"
-    );
-    let refused = preflight("http://evil.test").await.expect("reachable");
-    assert!(
-        refused
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
-    let actual = host
-        .http
-        .post(host.url("/api/negotiate"))
-        .header("Origin", "http://allowed.test")
-        .send()
-        .await
-        .expect("reachable");
-    assert_eq!(actual.status(), 401);
-    assert_eq!(
-        actual.headers()["access-control-allow-origin"],
-        "http://allowed.test"
     );
 }
 

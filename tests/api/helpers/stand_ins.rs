@@ -1,0 +1,229 @@
+//! Real HTTP servers on loopback standing in for the identity provider (JWKS, OIDC discovery)
+//! and the SignalR REST API's membership check.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::*;
+
+/// Reads an HTTP request's head (request line and headers) from a stand-in server's socket.
+async fn read_request_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !request.windows(4).any(|window| window == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => request.extend_from_slice(&buffer[..read]),
+        }
+    }
+    Some(String::from_utf8_lossy(&request).into_owned())
+}
+
+/// A real HTTP server on loopback serving a JWKS and an OIDC discovery document, counting
+/// requests, and able to go down.
+pub struct IdentityProvider {
+    pub base_url: String,
+    state: Arc<Mutex<ProviderState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct ProviderState {
+    jwks: Value,
+    jwks_hits: usize,
+    /// The discovery document's `jwks_uri`, when not this server's own `/keys`.
+    discovered_jwks_uri: Option<String>,
+}
+
+impl IdentityProvider {
+    pub async fn start(jwks: Value) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!(
+            "http://127.0.0.1:{}",
+            listener.local_addr().expect("addr").port()
+        );
+        let state = Arc::new(Mutex::new(ProviderState {
+            jwks,
+            jwks_hits: 0,
+            discovered_jwks_uri: None,
+        }));
+        let shared = state.clone();
+        let issuer = base_url.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = shared.clone();
+                let issuer = issuer.clone();
+                tokio::spawn(async move {
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
+                    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let (status, body) = match path.as_str() {
+                        "/keys" => {
+                            let mut state = shared.lock().expect("lock");
+                            state.jwks_hits += 1;
+                            ("200 OK", state.jwks.to_string())
+                        }
+                        "/.well-known/openid-configuration" => {
+                            let jwks_uri = shared
+                                .lock()
+                                .expect("lock")
+                                .discovered_jwks_uri
+                                .clone()
+                                .unwrap_or_else(|| format!("{issuer}/keys"));
+                            (
+                                "200 OK",
+                                json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string(),
+                            )
+                        }
+                        _ => ("404 Not Found", "{}".to_owned()),
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            base_url,
+            state,
+            task,
+        }
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/keys", self.base_url)
+    }
+
+    pub fn jwks_hits(&self) -> usize {
+        self.state.lock().expect("lock").jwks_hits
+    }
+
+    /// Makes the discovery document name `jwks_uri` instead of this server's `/keys`.
+    pub fn set_discovered_jwks_uri(&self, jwks_uri: &str) {
+        self.state.lock().expect("lock").discovered_jwks_uri = Some(jwks_uri.to_owned());
+    }
+
+    pub fn set_jwks(&self, jwks: Value) {
+        self.state.lock().expect("lock").jwks = jwks;
+    }
+
+    /// Stops listening: later connections are refused.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// A real HTTP server standing in for the SignalR REST API's membership check: answers
+/// `HEAD /api/hubs/{hub}/users/{user}/groups/{group}` with 200 for listed members, else 404,
+/// after checking the bearer token's signature against the AccessKey.
+pub struct RestStandIn {
+    pub port: u16,
+    members: Arc<Mutex<Vec<(String, String)>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RestStandIn {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let members: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (shared_members, shared_requests) = (members.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let (members, requests) = (shared_members.clone(), shared_requests.clone());
+                tokio::spawn(async move {
+                    let Some(request) = read_request_head(&mut socket).await else {
+                        return;
+                    };
+                    let mut lines = request.lines();
+                    let request_line = lines.next().unwrap_or_default().to_owned();
+                    let authorization = lines
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("authorization")
+                                .then(|| value.trim().to_owned())
+                        })
+                        .unwrap_or_default();
+                    requests.lock().expect("lock").push(request_line.clone());
+                    let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+                    let path = path.split('?').next().unwrap_or_default();
+                    // The REST token must be signed with the AccessKey and name this path.
+                    let token_ok = authorization
+                        .strip_prefix("Bearer ")
+                        .and_then(checked_service_claims)
+                        .and_then(|claims| {
+                            claims.get("aud").and_then(Value::as_str).map(str::to_owned)
+                        })
+                        .is_some_and(|aud| {
+                            aud.split('?').next().is_some_and(|aud| aud.ends_with(path))
+                        });
+                    let segments: Vec<&str> = path.split('/').collect();
+                    let status = match (token_ok, segments.as_slice()) {
+                        (false, _) => "401 Unauthorized",
+                        (true, ["", "api", "hubs", "chat", "users", user, "groups", group]) => {
+                            let member = members
+                                .lock()
+                                .expect("lock")
+                                .iter()
+                                .any(|(u, g)| u == user && g == group);
+                            if member { "200 OK" } else { "404 Not Found" }
+                        }
+                        _ => "400 Bad Request",
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            port,
+            members,
+            requests,
+            task,
+        }
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "Endpoint=http://127.0.0.1;Port={};AccessKey={ACCESS_KEY};Version=1.0;",
+            self.port
+        )
+    }
+
+    pub fn add_member(&self, user: &str, group: &str) {
+        self.members
+            .lock()
+            .expect("lock")
+            .push((user.into(), group.into()));
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("lock").clone()
+    }
+
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
