@@ -144,25 +144,62 @@ impl Drop for TestHost {
     }
 }
 
-/// The host's log lines, as its binary would print them. Captured by a subscriber that is the
-/// default for the current thread only, so the test must run on a current-thread runtime (where
-/// the host's tasks run on that same thread) and parallel tests do not mix their lines.
+/// The host's log lines, as its binary would print them. One global subscriber (always
+/// interested, so tracing never caches a callsite as disabled) writes each event into the
+/// `HostLog` captured by the current thread, or nowhere. The test must run on a current-thread
+/// runtime (where the host's tasks run on that same thread), so parallel tests do not mix their
+/// lines. A thread-local `set_default` subscriber per test lost events when another test hit a
+/// callsite first with no subscriber (tracing caches the callsite's interest globally).
 #[derive(Clone, Default)]
 pub struct HostLog {
     text: Arc<Mutex<String>>,
     seen: Arc<Mutex<usize>>,
 }
 
+thread_local! {
+    static CAPTURING: std::cell::RefCell<Option<HostLog>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Stops this thread's capture when dropped.
+pub struct CaptureGuard(());
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURING.with(|current| current.borrow_mut().take());
+    }
+}
+
+/// Writes into the current thread's capture, if any.
+struct CurrentThreadLog;
+
+impl std::io::Write for CurrentThreadLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CAPTURING.with(|current| match current.borrow_mut().as_mut() {
+            Some(log) => log.write(bytes),
+            None => Ok(bytes.len()),
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl HostLog {
     /// Captures this thread's `info` events until the guard drops.
-    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_target(false)
-            .with_ansi(false)
-            .with_writer(self.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+    pub fn capture(&self) -> CaptureGuard {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_target(false)
+                .with_ansi(false)
+                .with_writer(|| CurrentThreadLog)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        });
+        CAPTURING.with(|current| *current.borrow_mut() = Some(self.clone()));
+        CaptureGuard(())
     }
 
     /// Waits for the next line, after those already returned, containing `needle` (the host's
@@ -205,14 +242,6 @@ impl std::io::Write for HostLog {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-impl tracing_subscriber::fmt::MakeWriter<'_> for HostLog {
-    type Writer = Self;
-
-    fn make_writer(&self) -> Self::Writer {
-        self.clone()
     }
 }
 
