@@ -15,7 +15,13 @@
 //!   double-decoding layers make any `%` a possible escape;
 //! - starting or ending with whitespace, empty, all whitespace, longer than the service's limit,
 //!   or containing control characters;
-//! - for user ids, also made only of invisible or format characters (U+200B, U+2060, U+FEFF, …).
+//! - made only of invisible or format characters (U+200B, U+2060, U+FEFF, …);
+//! - for user ids, also starting or ending with an invisible character, so `alice\u{200b}` cannot
+//!   pass for `alice` (emoji variation selectors and tag characters may still end an id).
+//!
+//! The dot, separator and escape rules are checked on the name as given and on its NFKC form
+//! (Unicode compatibility normalisation), so a character that some layer maps to `..`, `/` or `%`
+//! (`︰`, `℀`, `／`, …) is refused too.
 //!
 //! Callers turn a [`NameError`] into 400 for a name from a request body and 401 for an id from an
 //! identity source. The REST client still percent-encodes each segment it builds from these
@@ -30,6 +36,9 @@ pub const MAX_USER_ID_CHARS: usize = 1024;
 /// Prefix of every anonymous visitor's user id. No signed-in source may produce an id with it,
 /// so an anonymous visitor can never share a signed-in user's id.
 pub const ANONYMOUS_PREFIX: &str = "anon:";
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
 
 /// Why a name was refused. The text names the field and the rule, never more than the caller
 /// sent.
@@ -56,6 +65,9 @@ pub enum NameError {
     /// Made only of invisible or format characters: looks empty, differs from every real id.
     #[error("`{0}` must not be made only of invisible or format characters")]
     Invisible(&'static str),
+    /// A user id that starts or ends with an invisible character, and so displays as another id.
+    #[error("`{0}` must not start or end with an invisible or format character")]
+    SurroundingInvisible(&'static str),
     /// Not the service's hub pattern.
     #[error(
         "`hub` must be 1-{MAX_HUB_CHARS} characters, a letter first, then letters, digits or _ ` , . [ ]"
@@ -116,8 +128,13 @@ impl UserId {
     /// Validates a user id.
     pub fn parse(value: &str) -> Result<Self, NameError> {
         check_path_name(value, "userId", MAX_USER_ID_CHARS)?;
-        if value.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
-            return Err(NameError::Invisible("userId"));
+        let starts = value.chars().next().is_some_and(is_invisible);
+        let ends = value
+            .chars()
+            .next_back()
+            .is_some_and(|c| is_invisible(c) && !may_end_an_emoji(c));
+        if starts || ends {
+            return Err(NameError::SurroundingInvisible("userId"));
         }
         Ok(Self(value.to_owned()))
     }
@@ -127,18 +144,21 @@ impl UserId {
         &self.0
     }
 
-    /// True for an id in the anonymous namespace. Invisible characters are dropped first, so
-    /// `an\u{200b}on:x` cannot pass for a signed-in id while displaying as `anon:x`, and the
-    /// prefix is compared without regard to ASCII case, so `ANON:x` cannot sit beside `anon:x`
-    /// in a case-insensitive store.
+    /// True for an id in the anonymous namespace, compared the way a person reads it: NFKD
+    /// (so full-width `ａｎｏｎ：` is `anon:`), invisible characters and combining marks dropped
+    /// (so `an\u{200b}on:x` and `anon\u{301}:x` display as `anon:x` and count as such), and
+    /// case folded (so `ANON:x` cannot sit beside `anon:x` in a case-insensitive store).
+    /// Cross-script look-alikes (a Cyrillic `а`) would need Unicode's confusables table and are
+    /// not caught; they do not collide with a visitor's id, they only resemble one.
     pub fn is_anonymous(&self) -> bool {
         let visible: String = self
             .0
-            .chars()
-            .filter(|c| !is_invisible(*c))
+            .nfkd()
+            .filter(|c| !is_invisible(*c) && !is_combining_mark(*c))
+            .flat_map(char::to_lowercase)
             .take(ANONYMOUS_PREFIX.len())
             .collect();
-        visible.eq_ignore_ascii_case(ANONYMOUS_PREFIX)
+        visible == ANONYMOUS_PREFIX
     }
 }
 
@@ -191,13 +211,20 @@ fn check_path_name(value: &str, field: &'static str, max: usize) -> Result<(), N
     if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
         return Err(NameError::SurroundingWhitespace(field));
     }
-    if value.contains(PATH_CHARACTERS) {
+    let normalised: String = value.nfkc().collect();
+    if value.contains(PATH_CHARACTERS) || normalised.contains(PATH_CHARACTERS) {
         return Err(NameError::PathCharacter(field));
     }
     // Invisible characters are ignored here: a layer that strips them would leave only dots.
-    let mut visible = value.chars().filter(|c| !is_invisible(*c)).peekable();
-    if visible.peek().is_some() && visible.all(|c| DOT_CHARACTERS.contains(&c)) {
+    let only_dots = |name: &str| {
+        let mut visible = name.chars().filter(|c| !is_invisible(*c)).peekable();
+        visible.peek().is_some() && visible.all(|c| DOT_CHARACTERS.contains(&c))
+    };
+    if only_dots(value) || only_dots(&normalised) {
         return Err(NameError::DotSegment(field));
+    }
+    if value.chars().all(|c| c.is_whitespace() || is_invisible(c)) {
+        return Err(NameError::Invisible(field));
     }
     Ok(())
 }
@@ -236,6 +263,12 @@ fn is_invisible(c: char) -> bool {
             | 0x1D173..=0x1D17A
             | 0xE0000..=0xE0FFF
     )
+}
+
+/// Variation selectors and tag characters: invisible, but they legitimately end emoji
+/// sequences (`❤\u{fe0f}`, subdivision flags), so they may end a user id.
+fn may_end_an_emoji(c: char) -> bool {
+    matches!(u32::from(c), 0xFE00..=0xFE0F | 0xE0020..=0xE007F | 0xE0100..=0xE01EF)
 }
 
 #[cfg(test)]
@@ -302,11 +335,63 @@ mod tests {
 
     #[test]
     fn the_anonymous_namespace_ignores_case_and_invisible_characters() {
-        for id in ["anon:v-1", "ANON:x", "an\u{200b}on:x", "\u{feff}anon:x"] {
+        for id in [
+            "anon:v-1",
+            "ANON:x",
+            "an\u{200b}on:x",
+            "\u{ff41}\u{ff4e}\u{ff4f}\u{ff4e}:x",
+            "anon\u{ff1a}x",
+            "anon\u{301}:x",
+        ] {
             assert!(UserId::parse(id).expect("valid").is_anonymous(), "{id:?}");
         }
         for id in ["anonymous", "ano:n", "x-anon:y"] {
             assert!(!UserId::parse(id).expect("valid").is_anonymous(), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn user_ids_may_not_start_or_end_with_an_invisible_character() {
+        for bad in [
+            "alice\u{200b}",
+            "\u{200b}alice",
+            "\u{feff}anon:x",
+            "bob\u{2060}",
+        ] {
+            assert_eq!(
+                UserId::parse(bad),
+                Err(NameError::SurroundingInvisible("userId")),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "\u{2764}\u{fe0f}",
+            "a\u{200d}b",
+            "team\u{1f3f4}\u{e0067}\u{e007f}",
+        ] {
+            assert!(UserId::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn names_whose_compatibility_form_is_a_dot_segment_or_a_separator_are_refused() {
+        // U+FE19 and U+FE30 become `...` and `..` under NFKC; U+2100/U+2101/U+2105/U+2106 contain `/`.
+        for bad in [
+            "\u{fe19}", "\u{fe30}", "\u{2100}", "\u{2101}", "\u{2105}", "\u{2106}",
+        ] {
+            assert!(GroupName::parse(bad).is_err(), "group {bad:?}");
+            assert!(UserId::parse(bad).is_err(), "user {bad:?}");
+        }
+    }
+
+    #[test]
+    fn group_names_of_only_invisible_characters_are_refused() {
+        for bad in ["\u{200b}", "\u{feff}", "\u{200b} \u{2060}"] {
+            assert_eq!(
+                GroupName::parse(bad),
+                Err(NameError::Invisible("group")),
+                "{bad:?}"
+            );
         }
     }
 
