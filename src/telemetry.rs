@@ -32,10 +32,16 @@ pub fn init() {
 }
 
 /// True for the characters that can end, rewrite or hide part of a log line: C0 and C1
-/// controls (CR, LF, ESC, NUL, NEL U+0085, ...), DEL, and the Unicode line and paragraph
-/// separators U+2028 and U+2029.
+/// controls (CR, LF, ESC, NUL, NEL U+0085, ...), DEL, the Unicode line and paragraph
+/// separators U+2028 and U+2029, and the bidirectional controls (U+061C, U+200E/F,
+/// U+202A-U+202E, U+2066-U+2069), which reorder how the rest of a line displays.
 pub fn is_unsafe_in_log(character: char) -> bool {
-    character.is_control() || matches!(character, '\u{2028}' | '\u{2029}')
+    character.is_control()
+        || matches!(
+            character,
+            '\u{2028}' | '\u{2029}' | '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// `text` with every [`is_unsafe_in_log`] character written as `\u{XX}`, so it stays on one
@@ -146,6 +152,15 @@ mod tests {
             escape_controls("plain ü"),
             Cow::Borrowed("plain ü")
         ));
+    }
+
+    #[test]
+    fn escape_controls_shows_bidirectional_overrides_instead_of_applying_them() {
+        let reordered = "user \u{202e}nimda\u{202c} \u{2066}x\u{2069}\u{200f}";
+        assert_eq!(
+            escape_controls(reordered),
+            "user \\u{202e}nimda\\u{202c} \\u{2066}x\\u{2069}\\u{200f}"
+        );
     }
 
     #[test]

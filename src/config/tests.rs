@@ -80,6 +80,7 @@ fn allowed_origins_are_exact_origins_normalized_as_browsers_send_them() {
         "ftp://app.example.com",
         "https://user@app.example.com",
         "https://app.example.com?x=1",
+        "http://app.example.com",
     ] {
         let error = settings_error(&[
             ("AUTH_SOURCES", Some("appservice")),

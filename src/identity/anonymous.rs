@@ -31,13 +31,17 @@ pub const VISITOR_HEADER: &str = "X-Visitor-Token";
 /// The query parameter a visitor token may come in (WebSocket and SSE requests cannot set
 /// headers).
 pub const VISITOR_QUERY: &str = "visitor_token";
-/// Where a visitor token may come from: the bare token, the query accepted at every function.
-const VISITOR_PLACE: TokenPlace = TokenPlace {
-    header: VISITOR_HEADER,
-    scheme: Scheme::Bare,
-    query: VISITOR_QUERY,
-    query_token: QueryToken::Accepted,
-};
+/// Where a visitor token may come from: the bare token in its header, or the query where the
+/// function accepts query tokens (negotiate only, as for `access_token`: a token in a URL ends
+/// up in access logs, and only the WebSocket negotiate needs it there).
+fn visitor_place(query_token: QueryToken) -> TokenPlace {
+    TokenPlace {
+        header: VISITOR_HEADER,
+        scheme: Scheme::Bare,
+        query: VISITOR_QUERY,
+        query_token,
+    }
+}
 /// Longest visitor token accepted.
 const MAX_VISITOR_TOKEN_BYTES: usize = 2 * 1024;
 /// Longest visitor id accepted.
@@ -45,7 +49,7 @@ const MAX_VISITOR_ID_CHARS: usize = 128;
 
 /// True when the request carries a visitor token: the source then decides.
 pub fn presented(request: &HttpRequestData) -> bool {
-    VISITOR_PLACE.presented(request)
+    visitor_place(QueryToken::Accepted).presented(request)
 }
 
 /// A visitor id is 1-128 characters of `A-Z a-z 0-9 . _ ~ -`: no `:`, so no namespace tricks,
@@ -86,9 +90,14 @@ impl VisitorVerifier {
         }
     }
 
-    /// Verifies the visitor token of `request`.
-    pub fn verify(&self, request: &HttpRequestData) -> Result<VerifiedUser, IdentityError> {
-        let token = visitor_token(request)?;
+    /// Verifies the visitor token of `request`; `query_token` says whether this function
+    /// accepts it in the query.
+    pub fn verify(
+        &self,
+        request: &HttpRequestData,
+        query_token: QueryToken,
+    ) -> Result<VerifiedUser, IdentityError> {
+        let token = visitor_token(request, query_token)?;
         self.verify_token(token)
     }
 
@@ -97,9 +106,19 @@ impl VisitorVerifier {
         if token.len() > MAX_VISITOR_TOKEN_BYTES {
             return Err(IdentityError::TooLarge(token.len()));
         }
+        // The same header and issuer hardening as app tokens (`jwt.rs`): no critical extension
+        // is understood, and an issuer is one string, not an array that merely contains it.
+        if super::jwt::names_critical_extensions(token) {
+            return Err(IdentityError::VisitorUnusable(
+                "its header names critical extensions (`crit`), which are not supported",
+            ));
+        }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
             .map_err(|error| IdentityError::VisitorRejected(error.into_kind()))?;
         let claims = data.claims;
+        if !matches!(claims.get("iss"), Some(Value::String(_))) {
+            return Err(IdentityError::VisitorUnusable("`iss` must be a string"));
+        }
         let number = |name: &str| claims.get(name).and_then(Value::as_u64);
         let (Some(issued_at), Some(expires_at)) = (number("iat"), number("exp")) else {
             return Err(IdentityError::VisitorUnusable(
@@ -151,8 +170,11 @@ impl VisitorVerifier {
 
 /// The one visitor token of the request, by the rule every token follows
 /// ([`credential::one_token`](crate::identity::credential::one_token)).
-fn visitor_token(request: &HttpRequestData) -> Result<&str, IdentityError> {
-    VISITOR_PLACE
+fn visitor_token(
+    request: &HttpRequestData,
+    query_token: QueryToken,
+) -> Result<&str, IdentityError> {
+    visitor_place(query_token)
         .token(request)?
         .ok_or(IdentityError::VisitorUnusable("the visitor token is empty"))
 }
@@ -276,6 +298,44 @@ mod tests {
                 .verify_token(&token(slightly_ahead, SECRET))
                 .is_err(),
             "beyond a zero clock skew"
+        );
+    }
+
+    /// A token with a raw header, signed with `secret` (jsonwebtoken's `Header` cannot carry `crit`).
+    fn raw_token(header: Value, claims: Value, secret: &str) -> String {
+        use base64::Engine;
+        use hmac::{Hmac, Mac};
+        let encode = |value: &Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+        };
+        let input = format!("{}.{}", encode(&header), encode(&claims));
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key");
+        mac.update(input.as_bytes());
+        let signature =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{input}.{signature}")
+    }
+
+    #[test]
+    fn visitor_tokens_get_the_app_tokens_header_and_issuer_hardening() {
+        let plain = json!({"alg": "HS256", "typ": "JWT"});
+        assert!(
+            verifier()
+                .verify_token(&raw_token(plain.clone(), claims("v"), SECRET))
+                .is_ok(),
+            "the raw helper signs a valid token"
+        );
+        let critical = json!({"alg": "HS256", "crit": ["x"]});
+        assert!(matches!(
+            verifier().verify_token(&raw_token(critical, claims("v"), SECRET)),
+            Err(IdentityError::VisitorUnusable(_))
+        ));
+        let mut issuer_array = claims("v");
+        issuer_array["iss"] = json!(["cdp.test"]);
+        assert!(
+            verifier()
+                .verify_token(&raw_token(plain, issuer_array, SECRET))
+                .is_err()
         );
     }
 

@@ -259,7 +259,10 @@ impl JwksCache {
 /// Where a URL points: this machine, or anywhere else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostClass {
-    /// `localhost`, `127.0.0.0/8` or `::1`: local development only; plain http allowed.
+    /// This machine: `localhost` (also with a trailing dot, and `*.localhost`, which resolvers
+    /// send to loopback), `127.0.0.0/8`, `::1`, IPv4-mapped loopback (`::ffff:127.0.0.1`) and
+    /// the unspecified addresses (`0.0.0.0`, `::`, which connect to this machine). Local
+    /// development only; plain http allowed.
     Loopback,
     /// Any other host: https required.
     Remote,
@@ -269,9 +272,18 @@ impl HostClass {
     /// The class of `url`'s host.
     pub fn of(url: &Url) -> Self {
         let loopback = match url.host() {
-            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(address)) => address.is_loopback(),
-            Some(url::Host::Ipv6(address)) => address.is_loopback(),
+            Some(url::Host::Domain(domain)) => {
+                let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+                domain == "localhost" || domain.ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(address)) => address.is_loopback() || address.is_unspecified(),
+            Some(url::Host::Ipv6(address)) => {
+                address.is_loopback()
+                    || address.is_unspecified()
+                    || address
+                        .to_ipv4_mapped()
+                        .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+            }
             None => false,
         };
         if loopback {
@@ -350,6 +362,21 @@ mod tests {
             ),
             ("https://login.example.com/t/v2.0", "https://localhost/keys"),
             ("https://login.example.com/t/v2.0", "http://[::1]/keys"),
+            // Other spellings of this machine (an outside review's finding).
+            (
+                "https://login.example.com/t/v2.0",
+                "https://localhost./keys",
+            ),
+            (
+                "https://login.example.com/t/v2.0",
+                "https://keys.localhost/keys",
+            ),
+            (
+                "https://login.example.com/t/v2.0",
+                "https://[::ffff:127.0.0.1]/keys",
+            ),
+            ("https://login.example.com/t/v2.0", "https://0.0.0.0/keys"),
+            ("https://login.example.com/t/v2.0", "https://[::]/keys"),
             (
                 "https://login.example.com/t/v2.0",
                 "http://keys.example.net/keys",

@@ -180,8 +180,9 @@ impl ServiceAudience {
     }
 }
 
-/// True when the token's (unverified) header has a `crit` member, whatever its value.
-fn names_critical_extensions(token: &str) -> bool {
+/// True when the token's (unverified) header has a `crit` member, whatever its value. Shared
+/// with visitor tokens, which get the same header hardening.
+pub(super) fn names_critical_extensions(token: &str) -> bool {
     let Some(header) = token.split('.').next() else {
         return false;
     };

@@ -321,7 +321,7 @@ impl Authenticator {
                         .map_err(IdentityError::from)
                 }
                 Source::Anonymous(verifier) if anonymous::presented(request) => {
-                    verifier.verify(request)
+                    verifier.verify(request, query_token)
                 }
                 _ => continue,
             };

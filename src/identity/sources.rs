@@ -142,6 +142,16 @@ fn parse_allowed_origins(value: Option<String>) -> Result<Vec<String>, ConfigErr
         if !matches!(url.scheme(), "http" | "https") {
             return Err(refuse(item, "the scheme must be http or https"));
         }
+        // A plain-http page elsewhere can be rewritten by anyone on its network path, so it is
+        // no safer than a cross-site page: http only for this machine.
+        if url.scheme() == "http"
+            && super::jwks::HostClass::of(&url) != super::jwks::HostClass::Loopback
+        {
+            return Err(refuse(
+                item,
+                "plain http is allowed only for localhost; use https",
+            ));
+        }
         if !url.username().is_empty()
             || url.password().is_some()
             || url.query().is_some()

@@ -266,6 +266,18 @@ async fn a_signed_visitor_gets_a_namespaced_id_and_may_not_join_groups() {
 }
 
 #[tokio::test]
+async fn the_visitor_token_query_parameter_is_refused_outside_negotiate() {
+    let app = spawn_app(visitor_config()).await;
+    let token = visitor_token("v-8f3a", VISITOR_SECRET, now(), now() + 600);
+    let mut payload =
+        function_payload("sendToUser", None, &json!({"userId": "bob", "target": "t"}));
+    payload["Data"]["req"]["Query"]["visitor_token"] = json!(token);
+    let outcome = app.invoke("sendToUser", &payload).await;
+    assert_eq!(outcome.status, 401, "{outcome:#?}");
+    outcome.assert_no_signalr_output();
+}
+
+#[tokio::test]
 async fn visitor_tokens_signed_with_the_wrong_key_or_stale_are_refused() {
     let app = spawn_app(visitor_config()).await;
     let cases = [

@@ -119,6 +119,15 @@ async fn negotiate_refuses_verified_ids_with_invisible_or_surrounding_whitespace
         " alice",
         "alice ",
         "alice\u{3000}",
+        // An outside review's look-alikes: invisible at either end, and full-width or accented
+        // spellings of the visitor prefix.
+        "alice\u{200b}",
+        "\u{200b}alice",
+        "\u{ff41}\u{ff4e}\u{ff4f}\u{ff4e}:x",
+        "anon\u{ff1a}x",
+        "anon\u{301}:x",
+        "\u{fe30}",
+        "\u{2100}",
     ];
     for user_id in cases {
         let outcome = app.negotiate(&token_with(user_id, json!({}))).await;
