@@ -49,9 +49,9 @@ pub async fn run(
     }
     let now = jsonwebtoken::get_current_timestamp();
     // Checked before anything else the caller sent: with the claims off there is no deadline.
-    let Some(_) = state.auth_expiry.session_on() else {
+    if state.auth_expiry.session_on().is_none() {
         return Err(RefreshRefusal::Disabled.into());
-    };
+    }
     let token = connection_token(&request)?;
     let user = state
         .authenticator

@@ -26,6 +26,8 @@ const REFRESH_API_VERSION: &str = "2026-07-01";
 /// Longest connection token accepted from a client. The service's tokens are short; the cap
 /// keeps a hostile `id` from growing the request to the service.
 pub const MAX_CONNECTION_TOKEN_CHARS: usize = 1024;
+/// Largest claims answer read: a connection's claims fit a 4 KB token many times over.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
 const REST_TOKEN_LIFETIME_SECONDS: u64 = 300;
 
@@ -226,6 +228,9 @@ impl ServiceClient {
                     .bytes()
                     .await
                     .map_err(|error| RestError::Unreachable(error.to_string()))?;
+                if bytes.len() > MAX_ANSWER_BYTES {
+                    return Err(RestError::UnexpectedAnswer(status));
+                }
                 let body: ClaimsBody = serde_json::from_slice(&bytes)
                     .map_err(|_| RestError::UnexpectedAnswer(status))?;
                 Ok(ConnectionAnswer::Claims(body.claims))
