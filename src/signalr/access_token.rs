@@ -370,3 +370,87 @@ pub struct ConnectionInfo {
     #[serde(rename = "accessToken")]
     pub access_token: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn payload(token: &str) -> Map<String, Value> {
+        let segment = token.split('.').nth(1).expect("payload");
+        decode_segment(segment).expect("JSON")
+    }
+
+    fn pair(name: &str, value: &str) -> (String, String) {
+        (name.to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn a_refreshed_token_drops_the_old_token_claims_and_ends_with_the_connection() {
+        let connection = ConnectionString::parse(
+            "Endpoint=https://x.service.signalr.net;AccessKey=INSECURE-UNIT-TEST-KEY-0123456789;Version=1.0;",
+        )
+        .expect("valid");
+        let signer = ServiceTokenSigner::new(&connection);
+        let answer = [
+            pair("asrs.s.uid", "alice"),
+            pair("roles", "a"),
+            pair("roles", "b"),
+            pair("asrs.s.coae", "true"),
+            pair("asrs.s.aeo", "1500"),
+            pair("aud", "https://elsewhere/client/?hub=other"),
+            pair("exp", "99999999999"),
+            pair("iat", "1"),
+            pair("iss", "someone"),
+            pair("nbf", "1"),
+        ];
+        let issued = signer
+            .mint_refreshed("Chat", &answer, 2000, 1000)
+            .expect("minted");
+        assert_eq!(issued.expires_at, 1500, "no later than the answer's aeo");
+        assert_eq!(issued.lifetime_seconds(1000), 500);
+        let claims = payload(&issued.token);
+        assert_eq!(
+            Value::Object(claims),
+            json!({
+                "asrs.s.uid": "alice",
+                "roles": ["a", "b"],
+                "asrs.s.coae": "true",
+                "asrs.s.aeo": "1500",
+                "nbf": 1000,
+                "exp": 1500,
+                "iat": 1000,
+                "aud": "https://x.service.signalr.net/client/?hub=chat",
+            })
+        );
+        // The credential's own end wins when it is earlier.
+        let earlier = signer
+            .mint_refreshed("chat", &answer, 1200, 1000)
+            .expect("minted");
+        assert_eq!(earlier.expires_at, 1200);
+    }
+
+    #[test]
+    fn refresh_claims_always_name_the_user_and_the_deadline_as_text() {
+        let user = VerifiedUser::for_tests(
+            "alice",
+            json!({"roles": ["a", "b"], "level": 3, "team": "red"}),
+        );
+        let forward = ["roles".to_owned(), "level".to_owned(), "team".to_owned()];
+        let claims = refresh_claims(&user, &forward, 1700);
+        assert_eq!(
+            claims,
+            [
+                pair("asrs.s.uid", "alice"),
+                pair("roles", "a"),
+                pair("roles", "b"),
+                pair("level", "3"),
+                pair("team", "red"),
+                pair("asrs.s.coae", "true"),
+                pair("asrs.s.aeo", "1700"),
+            ]
+        );
+        assert_eq!(refresh_claims(&user, &[], 1700).len(), 3);
+    }
+}
