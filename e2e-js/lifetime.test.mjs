@@ -167,3 +167,39 @@ test('refresh refuses another user, an unknown connection, GET and a missing id'
   assert.equal(get.status, 405);
   assert.equal(await get.text(), '');
 });
+
+test('a refresh that moves a user to another team removes them from the old team\'s group', { timeout: HANG_GUARD_MS }, async (t) => {
+  // policy.json lets a user join `team.{claim:team}` and send to it as a member.
+  const stack = await startStack(t, { AUTH_FORWARD_CLAIMS: 'team' });
+  const red = { claims: { team: 'red' } };
+  const aliceRed = await getToken(stack, 'alice', red);
+  const bobRed = await getToken(stack, 'bob', red);
+  const carol = await getToken(stack, 'carol');
+  const alice = hubConnection(stack, () => aliceRed, { reconnect: false });
+  const inbox = new Inbox(alice.hub, [TARGET]);
+  await alice.hub.start();
+  t.after(() => alice.hub.stop());
+  for (const token of [aliceRed, bobRed]) {
+    const joined = await callFunction(stack, 'addToGroup', token, { group: 'team.red' });
+    assert.equal(joined.status, 202, joined.text);
+  }
+  const before = await callFunction(stack, 'sendToGroup', bobRed, { group: 'team.red', target: TARGET, arguments: [{ text: 'red 1' }] });
+  assert.equal(before.status, 202, before.text);
+  assert.equal((await inbox.next()).args[1].text, 'red 1');
+
+  const aliceBlue = await getToken(stack, 'alice', { claims: { team: 'blue' } });
+  const id = encodeURIComponent(alice.httpClient.lastConnectionToken());
+  const refreshed = await callFunction(stack, `refresh?id=${id}`, aliceBlue);
+  assert.equal(refreshed.status, 200, refreshed.text);
+  assert.equal(jwtPayload(refreshed.body.accessToken).team, 'blue');
+  assert.match(stack.host.output(), /may no longer join \\"team\.red\\"|may no longer join "team\.red"/);
+
+  // The next message to the old team does not reach alice: the marker sent after it is the
+  // first thing she receives.
+  const after = await callFunction(stack, 'sendToGroup', bobRed, { group: 'team.red', target: TARGET, arguments: [{ text: 'red 2' }] });
+  assert.equal(after.status, 202, after.text);
+  const marker = await callFunction(stack, 'sendToUser', carol, { userId: 'alice', target: TARGET, arguments: [{ text: 'marker' }] });
+  assert.equal(marker.status, 202, marker.text);
+  assert.equal((await inbox.next()).args[1].text, 'marker');
+  assert.equal(alice.hub.state, HubConnectionState.Connected);
+});

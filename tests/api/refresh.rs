@@ -98,10 +98,14 @@ async fn a_refresh_moves_the_deadline_and_returns_a_token_minted_from_the_answer
     assert_eq!(claim_values(sent, "asrs.s.coae"), ["true"]);
     assert_eq!(claim_values(sent, "asrs.s.aeo"), [new_exp.to_string()]);
     assert_eq!(claim_values(sent, "team"), ["red"]);
-    let expire_time = sent["expireTime"].as_str().expect("expireTime");
-    assert!(
-        expire_time.ends_with('Z') && expire_time.len() == 20,
-        "{expire_time}"
+    let expected = time::OffsetDateTime::from_unix_timestamp(new_exp as i64)
+        .expect("valid")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formatted");
+    assert_eq!(
+        sent["expireTime"],
+        json!(expected),
+        "the new end, ISO 8601 UTC"
     );
 
     let token = outcome.body["accessToken"].as_str().expect("accessToken");
