@@ -55,7 +55,7 @@ export async function startProcess(name, args, ready, options = {}) {
  * A function app root in a temporary folder: this repository's host.json, function folders,
  * policy.json and www/, the built handler, and local settings pointing at the given services.
  */
-function makeAppRoot({ connectionString, issuer }) {
+function makeAppRoot({ connectionString, issuer, settings = {} }) {
   const root = mkdtempSync(join(tmpdir(), 'e2e-app-'));
   cpSync(join(repoRoot, 'host.json'), join(root, 'host.json'));
   cpSync(join(repoRoot, 'policy.json'), join(root, 'policy.json'));
@@ -73,21 +73,25 @@ function makeAppRoot({ connectionString, issuer }) {
       AzureSignalRConnectionString: connectionString,
       AUTH_ISSUER: issuer,
       AUTH_AUDIENCE: AUDIENCE,
+      ...settings,
     },
     Host: { CORS: '*' },
   }, null, 2));
   return root;
 }
 
-/** Starts emulator, dev-idp and host emulator; registers their shutdown on `t`. */
-export async function startStack(t) {
+/**
+ * Starts emulator, dev-idp and host emulator; registers their shutdown on `t`. `settings` are
+ * added to the app's local settings.
+ */
+export async function startStack(t, settings = {}) {
   const emulator = await startEmulator();
   t.after(() => emulator.stop());
   const idp = await startProcess('dev-idp', ['--port', '0', '--audience', AUDIENCE],
     /dev-idp listening on (http:\/\/localhost:\d+) \(issuer (\S+)\)/);
   t.after(() => idp.stop());
   const idpUrl = idp.match[1];
-  const root = makeAppRoot({ connectionString: emulator.connectionString, issuer: idp.match[2] });
+  const root = makeAppRoot({ connectionString: emulator.connectionString, issuer: idp.match[2], settings });
   t.after(() => rmSync(root, { recursive: true, force: true }));
   // The settings above are the whole configuration: nothing inherited may change them.
   const env = Object.fromEntries(Object.keys(process.env)

@@ -68,6 +68,43 @@ pub enum HandlerError {
     /// No such resource (404), e.g. a static file.
     #[error("not found: {0}")]
     NotFound(NotFound),
+    /// A `refresh` the client contract refuses with one of its codes (ASR#2282).
+    #[error("refresh refused: {0}")]
+    Refresh(#[from] RefreshRefusal),
+}
+
+/// Why `refresh` refused, in the terms of the client contract (ASP.NET Core 11 /
+/// ASR#2282): each kind has its status and `{"error": code}` body, which clients act on.
+/// The texts are for the log: they never hold the connection token.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshRefusal {
+    /// Not POST (405, no body).
+    #[error("method {0:?} is not POST")]
+    Method(String),
+    /// `SIGNALR_CLOSE_ON_AUTH_EXPIRY=false`: there is no deadline to move (404
+    /// `refresh_disabled`).
+    #[error("SIGNALR_CLOSE_ON_AUTH_EXPIRY=false turns refresh off")]
+    Disabled,
+    /// No usable `id` (400 `missing_connection_token`): absent, repeated, or not a token's
+    /// shape.
+    #[error("the `id` query is missing, repeated or not a connection token")]
+    MissingConnectionToken,
+    /// The fresh credential does not verify, or has already ended (401 `invalid_token`).
+    #[error("the credential is not valid: {0}")]
+    InvalidToken(IdentityError),
+    /// The credential verifies but its login ends now or earlier (inside the JWT leeway).
+    #[error("the credential's login has already ended")]
+    CredentialEnded,
+    /// The connection belongs to another user (403 `permission_change_rejected`); nothing
+    /// changed.
+    #[error("the connection belongs to another user")]
+    PermissionChangeRejected,
+    /// No such connection (404 `connection_not_found`): unknown, gone, negotiate v0, another hub.
+    #[error("the service knows no such connection")]
+    ConnectionNotFound,
+    /// The service refused the request as malformed (400 `bad_request`).
+    #[error("the service refused the refresh as malformed")]
+    ServiceRejected,
 }
 
 /// Why the caller's input is invalid. The text is shown to the caller (escaped), so it is ours
@@ -284,6 +321,7 @@ impl HandlerError {
                     error_body(400, "bad_request", "The event could not be handled.")
                 }
             },
+            Self::Refresh(refusal) => refresh_response(refusal),
             Self::CertificateRefused(_) => error_body(
                 403,
                 "certificate_refused",
@@ -301,6 +339,29 @@ impl HandlerError {
                 Self::Unauthenticated(IdentityError::KeysUnavailable(_))
             )
     }
+}
+
+/// The client contract's answers: `{"error": code}` and nothing else, as ASP.NET Core writes
+/// them (clients match on the code).
+fn refresh_response(refusal: &RefreshRefusal) -> CallerResponse {
+    let (status, code) = match refusal {
+        RefreshRefusal::Method(_) => {
+            return CallerResponse::empty(405)
+                .with_header("Allow", "POST")
+                .with_header("Cache-Control", "no-store");
+        }
+        RefreshRefusal::Disabled => (404, "refresh_disabled"),
+        RefreshRefusal::MissingConnectionToken => (400, "missing_connection_token"),
+        RefreshRefusal::InvalidToken(_) | RefreshRefusal::CredentialEnded => {
+            return CallerResponse::json(401, &json!({"error": "invalid_token"}))
+                .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
+                .with_header("Cache-Control", "no-store");
+        }
+        RefreshRefusal::PermissionChangeRejected => (403, "permission_change_rejected"),
+        RefreshRefusal::ConnectionNotFound => (404, "connection_not_found"),
+        RefreshRefusal::ServiceRejected => (400, "bad_request"),
+    };
+    CallerResponse::json(status, &json!({"error": code})).with_header("Cache-Control", "no-store")
 }
 
 fn error_body(status: u16, code: &str, message: &str) -> CallerResponse {

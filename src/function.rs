@@ -28,6 +28,9 @@ pub enum Function {
     Index,
     /// `connect`: the Web PubSub event handler.
     Connect,
+    /// `refresh`: a live connection's login renewed without reconnecting (ASP.NET Core 11's
+    /// client contract on top of the service's `:refreshAuth`).
+    Refresh,
 }
 
 /// What a function needs from its `function.json` and accepts from the request.
@@ -63,7 +66,7 @@ impl Needs {
 
 impl Function {
     /// Every function, in the order the README lists them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Negotiate,
         Self::AddToGroup,
         Self::RemoveFromGroup,
@@ -72,6 +75,7 @@ impl Function {
         Self::SendToUser,
         Self::Index,
         Self::Connect,
+        Self::Refresh,
     ];
 
     /// The folder name, which is also the route.
@@ -85,6 +89,7 @@ impl Function {
             Self::SendToUser => "sendToUser",
             Self::Index => "index",
             Self::Connect => "connect",
+            Self::Refresh => "refresh",
         }
     }
 
@@ -109,6 +114,13 @@ impl Function {
             | Self::SendToGroup
             | Self::SendToUser => Needs::JSON_TO_SIGNALR,
             Self::Index | Self::Connect => Needs::NOTHING,
+            // The `signalR` output names the hub (`:refreshAuth`, membership checks) and
+            // carries the re-authorization's group removals. No JSON body: the client sends
+            // none.
+            Self::Refresh => Needs {
+                signalr_output: true,
+                ..Needs::NOTHING
+            },
         }
     }
 }

@@ -59,6 +59,7 @@ impl Application {
             web_pubsub,
             policy,
             sender_stamp,
+            auth_expiry,
             app_root,
         } = settings;
         let state = web::Data::new(AppState {
@@ -70,6 +71,7 @@ impl Application {
             web_pubsub,
             policy,
             sender_stamp,
+            auth_expiry,
             app_root,
             authenticator,
             service,

@@ -22,6 +22,7 @@ use crate::policy::Policy;
 pub use crate::settings::ConfigError;
 use crate::settings::Env;
 use crate::signalr::connection_string::{self, ConnectionString};
+use crate::signalr::expiry::AuthExpiry;
 use crate::signalr::output::SenderStamp;
 use crate::webpubsub::{ConnectJwt, WebPubSubSettings};
 
@@ -46,6 +47,9 @@ pub struct Settings {
     pub policy: Policy,
     /// `MESSAGE_SENDER_STAMP`: whether messages carry their verified sender (default: yes).
     pub sender_stamp: SenderStamp,
+    /// `SIGNALR_CLOSE_ON_AUTH_EXPIRY`, `SIGNALR_SESSION_LIFETIME_SECONDS`: when connections
+    /// close (and whether `refresh` may move that moment).
+    pub auth_expiry: AuthExpiry,
     /// The function app root (static files of the `index` function live under `www/`).
     pub app_root: PathBuf,
 }
@@ -101,6 +105,7 @@ impl Settings {
         checks::identity_secrets(&auth, &signalr, web_pubsub.as_ref())?;
         let policy = Policy::from_env(&env, &app_root)?;
         let sender_stamp = SenderStamp::from_env(&env)?;
+        let auth_expiry = AuthExpiry::from_env(&env)?;
         Ok(Self {
             port,
             functions,
@@ -111,6 +116,7 @@ impl Settings {
             web_pubsub,
             policy,
             sender_stamp,
+            auth_expiry,
             app_root,
         })
     }

@@ -210,6 +210,21 @@ fn each_missing_or_bad_setting_is_named() {
             "MESSAGE_SENDER_STAMP",
         ),
         (
+            &[("SIGNALR_CLOSE_ON_AUTH_EXPIRY", Some("maybe"))],
+            "SIGNALR_CLOSE_ON_AUTH_EXPIRY",
+        ),
+        (
+            &[("SIGNALR_SESSION_LIFETIME_SECONDS", Some("0"))],
+            "SIGNALR_SESSION_LIFETIME_SECONDS",
+        ),
+        (
+            &[
+                ("SIGNALR_CLOSE_ON_AUTH_EXPIRY", Some("false")),
+                ("SIGNALR_SESSION_LIFETIME_SECONDS", Some("600")),
+            ],
+            "SIGNALR_SESSION_LIFETIME_SECONDS",
+        ),
+        (
             &[("AUTH_CLOCK_SKEW_SECONDS", Some("-1"))],
             "AUTH_CLOCK_SKEW_SECONDS",
         ),

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod index;
 pub mod messages;
 pub mod negotiate;
+pub mod refresh;
 
 use std::path::PathBuf;
 
@@ -24,6 +25,7 @@ use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, Invo
 use crate::names::HubName;
 use crate::policy::{Decision, Denial, Policy, Request};
 use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::expiry::AuthExpiry;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::telemetry::escape_controls;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub policy: Policy,
     /// Whether messages carry their verified sender.
     pub sender_stamp: SenderStamp,
+    /// When connections close: the login's end in every issued token, unless turned off.
+    pub auth_expiry: AuthExpiry,
     /// The function app root (static files of the `index` function live under `www/`).
     pub app_root: PathBuf,
     /// Caller verification.
@@ -165,6 +169,7 @@ pub async fn invoke(
             }
             Function::Index => index::run(state, bindings, &request).await,
             Function::Connect => connect::run(state, bindings, &request, &mut log).await,
+            Function::Refresh => refresh::run(state, bindings, &request, &mut log).await,
         },
         Err(error) => Err(error),
     };

@@ -24,6 +24,8 @@ pub async fn run(
     let (_request, user) = verified_request(state, bindings, invocation).await?;
     let signer = ServiceTokenSigner::new(&state.signalr);
     let forward = &state.auth.forward_claims;
+    let now = jsonwebtoken::get_current_timestamp();
+    let deadline = state.auth_expiry.deadline(&user, now);
 
     let (url, access_token) = match &bindings.connection_info {
         Some(binding) => {
@@ -54,7 +56,7 @@ pub async fn run(
                 }
             }
             let token = signer
-                .reissue(&base, &user, forward)
+                .reissue(&base, &user, forward, deadline)
                 .map_err(ConfigurationError::Token)?;
             (info.url, token)
         }
@@ -63,17 +65,22 @@ pub async fn run(
                 .mint_hub
                 .as_ref()
                 .ok_or(ConfigurationError::HubNameNotSet)?;
-            let now = jsonwebtoken::get_current_timestamp();
             let token = signer
-                .mint(hub.as_str(), &user, forward, now)
+                .mint(hub.as_str(), &user, forward, deadline, now)
                 .map_err(ConfigurationError::Token)?;
             (state.signalr.client_url(hub.as_str()), token)
         }
     };
     log.info(&format!("token issued for user {:?}", user.user_id()));
+    // `tokenLifetimeSeconds` is ASP.NET Core 11's negotiate field: newer clients schedule their
+    // refresh from it, older ones ignore it. It is the issued token's own `exp - now`.
+    let body = json!({
+        "url": url,
+        "accessToken": access_token.token,
+        "tokenLifetimeSeconds": access_token.lifetime_seconds(now),
+    });
     Ok(FunctionOutcome {
-        response: CallerResponse::json(200, &json!({"url": url, "accessToken": access_token}))
-            .with_header("Cache-Control", "no-store"),
+        response: CallerResponse::json(200, &body).with_header("Cache-Control", "no-store"),
         outputs: Vec::new(),
     })
 }

@@ -33,6 +33,7 @@ pub use self::file::DEFAULT_POLICY;
 pub use self::operation::{Operation, Request};
 
 use crate::identity::VerifiedUser;
+use crate::names::GroupName;
 use crate::policy::pattern::{FilledPattern, Pattern};
 use crate::settings::ConfigError;
 
@@ -200,6 +201,35 @@ impl Policy {
         } else {
             Decision::Deny(reason)
         }
+    }
+
+    /// The groups a user whose id is `user_id` and whose claims were `claims` may have joined
+    /// by a `join` rule: each `join` rule's wildcard-free group patterns, filled from those
+    /// claims. Refresh checks exactly these for re-authorization. A pattern with `*` or `**`
+    /// names no group it could enumerate (and the REST API cannot list a user's groups), so
+    /// groups joined through one are not re-checked; nor are groups an admin added the user to.
+    pub fn groups_joined_by_rule<'c>(
+        &self,
+        user_id: &str,
+        claims: &dyn Fn(&str) -> Vec<&'c str>,
+    ) -> Vec<GroupName> {
+        let mut groups: Vec<GroupName> = Vec::new();
+        for rule in self
+            .rules
+            .iter()
+            .filter(|rule| rule.operations.contains(&Operation::Join))
+        {
+            for pattern in rule.groups.iter().filter(|pattern| pattern.is_concrete()) {
+                let name = pattern
+                    .fill_with(user_id, claims)
+                    .and_then(|filled| filled.concrete_value())
+                    .and_then(|name| GroupName::parse(&name).ok());
+                if let Some(name) = name.filter(|name| !groups.contains(name)) {
+                    groups.push(name);
+                }
+            }
+        }
+        groups
     }
 
     /// Groups and roles a Web PubSub connection of `user` gets at connect.
@@ -504,5 +534,48 @@ mod tests {
         let grants = policy.web_pubsub_connect(&user("alice", json!({})));
         assert_eq!(grants.groups, vec!["user.alice"]);
         assert_eq!(grants.roles, vec!["webpubsub.joinLeaveGroup.user.alice"]);
+    }
+
+    #[test]
+    fn the_groups_joined_by_rule_are_the_concrete_join_patterns_filled_from_the_given_claims() {
+        let policy = Policy::parse(
+            r#"{ "rules": [
+              { "operations": ["join", "leave"], "groups": ["room-*", "user.{userId}", "lobby"] },
+              { "operations": ["join"], "groups": ["team.{claim:team}", "team.{claim:team}.**"] },
+              { "operations": ["join"], "groups": ["staff"], "require": { "roles": ["staff"] } },
+              { "operations": ["sendToGroup"], "groups": ["news"] }
+            ] }"#,
+            "test",
+        )
+        .expect("valid");
+        let old = |name: &str| {
+            if name == "team" {
+                vec!["red"]
+            } else {
+                Vec::new()
+            }
+        };
+        let names: Vec<String> = policy
+            .groups_joined_by_rule("alice", &old)
+            .iter()
+            .map(|group| group.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["user.alice", "lobby", "team.red", "staff"]);
+        // Without the claim its template names nothing; a claim with two values names nothing.
+        let none = |_: &str| Vec::new();
+        assert!(
+            !policy
+                .groups_joined_by_rule("alice", &none)
+                .iter()
+                .any(|group| group.as_str().starts_with("team."))
+        );
+        let two = |name: &str| {
+            if name == "team" {
+                vec!["a", "b"]
+            } else {
+                Vec::new()
+            }
+        };
+        assert_eq!(policy.groups_joined_by_rule("alice", &two).len(), 3);
     }
 }

@@ -148,15 +148,25 @@ impl Pattern {
     /// The pattern with templates filled from `user`, wildcards kept, or `None` when a template
     /// refers to a claim the user lacks (the pattern then matches nothing).
     pub fn fill(&self, user: &VerifiedUser) -> Option<FilledPattern> {
+        self.fill_with(user.user_id(), &|name| user.claim_strings(name))
+    }
+
+    /// [`Pattern::fill`] from a user id and a claim lookup instead of a [`VerifiedUser`]: for
+    /// claims a connection held before a refresh, which no longer belong to any credential.
+    pub fn fill_with<'c>(
+        &self,
+        user_id: &str,
+        claim: &dyn Fn(&str) -> Vec<&'c str>,
+    ) -> Option<FilledPattern> {
         let mut elements = Vec::with_capacity(self.parts.len());
         for part in &self.parts {
             elements.push(match part {
                 Part::Literal(text) => Element::Literal(text.chars().collect()),
                 Part::Star => Element::Star,
                 Part::DoubleStar => Element::DoubleStar,
-                Part::UserId => Element::Literal(plain_segment(user.user_id())?),
+                Part::UserId => Element::Literal(plain_segment(user_id)?),
                 Part::Claim(name) => {
-                    let values = user.claim_strings(name);
+                    let values = claim(name);
                     let [value] = values.as_slice() else {
                         return None;
                     };

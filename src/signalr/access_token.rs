@@ -17,6 +17,7 @@ use sha2::Sha256;
 
 use crate::identity::VerifiedUser;
 use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::expiry::{AEO_CLAIM, COAE_CLAIM};
 
 /// The service SDK refuses tokens longer than this ("AccessToken must not be longer than 4K").
 pub const MAX_SERVICE_TOKEN_CHARS: usize = 4096;
@@ -28,6 +29,26 @@ const RESERVED_CLAIMS: &[&str] = &[
 ];
 /// The user-id claim the service reads first.
 pub const USER_ID_CLAIM: &str = "asrs.s.uid";
+/// Claims the service's answer to `:refreshAuth` carries that describe the old token, not the
+/// connection; a token minted from that answer sets its own.
+const TOKEN_ONLY_CLAIMS: &[&str] = &["aud", "exp", "iat", "iss", "nbf"];
+
+/// A client token and when it expires, so negotiate and refresh can tell the client its
+/// lifetime (`tokenLifetimeSeconds`) from the very `exp` it carries.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The signed token.
+    pub token: String,
+    /// Its `exp` (unix seconds).
+    pub expires_at: u64,
+}
+
+impl IssuedToken {
+    /// Seconds from `now` until the token expires (0 once it has).
+    pub fn lifetime_seconds(&self, now: u64) -> u64 {
+        self.expires_at.saturating_sub(now)
+    }
+}
 
 /// Why a service token could not be checked or issued. These are configuration or server
 /// faults, not the caller's.
@@ -115,15 +136,17 @@ impl<'a> ServiceTokenSigner<'a> {
     }
 
     /// The binding's token re-issued for `user`: same header, `aud`, `iat`, `nbf` (and `iss` if
-    /// present); `asrs.s.uid` set to the verified id; forwarded claims added; `exp` the earlier of
-    /// the binding's and the user credential's. Every other binding claim is dropped, because it
+    /// present); `asrs.s.uid` set to the verified id; forwarded claims added; `exp` the earliest
+    /// of the binding's, the user credential's and the login's end (`deadline`, which also
+    /// becomes `asrs.s.coae`/`asrs.s.aeo`). Every other binding claim is dropped, because it
     /// may come from an unverified `userId`/`idToken` binding expression.
     pub fn reissue(
         &self,
         binding: &BindingToken,
         user: &VerifiedUser,
         forward_claims: &[String],
-    ) -> Result<String, ServiceTokenError> {
+        deadline: Option<u64>,
+    ) -> Result<IssuedToken, ServiceTokenError> {
         let numeric = |name: &'static str| {
             binding
                 .claims
@@ -131,8 +154,11 @@ impl<'a> ServiceTokenSigner<'a> {
                 .and_then(Value::as_u64)
                 .ok_or(ServiceTokenError::MissingClaim(name))
         };
-        let exp = numeric("exp")?.min(user.expires_at());
+        let exp = numeric("exp")?
+            .min(user.expires_at())
+            .min(deadline.unwrap_or(u64::MAX));
         let mut claims = user_claims(user, forward_claims);
+        insert_deadline(&mut claims, deadline);
         for name in ["nbf"] {
             if let Some(value) = binding.claims.get(name) {
                 claims.insert(name.to_owned(), value.clone());
@@ -150,31 +176,88 @@ impl<'a> ServiceTokenSigner<'a> {
             .cloned()
             .ok_or(ServiceTokenError::MissingClaim("aud"))?;
         claims.insert("aud".into(), aud);
-        self.sign(&binding.header_segment, &claims)
+        Ok(IssuedToken {
+            token: self.sign(&binding.header_segment, &claims)?,
+            expires_at: exp,
+        })
     }
 
     /// A token minted from the connection string alone, as the extension would mint it: header
     /// `{"alg":"HS256","typ":"JWT"}`, `aud` without port, hub lower-cased, one hour (capped by
-    /// the user credential's expiry).
+    /// the user credential's expiry and the login's end, `deadline`, which also becomes
+    /// `asrs.s.coae`/`asrs.s.aeo`).
     pub fn mint(
         &self,
         hub: &str,
         user: &VerifiedUser,
         forward_claims: &[String],
+        deadline: Option<u64>,
         now: u64,
-    ) -> Result<String, ServiceTokenError> {
+    ) -> Result<IssuedToken, ServiceTokenError> {
         let mut claims = user_claims(user, forward_claims);
+        insert_deadline(&mut claims, deadline);
+        let exp = user.expires_at().min(deadline.unwrap_or(u64::MAX));
+        self.mint_claims(hub, claims, exp, now)
+    }
+
+    /// The client token after a refresh, minted from the claims the service answered
+    /// `:refreshAuth` with (the connection's claims after the refresh), minus the old token's
+    /// `aud`/`exp`/`iat`/`iss`/`nbf`. A claim type given several times becomes an array, as
+    /// the service reads arrays. `exp` is no later than `not_after` (the refreshed credential's
+    /// end) nor the answer's own `asrs.s.aeo`, so the token never outlives the connection it is
+    /// for.
+    pub fn mint_refreshed(
+        &self,
+        hub: &str,
+        refreshed: &[(String, String)],
+        not_after: u64,
+        now: u64,
+    ) -> Result<IssuedToken, ServiceTokenError> {
+        let mut claims = Map::new();
+        for (name, value) in refreshed {
+            if TOKEN_ONLY_CLAIMS.contains(&name.as_str()) {
+                continue;
+            }
+            match claims.get_mut(name) {
+                None => {
+                    claims.insert(name.clone(), Value::String(value.clone()));
+                }
+                Some(Value::Array(items)) => items.push(Value::String(value.clone())),
+                Some(first) => {
+                    let first = first.take();
+                    claims.insert(
+                        name.clone(),
+                        Value::Array(vec![first, Value::String(value.clone())]),
+                    );
+                }
+            }
+        }
+        let answered_end = claims
+            .get(AEO_CLAIM)
+            .and_then(Value::as_str)
+            .and_then(|aeo| aeo.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        self.mint_claims(hub, claims, not_after.min(answered_end), now)
+    }
+
+    /// Adds `nbf`, `iat`, `aud` and `exp` (one hour, capped by `not_after`) and signs.
+    fn mint_claims(
+        &self,
+        hub: &str,
+        mut claims: Map<String, Value>,
+        not_after: u64,
+        now: u64,
+    ) -> Result<IssuedToken, ServiceTokenError> {
+        let exp = (now + MINTED_TOKEN_LIFETIME_SECONDS).min(not_after);
         claims.insert("nbf".into(), now.into());
-        claims.insert(
-            "exp".into(),
-            (now + MINTED_TOKEN_LIFETIME_SECONDS)
-                .min(user.expires_at())
-                .into(),
-        );
+        claims.insert("exp".into(), exp.into());
         claims.insert("iat".into(), now.into());
         claims.insert("aud".into(), self.connection.client_audience(hub).into());
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        self.sign(&header, &claims)
+        Ok(IssuedToken {
+            token: self.sign(&header, &claims)?,
+            expires_at: exp,
+        })
     }
 
     /// A REST API token for `audience`, valid for `lifetime_seconds`
@@ -220,6 +303,40 @@ impl<'a> ServiceTokenSigner<'a> {
     }
 }
 
+/// `asrs.s.coae` and `asrs.s.aeo` (a decimal string, as the SDK writes it), together or not at
+/// all.
+fn insert_deadline(claims: &mut Map<String, Value>, deadline: Option<u64>) {
+    if let Some(deadline) = deadline {
+        claims.insert(COAE_CLAIM.into(), "true".into());
+        claims.insert(AEO_CLAIM.into(), deadline.to_string().into());
+    }
+}
+
+/// The claims a refresh sends to the service: `asrs.s.uid`, the forwarded claims (an array as
+/// one claim per item, other non-strings as their JSON text, as the service keeps claims as
+/// text) and the new deadline. Always all of them: `:refreshAuth` without `claims` keeps the old
+/// ones, so the user check would not run.
+pub fn refresh_claims(
+    user: &VerifiedUser,
+    forward_claims: &[String],
+    deadline: u64,
+) -> Vec<(String, String)> {
+    let mut claims = user_claims(user, forward_claims);
+    insert_deadline(&mut claims, Some(deadline));
+    let mut pairs = Vec::new();
+    for (name, value) in claims {
+        match value {
+            Value::String(text) => pairs.push((name, text)),
+            Value::Array(items) => pairs.extend(items.into_iter().map(|item| match item {
+                Value::String(text) => (name.clone(), text),
+                other => (name.clone(), other.to_string()),
+            })),
+            other => pairs.push((name, other.to_string())),
+        }
+    }
+    pairs
+}
+
 /// `asrs.s.uid` plus the forwarded claims, reserved names renamed `asrs.u.<name>` as the SDK does.
 fn user_claims(user: &VerifiedUser, forward_claims: &[String]) -> Map<String, Value> {
     let mut claims = Map::new();
@@ -252,4 +369,88 @@ pub struct ConnectionInfo {
     /// The binding's token.
     #[serde(rename = "accessToken")]
     pub access_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn payload(token: &str) -> Map<String, Value> {
+        let segment = token.split('.').nth(1).expect("payload");
+        decode_segment(segment).expect("JSON")
+    }
+
+    fn pair(name: &str, value: &str) -> (String, String) {
+        (name.to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn a_refreshed_token_drops_the_old_token_claims_and_ends_with_the_connection() {
+        let connection = ConnectionString::parse(
+            "Endpoint=https://x.service.signalr.net;AccessKey=INSECURE-UNIT-TEST-KEY-0123456789;Version=1.0;",
+        )
+        .expect("valid");
+        let signer = ServiceTokenSigner::new(&connection);
+        let answer = [
+            pair("asrs.s.uid", "alice"),
+            pair("roles", "a"),
+            pair("roles", "b"),
+            pair("asrs.s.coae", "true"),
+            pair("asrs.s.aeo", "1500"),
+            pair("aud", "https://elsewhere/client/?hub=other"),
+            pair("exp", "99999999999"),
+            pair("iat", "1"),
+            pair("iss", "someone"),
+            pair("nbf", "1"),
+        ];
+        let issued = signer
+            .mint_refreshed("Chat", &answer, 2000, 1000)
+            .expect("minted");
+        assert_eq!(issued.expires_at, 1500, "no later than the answer's aeo");
+        assert_eq!(issued.lifetime_seconds(1000), 500);
+        let claims = payload(&issued.token);
+        assert_eq!(
+            Value::Object(claims),
+            json!({
+                "asrs.s.uid": "alice",
+                "roles": ["a", "b"],
+                "asrs.s.coae": "true",
+                "asrs.s.aeo": "1500",
+                "nbf": 1000,
+                "exp": 1500,
+                "iat": 1000,
+                "aud": "https://x.service.signalr.net/client/?hub=chat",
+            })
+        );
+        // The credential's own end wins when it is earlier.
+        let earlier = signer
+            .mint_refreshed("chat", &answer, 1200, 1000)
+            .expect("minted");
+        assert_eq!(earlier.expires_at, 1200);
+    }
+
+    #[test]
+    fn refresh_claims_always_name_the_user_and_the_deadline_as_text() {
+        let user = VerifiedUser::for_tests(
+            "alice",
+            json!({"roles": ["a", "b"], "level": 3, "team": "red"}),
+        );
+        let forward = ["roles".to_owned(), "level".to_owned(), "team".to_owned()];
+        let claims = refresh_claims(&user, &forward, 1700);
+        assert_eq!(
+            claims,
+            [
+                pair("asrs.s.uid", "alice"),
+                pair("roles", "a"),
+                pair("roles", "b"),
+                pair("level", "3"),
+                pair("team", "red"),
+                pair("asrs.s.coae", "true"),
+                pair("asrs.s.aeo", "1700"),
+            ]
+        );
+        assert_eq!(refresh_claims(&user, &[], 1700).len(), 3);
+    }
 }

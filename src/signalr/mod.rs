@@ -1,7 +1,8 @@
-//! Azure SignalR Service: connection strings, client access tokens, output-binding items, and
-//! the REST reads a policy decision needs.
+//! Azure SignalR Service: connection strings, client access tokens and when their login ends,
+//! output-binding items, and the REST calls (membership reads, `:refreshAuth`).
 
 pub mod access_token;
 pub mod connection_string;
+pub mod expiry;
 pub mod output;
 pub mod rest;

@@ -1,6 +1,8 @@
-//! Calls to the SignalR Service REST API that a policy decision needs.
+//! Calls to the SignalR Service REST API that a policy decision or a refresh needs.
 //!
-//! Only reads happen here: membership checks for "sender must be a member". Writes (adds,
+//! Reads: membership checks for "sender must be a member" and for re-authorization on refresh,
+//! and a connection's claims (`connections/claims`). The one write is `:refreshAuth`, which no
+//! output binding offers (docs/protocol/signalr-identity-2026.md §1.3). Other writes (adds,
 //! removes, sends) are output-binding items that the host applies. When the service cannot
 //! answer, the caller gets 503: a check that cannot be made never turns into an allow.
 //!
@@ -19,6 +21,13 @@ use crate::signalr::access_token::ServiceTokenSigner;
 use crate::signalr::connection_string::ConnectionString;
 
 const API_VERSION: &str = "2022-06-01";
+/// The api-version of `:refreshAuth` and `connections/claims` (ASR#2281).
+const REFRESH_API_VERSION: &str = "2026-07-01";
+/// Longest connection token accepted from a client. The service's tokens are short; the cap
+/// keeps a hostile `id` from growing the request to the service.
+pub const MAX_CONNECTION_TOKEN_CHARS: usize = 1024;
+/// Largest claims answer read: a connection's claims fit a 4 KB token many times over.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
 const REST_TOKEN_LIFETIME_SECONDS: u64 = 300;
 
@@ -35,12 +44,68 @@ pub enum RestError {
     /// The request failed before an answer came back (connection, TLS or timeout).
     #[error("the SignalR Service could not be reached: {0}")]
     Unreachable(String),
-    /// The service answered with a status the membership check does not expect.
-    #[error("the SignalR Service answered {0} to a membership check")]
+    /// The service answered with a status the call does not expect.
+    #[error("the SignalR Service answered {0}")]
     UnexpectedStatus(u16),
+    /// The service answered 200 with a body that is not the documented shape.
+    #[error("the SignalR Service answered {0} with an unreadable body")]
+    UnexpectedAnswer(u16),
     /// The request could not be built (bad URL or token); a configuration fault.
     #[error("cannot build the REST request: {0}")]
     Request(String),
+}
+
+/// A negotiate-v1 connection token from a client's `refresh?id=`: it names (and grants access
+/// to) one connection, so it is a secret: `Debug` redacts it and nothing logs it. It travels
+/// only in a request body, never in a URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionToken(String);
+
+impl ConnectionToken {
+    /// 1 to [`MAX_CONNECTION_TOKEN_CHARS`] printable ASCII characters without spaces: what the
+    /// service hands out. Anything else cannot name a connection.
+    pub fn parse(value: &str) -> Option<Self> {
+        let valid = !value.is_empty()
+            && value.len() <= MAX_CONNECTION_TOKEN_CHARS
+            && value.bytes().all(|byte| byte.is_ascii_graphic());
+        valid.then(|| Self(value.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for ConnectionToken {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ConnectionToken(<redacted>)")
+    }
+}
+
+/// One claim as the 2026 routes carry it (`{"type", "value"}`): an API boundary with the
+/// service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServiceClaim {
+    /// The claim type.
+    #[serde(rename = "type")]
+    pub claim_type: String,
+    /// Its value, as text.
+    pub value: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ClaimsBody {
+    claims: Vec<ServiceClaim>,
+}
+
+/// What `connections/claims` or `:refreshAuth` answered, in the terms the refresh function maps
+/// to its client's error codes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConnectionAnswer {
+    /// 200: the connection's claims (after the refresh, for `:refreshAuth`).
+    Claims(Vec<ServiceClaim>),
+    /// 404: no such connection (unknown token, gone, negotiate v0, another hub).
+    NotFound,
+    /// 403 `ConnectionUserMismatch`: the claims name another user; nothing changed.
+    UserMismatch,
+    /// 400: the service refused the input (e.g. a token it cannot read).
+    Rejected,
 }
 
 /// A REST client for one service.
@@ -93,6 +158,95 @@ impl ServiceClient {
     }
 }
 
+impl ServiceClient {
+    /// `POST /api/hubs/{hub}/connections/claims?api-version=2026-07-01`: the connection's
+    /// current claims, read before a refresh replaces them (re-authorization needs the old
+    /// ones). The token rides in the body, never in the URL.
+    pub async fn connection_claims(
+        &self,
+        hub: &HubName,
+        token: &ConnectionToken,
+    ) -> Result<ConnectionAnswer, RestError> {
+        let body = serde_json::json!({"connectionToken": token.0});
+        self.connection_call(hub, "claims", &body).await
+    }
+
+    /// `POST /api/hubs/{hub}/connections/:refreshAuth?api-version=2026-07-01` with `claims`
+    /// (always: without them the service keeps the old ones and checks no user) and
+    /// `expireTime` (ISO 8601 UTC).
+    pub async fn refresh_auth(
+        &self,
+        hub: &HubName,
+        token: &ConnectionToken,
+        expire_time: &str,
+        claims: &[ServiceClaim],
+    ) -> Result<ConnectionAnswer, RestError> {
+        let body = serde_json::json!({
+            "connectionToken": token.0,
+            "expireTime": expire_time,
+            "claims": claims,
+        });
+        self.connection_call(hub, ":refreshAuth", &body).await
+    }
+
+    /// POSTs `body` to `api/hubs/{hub}/connections/{action}` and reads the answer. `action` is
+    /// one of this module's literals, never caller text.
+    async fn connection_call(
+        &self,
+        hub: &HubName,
+        action: &'static str,
+        body: &serde_json::Value,
+    ) -> Result<ConnectionAnswer, RestError> {
+        let hub = hub.as_str().to_lowercase();
+        let path = format!(
+            "api/hubs/{}/connections/{action}",
+            utf8_percent_encode(&hub, SEGMENT)
+        );
+        let url = with_version(&self.connection.server_base(), &path, REFRESH_API_VERSION)?;
+        let audience = with_version(&self.connection.audience_base(), &path, REFRESH_API_VERSION)?;
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = ServiceTokenSigner::new(&self.connection)
+            .rest_token(audience.as_str(), now, REST_TOKEN_LIFETIME_SECONDS)
+            .map_err(|error| RestError::Request(error.to_string()))?;
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|error| RestError::Unreachable(error.to_string()))?;
+        let status = response.status().as_u16();
+        let error_code = response
+            .headers()
+            .get("x-ms-error-code")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        match status {
+            200 => {
+                let bytes = response
+                    .bytes()
+                    .await
+                    .map_err(|error| RestError::Unreachable(error.to_string()))?;
+                if bytes.len() > MAX_ANSWER_BYTES {
+                    return Err(RestError::UnexpectedAnswer(status));
+                }
+                let body: ClaimsBody = serde_json::from_slice(&bytes)
+                    .map_err(|_| RestError::UnexpectedAnswer(status))?;
+                Ok(ConnectionAnswer::Claims(body.claims))
+            }
+            404 => Ok(ConnectionAnswer::NotFound),
+            400 => Ok(ConnectionAnswer::Rejected),
+            // A 403 is the user check only with its error code; without it (a missing role on
+            // an Entra token) it is the deployment's fault.
+            403 if error_code.as_deref() == Some("ConnectionUserMismatch") => {
+                Ok(ConnectionAnswer::UserMismatch)
+            }
+            other => Err(RestError::UnexpectedStatus(other)),
+        }
+    }
+}
+
 /// `api/hubs/{hub}/users/{user}/groups/{group}`, each name one percent-encoded segment; the hub
 /// lower-cased as the SDK sends it.
 fn membership_path(hub: &HubName, user: &TargetUser, group: &GroupName) -> String {
@@ -112,8 +266,13 @@ fn membership_path(hub: &HubName, user: &TargetUser, group: &GroupName) -> Strin
 
 /// `{base}/{path}?api-version=…`, parsed so that a base that cannot take a path fails here.
 fn with_path(base: &str, path: &str) -> Result<Url, RestError> {
+    with_version(base, path, API_VERSION)
+}
+
+/// [`with_path`] with another api-version.
+fn with_version(base: &str, path: &str, version: &str) -> Result<Url, RestError> {
     let text = format!(
-        "{}/{path}?api-version={API_VERSION}",
+        "{}/{path}?api-version={version}",
         base.trim_end_matches('/')
     );
     Url::parse(&text).map_err(|error| RestError::Request(error.to_string()))
@@ -165,6 +324,38 @@ mod tests {
                 "groups",
                 "room.1 ?#;x"
             ]
+        );
+    }
+
+    #[test]
+    fn connection_tokens_are_printable_ascii_within_the_cap_and_never_shown() {
+        assert!(ConnectionToken::parse("abc-DEF_123.~+/=").is_some());
+        for bad in [
+            "",
+            " ",
+            "a b",
+            "a\n",
+            "é",
+            &"x".repeat(MAX_CONNECTION_TOKEN_CHARS + 1),
+        ] {
+            assert!(ConnectionToken::parse(bad).is_none(), "{bad:?}");
+        }
+        let token = ConnectionToken::parse("secret-token").expect("valid");
+        assert!(!format!("{token:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_refresh_path_is_the_lower_cased_hub_and_a_literal_action() {
+        let hub = utf8_percent_encode("chat", SEGMENT).to_string();
+        let url = with_version(
+            "https://x.service.signalr.net",
+            &format!("api/hubs/{hub}/connections/:refreshAuth"),
+            REFRESH_API_VERSION,
+        )
+        .expect("url");
+        assert_eq!(
+            url.as_str(),
+            "https://x.service.signalr.net/api/hubs/chat/connections/:refreshAuth?api-version=2026-07-01"
         );
     }
 

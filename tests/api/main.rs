@@ -1,5 +1,6 @@
 //! Integration tests: the real `handler` binary, host-shaped invocations, real HTTP.
 
+mod auth_expiry;
 mod connect;
 mod cross_site;
 mod groups;
@@ -12,4 +13,5 @@ mod messages;
 mod names;
 mod negotiate;
 mod protocol;
+mod refresh;
 mod refusals;

@@ -55,6 +55,8 @@ async fn negotiate_returns_a_service_token_carrying_the_verified_user() {
         "name": "User alice",
         "email": "alice@contoso.example",
         "asrs.u.nonce": "n-123",
+        "asrs.s.coae": "true",
+        "asrs.s.aeo": user_claims["exp"].to_string(),
         "nbf": issued_at,
         "exp": user_claims["exp"],
         "iat": issued_at,

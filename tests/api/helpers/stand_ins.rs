@@ -227,3 +227,270 @@ impl RestStandIn {
         let _ = self.task.await;
     }
 }
+
+/// One connection the refresh stand-in knows: its user and current claims.
+#[derive(Clone)]
+struct KnownConnection {
+    token: String,
+    claims: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    connections: Vec<KnownConnection>,
+    members: Vec<(String, String)>,
+    /// Every `:refreshAuth` body received.
+    refresh_bodies: Vec<Value>,
+    /// Every request line (method and path), for "nothing was asked" checks.
+    requests: Vec<String>,
+    /// Membership checks answer 500.
+    membership_fails: bool,
+    /// `:refreshAuth` answers 403 `ConnectionUserMismatch` whatever it is sent.
+    refresh_mismatch: bool,
+}
+
+/// A real HTTP server standing in for the 2026 connection routes of the SignalR REST API, as
+/// `docs/protocol/signalr-identity-2026.md` §1.3 describes them: `connections/claims` and
+/// `:refreshAuth` (same-user check on `asrs.s.uid`, then `nameid`, then `sub`; 403 with
+/// `x-ms-error-code: ConnectionUserMismatch`; 404 for unknown tokens), plus the membership
+/// `HEAD`. Checks each REST token's signature and audience path, and records the bodies.
+pub struct RefreshStandIn {
+    pub port: u16,
+    state: Arc<Mutex<RefreshState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn claim_user(claims: &[(String, String)]) -> Option<String> {
+    ["asrs.s.uid", "nameid", "sub"]
+        .into_iter()
+        .find_map(|name| {
+            claims
+                .iter()
+                .find(|(claim, _)| claim == name)
+                .map(|(_, value)| value.clone())
+        })
+}
+
+impl RefreshStandIn {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state: Arc<Mutex<RefreshState>> = Arc::default();
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let Some(head) = read_request_head(&mut socket).await else {
+                        return;
+                    };
+                    let (head_text, mut body) = match head.split_once("\r\n\r\n") {
+                        Some((head, rest)) => (head.to_owned(), rest.as_bytes().to_vec()),
+                        None => (head.clone(), Vec::new()),
+                    };
+                    let mut lines = head_text.lines();
+                    let request_line = lines.next().unwrap_or_default().to_owned();
+                    let headers: Vec<(String, String)> = lines
+                        .filter_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+                        })
+                        .collect();
+                    let header = |name: &str| {
+                        headers
+                            .iter()
+                            .find(|(key, _)| key == name)
+                            .map(|(_, value)| value.clone())
+                    };
+                    let length: usize = header("content-length")
+                        .and_then(|value| value.parse().ok())
+                        .unwrap_or(0);
+                    let mut buffer = [0u8; 4096];
+                    while body.len() < length {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => body.extend_from_slice(&buffer[..read]),
+                        }
+                    }
+                    let mut parts = request_line.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_owned();
+                    let target = parts.next().unwrap_or_default().to_owned();
+                    let path = target.split('?').next().unwrap_or_default().to_owned();
+                    state
+                        .lock()
+                        .expect("lock")
+                        .requests
+                        .push(format!("{method} {target}"));
+                    let token_ok = header("authorization")
+                        .as_deref()
+                        .and_then(|value| value.strip_prefix("Bearer "))
+                        .and_then(checked_service_claims)
+                        .and_then(|claims| {
+                            claims.get("aud").and_then(Value::as_str).map(str::to_owned)
+                        })
+                        .is_some_and(|aud| {
+                            aud.split('?')
+                                .next()
+                                .is_some_and(|aud| aud.ends_with(&path))
+                        });
+                    let json_body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let (status, extra, reply) = if !token_ok {
+                        ("401 Unauthorized", "", String::new())
+                    } else {
+                        Self::answer(&state, &method, &path, &target, json_body)
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                        reply.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self { port, state, task }
+    }
+
+    fn answer(
+        state: &Mutex<RefreshState>,
+        method: &str,
+        path: &str,
+        target: &str,
+        body: Value,
+    ) -> (&'static str, &'static str, String) {
+        let mut state = state.lock().expect("lock");
+        let segments: Vec<&str> = path.split('/').collect();
+        let version_2026 = target.ends_with("?api-version=2026-07-01");
+        let token = body["connectionToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let claims_json = |claims: &[(String, String)]| {
+            json!({"claims": claims.iter().map(|(t, v)| json!({"type": t, "value": v})).collect::<Vec<_>>()})
+                .to_string()
+        };
+        match (method, segments.as_slice()) {
+            ("HEAD", [.., "groups", _]) if state.membership_fails => {
+                ("500 Internal Server Error", "", String::new())
+            }
+            ("HEAD", ["", "api", "hubs", "chat", "users", user, "groups", group]) => {
+                let member = state.members.iter().any(|(u, g)| u == user && g == group);
+                (
+                    if member { "200 OK" } else { "404 Not Found" },
+                    "",
+                    String::new(),
+                )
+            }
+            ("POST", ["", "api", "hubs", "chat", "connections", "claims"]) if version_2026 => {
+                match state.connections.iter().find(|c| c.token == token) {
+                    Some(connection) => ("200 OK", "", claims_json(&connection.claims)),
+                    None => (
+                        "404 Not Found",
+                        "x-ms-error-code: ConnectionNotFound\r\n",
+                        "{}".into(),
+                    ),
+                }
+            }
+            ("POST", ["", "api", "hubs", "chat", "connections", ":refreshAuth"])
+                if version_2026 =>
+            {
+                state.refresh_bodies.push(body.clone());
+                let new_claims: Vec<(String, String)> = body["claims"]
+                    .as_array()
+                    .map(|claims| {
+                        claims
+                            .iter()
+                            .map(|claim| {
+                                (
+                                    claim["type"].as_str().unwrap_or_default().to_owned(),
+                                    claim["value"].as_str().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let state_mismatch = state.refresh_mismatch;
+                let Some(connection) = state.connections.iter_mut().find(|c| c.token == token)
+                else {
+                    return (
+                        "404 Not Found",
+                        "x-ms-error-code: ConnectionNotFound\r\n",
+                        "{}".into(),
+                    );
+                };
+                if body["claims"].is_null() {
+                    return ("200 OK", "", claims_json(&connection.claims));
+                }
+                if state_mismatch || claim_user(&new_claims) != claim_user(&connection.claims) {
+                    return (
+                        "403 Forbidden",
+                        "x-ms-error-code: ConnectionUserMismatch\r\n",
+                        r#"{"code":"ConnectionUserMismatch"}"#.into(),
+                    );
+                }
+                connection.claims = new_claims;
+                ("200 OK", "", claims_json(&connection.claims))
+            }
+            _ => ("400 Bad Request", "", String::new()),
+        }
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "Endpoint=http://127.0.0.1;Port={};AccessKey={ACCESS_KEY};Version=1.0;",
+            self.port
+        )
+    }
+
+    /// A live connection of `user` whose token carried `claims` besides its user id.
+    pub fn add_connection(&self, token: &str, user: &str, claims: &[(&str, &str)]) {
+        let mut all = vec![("asrs.s.uid".to_owned(), user.to_owned())];
+        all.extend(
+            claims
+                .iter()
+                .map(|(t, v)| ((*t).to_owned(), (*v).to_owned())),
+        );
+        self.state
+            .lock()
+            .expect("lock")
+            .connections
+            .push(KnownConnection {
+                token: token.to_owned(),
+                claims: all,
+            });
+    }
+
+    pub fn add_member(&self, user: &str, group: &str) {
+        self.state
+            .lock()
+            .expect("lock")
+            .members
+            .push((user.into(), group.into()));
+    }
+
+    pub fn refuse_refreshes_as_another_user(&self) {
+        self.state.lock().expect("lock").refresh_mismatch = true;
+    }
+
+    pub fn fail_membership_checks(&self) {
+        self.state.lock().expect("lock").membership_fails = true;
+    }
+
+    pub fn refresh_bodies(&self) -> Vec<Value> {
+        self.state.lock().expect("lock").refresh_bodies.clone()
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().expect("lock").requests.clone()
+    }
+
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
