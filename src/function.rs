@@ -28,6 +28,8 @@ pub enum Function {
     Index,
     /// `connect`: the Web PubSub event handler.
     Connect,
+    /// `upstream`: the SignalR Service's upstream (connection events and client invocations).
+    Upstream,
 }
 
 /// What a function needs from its `function.json` and accepts from the request.
@@ -63,7 +65,7 @@ impl Needs {
 
 impl Function {
     /// Every function, in the order the README lists them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Negotiate,
         Self::AddToGroup,
         Self::RemoveFromGroup,
@@ -72,6 +74,7 @@ impl Function {
         Self::SendToUser,
         Self::Index,
         Self::Connect,
+        Self::Upstream,
     ];
 
     /// The folder name, which is also the route.
@@ -85,6 +88,7 @@ impl Function {
             Self::SendToUser => "sendToUser",
             Self::Index => "index",
             Self::Connect => "connect",
+            Self::Upstream => "upstream",
         }
     }
 
@@ -109,6 +113,11 @@ impl Function {
             | Self::SendToGroup
             | Self::SendToUser => Needs::JSON_TO_SIGNALR,
             Self::Index | Self::Connect => Needs::NOTHING,
+            // Emits group actions and messages; its body is the service's, not a browser's.
+            Self::Upstream => Needs {
+                signalr_output: true,
+                ..Needs::NOTHING
+            },
         }
     }
 }

@@ -13,3 +13,4 @@ mod names;
 mod negotiate;
 mod protocol;
 mod refusals;
+mod upstream;
