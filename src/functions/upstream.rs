@@ -106,7 +106,7 @@ pub async fn run(
             match outcome {
                 Ok((_, items)) => {
                     log.info(&format!(
-                        "{} by {who} on connection {:?}",
+                        "{:?} by {who} on connection {:?}",
                         message.target, authenticated.connection_id
                     ));
                     Ok(with_items(response, output, items))
