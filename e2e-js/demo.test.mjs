@@ -1,5 +1,7 @@
 // The demo page in headless Chromium (Debian's, driven by playwright-core): two users sign in at
-// dev-idp, connect through negotiate, join room-1 and exchange a group and a direct message.
+// dev-idp, connect through negotiate, join room-1 and send to it over the WebSocket (hub methods the
+// app's upstream function authorizes), see a refused invocation's error, and exchange a direct
+// message through the sendToUser HTTP function.
 // A screenshot is kept in e2e-js/artifacts/.
 
 import { test } from 'node:test';
@@ -47,12 +49,19 @@ test('two users on the demo page exchange a group and a direct message', { timeo
   await alice.page.click('#join');
   await alice.page.locator('#joined-groups').filter({ hasText: 'room-1' }).waitFor();
 
+  // The policy allows room-* only: the invocation's promise rejects with the upstream's error.
+  await alice.page.fill('#group', 'staff');
+  await alice.page.click('#join');
+  await alice.page.locator('#invoke-error').filter({ hasText: 'joinGroup refused: forbidden: join' }).waitFor();
+  assert.doesNotMatch(await alice.page.textContent('#joined-groups'), /staff/);
+
   await bob.page.fill('#group', 'room-1');
   await bob.page.fill('#send-group-text', 'Hello from bob to room-1');
   await bob.page.click('#send-group');
   const fromBob = alice.page.locator('#messages li').filter({ hasText: 'Hello from bob to room-1' });
   await fromBob.waitFor();
-  assert.equal(await fromBob.locator('.from').getAttribute('data-source'), 'jwt');
+  // Sent over the WebSocket: the sender is the connection's verified user, stamped by the upstream.
+  assert.equal(await fromBob.locator('.from').getAttribute('data-source'), 'signalr-connection');
   assert.match(await fromBob.locator('.from').textContent(), /^bob/, 'the verified sender is shown');
 
   await alice.page.fill('#send-user-id', 'bob');
@@ -61,6 +70,7 @@ test('two users on the demo page exchange a group and a direct message', { timeo
   const fromAlice = bob.page.locator('#messages li').filter({ hasText: 'Hi bob, this is just for you' });
   await fromAlice.waitFor();
   assert.match(await fromAlice.locator('.from').textContent(), /^alice/, 'the verified sender is shown');
+  assert.equal(await fromAlice.locator('.from').getAttribute('data-source'), 'jwt', 'sent through the HTTP function');
 
   const artifacts = join(repoRoot, 'e2e-js', 'artifacts');
   mkdirSync(artifacts, { recursive: true });

@@ -23,8 +23,8 @@ export function binaryPath(name) {
  * Starts `signalr-emulator --port 0` and waits for the connection string it prints on stdout.
  * Resolves to { port, accessKey, connectionString, process, stop() }.
  */
-export async function startEmulator() {
-  const child = spawn(binaryPath('signalr-emulator'), ['--port', '0'], {
+export async function startEmulator(extraArgs = []) {
+  const child = spawn(binaryPath('signalr-emulator'), ['--port', '0', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });

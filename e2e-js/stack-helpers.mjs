@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { createServer } from 'node:net';
 import { HubConnectionBuilder, HttpTransportType, LogLevel } from '@microsoft/signalr';
 import { binaryPath, startEmulator } from './emulator-helpers.mjs';
 
@@ -81,11 +82,25 @@ function makeAppRoot({ connectionString, issuer, settings = {} }) {
 }
 
 /**
- * Starts emulator, dev-idp and host emulator; registers their shutdown on `t`. `settings` are
- * added to the app's local settings.
+ * A port nothing listens on now, for the host emulator: the SignalR emulator's upstream URL must
+ * name it before the host can start (the host needs the emulator's connection string first).
+ */
+async function freePort() {
+  const server = createServer();
+  await new Promise((resolveListen) => server.listen(0, '127.0.0.1', resolveListen));
+  const { port } = server.address();
+  await new Promise((resolveClose) => server.close(resolveClose));
+  return port;
+}
+
+/**
+ * Starts emulator, dev-idp and host emulator; registers their shutdown on `t`. The emulator's
+ * upstream is the app's `upstream` function (the host emulator ignores function keys, so the URL
+ * has no `code`). `settings` are added to the app's local settings.
  */
 export async function startStack(t, settings = {}) {
-  const emulator = await startEmulator();
+  const hostPort = await freePort();
+  const emulator = await startEmulator(['--upstream', `http://127.0.0.1:${hostPort}/api/upstream`]);
   t.after(() => emulator.stop());
   const idp = await startProcess('dev-idp', ['--port', '0', '--audience', AUDIENCE],
     /dev-idp listening on (http:\/\/localhost:\d+) \(issuer (\S+)\)/);
@@ -97,7 +112,7 @@ export async function startStack(t, settings = {}) {
   const env = Object.fromEntries(Object.keys(process.env)
     .filter((name) => name.startsWith('AUTH_') || name.startsWith('Azure') || name.startsWith('WEBPUBSUB_'))
     .map((name) => [name, '']));
-  const host = await startProcess('host-emulator', [root, '--port', '0'],
+  const host = await startProcess('host-emulator', [root, '--port', String(hostPort)],
     /host-emulator listening on http:\/\/localhost:(\d+)/, { env });
   t.after(() => host.stop());
   const appUrl = `http://127.0.0.1:${host.match[1]}`;

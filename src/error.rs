@@ -17,6 +17,7 @@ use crate::names::NameError;
 use crate::policy::Denial;
 use crate::signalr::access_token::ServiceTokenError;
 use crate::signalr::rest::RestError;
+use crate::signalr::upstream::UpstreamError;
 pub use crate::telemetry::JsonFault;
 use crate::telemetry::escape_controls;
 use crate::webpubsub::WebPubSubError;
@@ -68,6 +69,9 @@ pub enum HandlerError {
     /// No such resource (404), e.g. a static file.
     #[error("not found: {0}")]
     NotFound(NotFound),
+    /// A SignalR upstream request was refused (400, 401, 403, 405 or 415).
+    #[error("upstream request refused: {0}")]
+    Upstream(#[from] UpstreamError),
     /// A `refresh` the client contract refuses with one of its codes (ASR#2282).
     #[error("refresh refused: {0}")]
     Refresh(#[from] RefreshRefusal),
@@ -234,6 +238,9 @@ pub enum NotFound {
     /// `connect` without Web PubSub configured.
     #[error("the Web PubSub connect handler is off (WEBPUBSUB_CONNECTION_STRING is not set)")]
     ConnectOff,
+    /// `upstream` with no way to authenticate the service configured.
+    #[error("the SignalR upstream is off (SIGNALR_UPSTREAM_AUTH is `off`)")]
+    UpstreamOff,
 }
 
 impl HandlerError {
@@ -327,6 +334,43 @@ impl HandlerError {
                 "certificate_refused",
                 "The client certificate is not allowed.",
             ),
+            Self::Upstream(error) => match error {
+                UpstreamError::NotAuthenticated(_) => error_body(
+                    401,
+                    "invalid_signature",
+                    "The upstream request could not be authenticated.",
+                ),
+                UpstreamError::ForeignHub(_) => {
+                    error_body(403, "foreign_hub", "This app does not serve that hub.")
+                }
+                UpstreamError::Method(_) => error_body(405, "method_not_allowed", "Use POST."),
+                UpstreamError::MediaType(_) => error_body(
+                    415,
+                    "unsupported_media_type",
+                    "Only the JSON hub protocol is served.",
+                ),
+                UpstreamError::Header(_)
+                | UpstreamError::UnsupportedEvent { .. }
+                | UpstreamError::Message(_) => error_body(
+                    400,
+                    "bad_request",
+                    "The upstream request could not be handled.",
+                ),
+            },
+        }
+    }
+
+    /// The `error` of the hub-protocol Completion a client gets when its invocation failed on
+    /// the upstream path: `forbidden: <operation>` for a policy denial, the caller's own
+    /// [`BadRequest`] text, or a fixed phrase; never an internal reason.
+    pub fn completion_error(&self) -> String {
+        match self {
+            Self::Forbidden { operation, .. } => format!("forbidden: {operation}"),
+            Self::BadRequest(reason) => format!("bad request: {reason}"),
+            Self::ServiceUnavailable(_) => {
+                "unavailable: the SignalR Service could not be reached; try again later".to_owned()
+            }
+            _ => "failed: the invocation could not be handled".to_owned(),
         }
     }
 

@@ -31,6 +31,8 @@ pub enum Function {
     /// `refresh`: a live connection's login renewed without reconnecting (ASP.NET Core 11's
     /// client contract on top of the service's `:refreshAuth`).
     Refresh,
+    /// `upstream`: the SignalR Service's upstream (connection events and client invocations).
+    Upstream,
 }
 
 /// What a function needs from its `function.json` and accepts from the request.
@@ -66,7 +68,7 @@ impl Needs {
 
 impl Function {
     /// Every function, in the order the README lists them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Negotiate,
         Self::AddToGroup,
         Self::RemoveFromGroup,
@@ -76,6 +78,7 @@ impl Function {
         Self::Index,
         Self::Connect,
         Self::Refresh,
+        Self::Upstream,
     ];
 
     /// The folder name, which is also the route.
@@ -90,6 +93,7 @@ impl Function {
             Self::Index => "index",
             Self::Connect => "connect",
             Self::Refresh => "refresh",
+            Self::Upstream => "upstream",
         }
     }
 
@@ -118,6 +122,11 @@ impl Function {
             // carries the re-authorization's group removals. No JSON body: the client sends
             // none.
             Self::Refresh => Needs {
+                signalr_output: true,
+                ..Needs::NOTHING
+            },
+            // Emits group actions and messages; its body is the service's, not a browser's.
+            Self::Upstream => Needs {
                 signalr_output: true,
                 ..Needs::NOTHING
             },

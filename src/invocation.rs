@@ -273,22 +273,22 @@ impl CallerResponse {
     /// caller text carries no raw control or line-separator character (they can only occur
     /// inside strings, where the escape means the same).
     pub fn json(status: u16, body: &Value) -> Self {
-        let text = body.to_string();
-        let body = if text.chars().any(is_unsafe_in_log) {
-            let mut escaped = String::with_capacity(text.len() + 12);
-            for character in text.chars() {
-                if is_unsafe_in_log(character) {
-                    escaped.push_str(&format!("\\u{:04x}", u32::from(character)));
-                } else {
-                    escaped.push(character);
-                }
-            }
-            escaped
-        } else {
-            text
-        };
         Self {
             status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: escape_json_text(body.to_string()),
+        }
+    }
+
+    /// A SignalR hub-protocol record for the service to forward raw to a client: 200, the JSON
+    /// text as serialised (so its key order is the protocol's), escaped as [`Self::json`], then
+    /// the record separator `0x1E`. A string body, because the host writes a string verbatim
+    /// (an object would be re-indented), and `application/json`, a type the host keeps.
+    pub fn hub_record(json_text: String) -> Self {
+        let mut body = escape_json_text(json_text);
+        body.push('\u{1e}');
+        Self {
+            status: 200,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body,
         }
@@ -321,6 +321,23 @@ impl CallerResponse {
             "body": self.body,
         })
     }
+}
+
+/// JSON text with DEL, C1 controls and U+2028/U+2029 written as `\uXXXX` escapes (serde_json
+/// escapes only C0 controls); they can only occur inside strings, where the escape means the same.
+fn escape_json_text(text: String) -> String {
+    if !text.chars().any(is_unsafe_in_log) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 12);
+    for character in text.chars() {
+        if is_unsafe_in_log(character) {
+            escaped.push_str(&format!("\\u{:04x}", u32::from(character)));
+        } else {
+            escaped.push(character);
+        }
+    }
+    escaped
 }
 
 /// The handler's answer to the host: `{"Outputs", "Logs", "ReturnValue"}`.

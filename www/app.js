@@ -1,6 +1,8 @@
 // Demo page: sign in at the dev identity provider, connect through the app's negotiate function,
-// join groups and send messages through the app's functions. Everything user-supplied is written
-// with textContent, never as HTML.
+// then join groups and send to a group over the WebSocket (connection.invoke: the service forwards
+// each call to the app's `upstream` function, which authorizes it for the connection's verified
+// user), and send to a user through the app's sendToUser HTTP function. Everything user-supplied
+// is written with textContent, never as HTML.
 'use strict';
 
 (() => {
@@ -152,17 +154,33 @@
     return response.ok;
   }
 
-  // 3. Groups: the handler adds or removes the verified caller, never a user named by the client.
+  // A hub method over the WebSocket. The promise resolves with the upstream's result, or rejects
+  // with its error Completion (`forbidden: join`, …) when the policy refuses the call.
+  async function invokeHub(method, ...args) {
+    try {
+      await state.connection.invoke(method, ...args);
+      log(`${method}(${args.slice(0, 2).map((arg) => JSON.stringify(arg)).join(', ')}) → ok`);
+      return true;
+    } catch (error) {
+      const { message } = error;
+      log(`${method}(${JSON.stringify(args[0])}) refused: ${message}`, false);
+      setResult($('invoke-error'), `${method} refused: ${message}`, false);
+      return false;
+    }
+  }
+
+  // 3. Groups: the handler adds or removes the connection's verified user, never a user named by
+  // the client.
   $('group-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const group = $('group').value.trim();
-    if (await callFunction('addToGroup', { group })) state.groups.add(group);
+    if (await invokeHub('joinGroup', group)) state.groups.add(group);
     refresh();
   });
 
   $('leave').addEventListener('click', async () => {
     const group = $('group').value.trim();
-    if (await callFunction('removeFromGroup', { group })) state.groups.delete(group);
+    if (await invokeHub('leaveGroup', group)) state.groups.delete(group);
     refresh();
   });
 
@@ -174,11 +192,7 @@
     event.preventDefault();
     const group = $('group').value.trim();
     const text = $('send-group-text').value;
-    const sent = await callFunction('sendToGroup', {
-      group,
-      target: TARGET,
-      arguments: [{ via: `group ${group}`, text }],
-    });
+    const sent = await invokeHub('sendToGroup', group, TARGET, { via: `group ${group} (WebSocket)`, text });
     if (sent) $('send-group-text').value = '';
   });
 
@@ -189,7 +203,7 @@
     const sent = await callFunction('sendToUser', {
       userId,
       target: TARGET,
-      arguments: [{ via: `to ${userId}`, text }],
+      arguments: [{ via: `to ${userId} (HTTP)`, text }],
     });
     if (sent) $('send-user-text').value = '';
   });

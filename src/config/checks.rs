@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 
 use crate::identity::jwt::KeySource;
 use crate::identity::sources::AuthSettings;
-use crate::settings::ConfigError;
+use crate::settings::{ConfigError, Env};
 use crate::signalr::connection_string::ConnectionString;
 use crate::webpubsub::WebPubSubSettings;
 
@@ -76,6 +76,19 @@ pub(super) fn identity_secrets(
             return Err(ConfigError::new(
                 "AUTH_ANONYMOUS_SECRET",
                 "equals a Web PubSub access key; use a separate secret",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The upstream's settings without the `upstream` function are a mistake (nothing reads them).
+pub(super) fn upstream_settings_unused(env: &Env) -> Result<(), ConfigError> {
+    for name in ["SIGNALR_UPSTREAM_AUTH", "SIGNALR_SECONDARY_ACCESS_KEY"] {
+        if env.get(name).is_some() {
+            return Err(ConfigError::new(
+                name,
+                "is set, but the app has no `upstream` function folder; add upstream/function.json or remove this setting",
             ));
         }
     }

@@ -24,6 +24,7 @@ use crate::settings::Env;
 use crate::signalr::connection_string::{self, ConnectionString};
 use crate::signalr::expiry::AuthExpiry;
 use crate::signalr::output::SenderStamp;
+use crate::signalr::upstream::UpstreamSettings;
 use crate::webpubsub::{ConnectJwt, WebPubSubSettings};
 
 /// Everything the handler needs, validated.
@@ -43,6 +44,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The Web PubSub event handler (`connect`), when the app has that function.
     pub web_pubsub: Option<WebPubSubSettings>,
+    /// The SignalR upstream (`upstream`), when the app has that function and it is not off.
+    pub upstream: Option<UpstreamSettings>,
     /// Who may do what to which group.
     pub policy: Policy,
     /// `MESSAGE_SENDER_STAMP`: whether messages carry their verified sender (default: yes).
@@ -103,6 +106,13 @@ impl Settings {
             });
         let auth = AuthSettings::from_env(&env, connect)?;
         checks::identity_secrets(&auth, &signalr, web_pubsub.as_ref())?;
+        let has_upstream = functions.iter().any(|f| f.function == Function::Upstream);
+        let upstream = if has_upstream {
+            UpstreamSettings::from_env(&env, &signalr)?
+        } else {
+            checks::upstream_settings_unused(&env)?;
+            None
+        };
         let policy = Policy::from_env(&env, &app_root)?;
         let sender_stamp = SenderStamp::from_env(&env)?;
         let auth_expiry = AuthExpiry::from_env(&env)?;
@@ -114,6 +124,7 @@ impl Settings {
             mint_hub,
             auth,
             web_pubsub,
+            upstream,
             policy,
             sender_stamp,
             auth_expiry,

@@ -463,3 +463,38 @@ fn secrets_never_appear_in_debug_output() {
     assert!(!debug.contains(SECRET));
     assert!(!debug.contains("INSECURE-TEST-ACCESS-KEY"));
 }
+
+#[test]
+fn the_upstream_authenticates_with_the_access_key_unless_turned_off() {
+    let on = settings(&[]).expect("valid");
+    assert!(matches!(
+        on.upstream.as_ref().map(|upstream| &upstream.auth),
+        Some(crate::signalr::upstream::ServiceAuth::Signature {
+            secondary: None,
+            ..
+        })
+    ));
+    let off = settings(&[("SIGNALR_UPSTREAM_AUTH", Some("off"))]).expect("valid");
+    assert!(off.upstream.is_none());
+    type Overrides<'a> = &'a [(&'a str, Option<&'a str>)];
+    let cases: [(Overrides, &str); 3] = [
+        (
+            &[("SIGNALR_UPSTREAM_AUTH", Some("managedIdentity"))],
+            "SIGNALR_UPSTREAM_AUTH",
+        ),
+        (
+            &[("SIGNALR_UPSTREAM_AUTH", Some("none"))],
+            "SIGNALR_UPSTREAM_AUTH",
+        ),
+        (
+            &[
+                ("SIGNALR_UPSTREAM_AUTH", Some("off")),
+                ("SIGNALR_SECONDARY_ACCESS_KEY", Some("INSECURE-TEST-SECOND")),
+            ],
+            "SIGNALR_SECONDARY_ACCESS_KEY",
+        ),
+    ];
+    for (overrides, setting) in cases {
+        assert_eq!(error_setting(overrides), setting, "{overrides:?}");
+    }
+}

@@ -50,7 +50,9 @@ pub fn is_ambient(source: IdentitySource) -> bool {
         IdentitySource::AppService
         | IdentitySource::StaticWebApps
         | IdentitySource::ClientCertificate => true,
-        IdentitySource::Jwt | IdentitySource::AnonymousVisitor => false,
+        IdentitySource::Jwt
+        | IdentitySource::AnonymousVisitor
+        | IdentitySource::ServiceConnection => false,
     }
 }
 

@@ -115,7 +115,7 @@ pub async fn send(
 }
 
 /// A client method name: a letter or `_` first, then letters, digits, `_`, `.` or `-`.
-fn parse_target(target: &str) -> Result<String, HandlerError> {
+pub fn parse_target(target: &str) -> Result<String, HandlerError> {
     let mut chars = target.chars();
     let valid = target.len() <= MAX_TARGET_CHARS
         && chars
@@ -133,6 +133,7 @@ fn parse_target(target: &str) -> Result<String, HandlerError> {
     }
 }
 
+/// The caller's `arguments`: absent or a JSON array.
 fn parse_arguments(arguments: Option<Value>) -> Result<Vec<Value>, HandlerError> {
     match arguments {
         None => Ok(Vec::new()),

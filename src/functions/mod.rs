@@ -9,6 +9,7 @@ pub mod index;
 pub mod messages;
 pub mod negotiate;
 pub mod refresh;
+pub mod upstream;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,7 @@ use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::expiry::AuthExpiry;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
+use crate::signalr::upstream::UpstreamSettings;
 use crate::telemetry::escape_controls;
 use crate::webpubsub::WebPubSubSettings;
 
@@ -50,6 +52,8 @@ pub struct AppState {
     pub auth: AuthSettings,
     /// The Web PubSub event handler (`connect`), when enabled.
     pub web_pubsub: Option<WebPubSubSettings>,
+    /// The SignalR upstream (`upstream`), when the app has it and it is not off.
+    pub upstream: Option<UpstreamSettings>,
     /// Who may do what to which group.
     pub policy: Policy,
     /// Whether messages carry their verified sender.
@@ -170,6 +174,7 @@ pub async fn invoke(
             Function::Index => index::run(state, bindings, &request).await,
             Function::Connect => connect::run(state, bindings, &request, &mut log).await,
             Function::Refresh => refresh::run(state, bindings, &request, &mut log).await,
+            Function::Upstream => upstream::run(state, bindings, &request, &mut log).await,
         },
         Err(error) => Err(error),
     };

@@ -15,6 +15,7 @@
 //! - [`easy_auth`]: the App Service Authentication principal (`X-MS-CLIENT-PRINCIPAL`).
 //! - [`client_cert`]: client certificates (`X-ARR-ClientCert`, Web PubSub `clientCertificates`).
 //! - [`anonymous`]: signed anonymous visitor ids, namespaced `anon:`.
+//! - [`service_connection`]: the user id of a SignalR connection on an upstream request.
 //! - [`sources`]: `AUTH_SOURCES` and the identity settings (each source's own beside its verifier).
 
 pub mod anonymous;
@@ -23,6 +24,7 @@ pub mod credential;
 pub mod easy_auth;
 pub mod jwks;
 pub mod jwt;
+pub mod service_connection;
 pub mod sources;
 
 use serde_json::{Map, Value};
@@ -46,6 +48,9 @@ pub enum IdentitySource {
     ClientCertificate,
     /// A visitor id signed with the shared visitor secret; not a signed-in user.
     AnonymousVisitor,
+    /// The user id the SignalR Service names on an authenticated upstream request (the
+    /// `asrs.s.uid` negotiate signed after verifying the caller with one of the above).
+    ServiceConnection,
 }
 
 impl IdentitySource {
@@ -57,6 +62,7 @@ impl IdentitySource {
             Self::StaticWebApps => "staticwebapps",
             Self::ClientCertificate => "clientcert",
             Self::AnonymousVisitor => "anonymous",
+            Self::ServiceConnection => "signalr-connection",
         }
     }
 }

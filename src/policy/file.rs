@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::upstream::{self, InvokeRuleFile, OnConnectFile};
 use super::{ClaimRequirement, ConnectTemplates, Operation, Policy, Requirements, Rule};
 use crate::policy::pattern::Pattern;
 
@@ -14,6 +15,11 @@ struct PolicyFile {
     rules: Vec<RuleFile>,
     #[serde(default, rename = "webPubSubConnect")]
     web_pubsub_connect: Option<ConnectFile>,
+    /// The SignalR upstream's sections, validated in `upstream.rs`.
+    #[serde(default)]
+    invoke: Vec<InvokeRuleFile>,
+    #[serde(default)]
+    on_connect: Option<OnConnectFile>,
 }
 
 #[derive(Deserialize)]
@@ -147,10 +153,12 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Policy, String> {
             ));
         }
     }
+    let upstream = upstream::parse(file.invoke, file.on_connect)?;
     Ok(Policy {
         roles_claim: file.roles_claim.unwrap_or_else(|| "roles".to_owned()),
         rules,
         web_pubsub_connect,
+        upstream,
         origin: origin.to_owned(),
     })
 }

@@ -24,6 +24,7 @@ mod file;
 mod loading;
 mod operation;
 pub mod pattern;
+mod upstream;
 
 use std::path::Path;
 
@@ -75,6 +76,12 @@ pub enum Denial {
     /// The sender is not a member of the group (answered by the service).
     #[error("the sender is not a member of {0:?}")]
     NotAMember(String),
+    /// No `invoke` rule names the hub method (default deny on the upstream path).
+    #[error("no `invoke` rule allows hub method {0:?}")]
+    NoInvokeRule(String),
+    /// An upstream operation that acts for a user, on a connection that has none.
+    #[error("the connection has no user")]
+    NoConnectionUser,
 }
 
 /// The loaded policy.
@@ -83,6 +90,8 @@ pub struct Policy {
     roles_claim: String,
     rules: Vec<Rule>,
     web_pubsub_connect: ConnectTemplates,
+    /// The SignalR upstream's `invoke` and `onConnect` sections (`upstream.rs`).
+    upstream: upstream::UpstreamPolicy,
     /// Where the policy came from, for the start-up log.
     pub origin: String,
 }

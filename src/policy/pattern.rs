@@ -145,6 +145,34 @@ impl Pattern {
             .any(|part| matches!(part, Part::Star | Part::DoubleStar))
     }
 
+    /// True if the pattern reads a claim (`{claim:NAME}`), which a caller known only by its user
+    /// id (a SignalR connection on the upstream path) cannot fill.
+    pub fn uses_claims(&self) -> bool {
+        self.parts.iter().any(|part| matches!(part, Part::Claim(_)))
+    }
+
+    /// True if the pattern has a template at all (`{userId}` or `{claim:NAME}`).
+    pub fn has_templates(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::UserId | Part::Claim(_)))
+    }
+
+    /// The pattern as a matcher when it has no template (nothing to fill), else `None`.
+    pub fn without_templates(&self) -> Option<FilledPattern> {
+        let elements = self
+            .parts
+            .iter()
+            .map(|part| match part {
+                Part::Literal(text) => Some(Element::Literal(text.chars().collect())),
+                Part::Star => Some(Element::Star),
+                Part::DoubleStar => Some(Element::DoubleStar),
+                Part::UserId | Part::Claim(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(FilledPattern { elements })
+    }
+
     /// The pattern with templates filled from `user`, wildcards kept, or `None` when a template
     /// refers to a claim the user lacks (the pattern then matches nothing).
     pub fn fill(&self, user: &VerifiedUser) -> Option<FilledPattern> {

@@ -94,9 +94,12 @@ impl AuthExpiry {
         };
         Some(match user.source() {
             IdentitySource::Jwt | IdentitySource::AnonymousVisitor => user.expires_at(),
+            // A connection's user on an upstream request is never issued a token; if one were,
+            // nothing about its login's end is known here, so it gets the session length.
             IdentitySource::AppService
             | IdentitySource::StaticWebApps
-            | IdentitySource::ClientCertificate => {
+            | IdentitySource::ClientCertificate
+            | IdentitySource::ServiceConnection => {
                 now.saturating_add(session_seconds).min(user.expires_at())
             }
         })

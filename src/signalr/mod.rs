@@ -1,8 +1,10 @@
 //! Azure SignalR Service: connection strings, client access tokens and when their login ends,
-//! output-binding items, and the REST calls (membership reads, `:refreshAuth`).
+//! output-binding items, the REST calls (membership reads, `:refreshAuth`), and the upstream
+//! protocol (`upstream`).
 
 pub mod access_token;
 pub mod connection_string;
 pub mod expiry;
 pub mod output;
 pub mod rest;
+pub mod upstream;

@@ -433,6 +433,7 @@ async fn without_a_policy_file_only_the_callers_own_groups_are_allowed() {
     }
     let mut config = AppConfig::hs256();
     config.app_root = root.path().to_path_buf();
+    config.unset("POLICY_FILE");
     let app = spawn_app(config).await;
     assert_eq!(
         app.call("addToGroup", &alice(), json!({"group": "user.alice"}))

@@ -15,3 +15,4 @@ mod negotiate;
 mod protocol;
 mod refresh;
 mod refusals;
+mod upstream;

@@ -359,3 +359,124 @@ impl Outcome {
         claims["asrs.s.uid"].as_str().expect("uid").to_owned()
     }
 }
+
+// SignalR upstream requests (docs/protocol/signalr-service.md §6) as the service sends them,
+// wrapped the way the host wraps any HTTP request.
+
+/// The test app's hub (`upstream/function.json`'s `signalR` output).
+pub const HUB: &str = "chat";
+
+/// One upstream request: headers as the emulator sends them, signed with the test AccessKey.
+pub struct UpstreamCall {
+    pub headers: Vec<(String, String)>,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl UpstreamCall {
+    fn new(
+        connection_id: &str,
+        user: Option<&str>,
+        category: &str,
+        event: &str,
+        body: String,
+    ) -> Self {
+        let mut headers = vec![
+            ("X-ASRS-Connection-Id".to_owned(), connection_id.to_owned()),
+            ("X-ASRS-Hub".to_owned(), HUB.to_owned()),
+            ("X-ASRS-Category".to_owned(), category.to_owned()),
+            ("X-ASRS-Event".to_owned(), event.to_owned()),
+            (
+                "X-ASRS-Signature".to_owned(),
+                wps_signature(&[ACCESS_KEY], connection_id),
+            ),
+        ];
+        if let Some(user) = user {
+            headers.push(("X-ASRS-User-Id".to_owned(), user.to_owned()));
+            headers.push((
+                "X-ASRS-User-Claims".to_owned(),
+                format!("asrs.s.uid: {user}"),
+            ));
+        }
+        Self {
+            headers,
+            content_type: "application/json".to_owned(),
+            body,
+        }
+    }
+
+    /// `connections/connected` with body `{"type":10}`.
+    pub fn connected(connection_id: &str, user: Option<&str>) -> Self {
+        Self::new(
+            connection_id,
+            user,
+            "connections",
+            "connected",
+            r#"{"type":10}"#.to_owned(),
+        )
+    }
+
+    /// `connections/disconnected` with body `{"type":11}`.
+    pub fn disconnected(connection_id: &str, user: Option<&str>) -> Self {
+        Self::new(
+            connection_id,
+            user,
+            "connections",
+            "disconnected",
+            r#"{"type":11}"#.to_owned(),
+        )
+    }
+
+    /// `messages/<target>`: an invocation (with `invocation_id` when the client waits).
+    pub fn invocation(
+        connection_id: &str,
+        user: Option<&str>,
+        invocation_id: Option<&str>,
+        target: &str,
+        arguments: Value,
+    ) -> Self {
+        let mut message = json!({"type": 1});
+        if let Some(id) = invocation_id {
+            message["invocationId"] = json!(id);
+        }
+        message["target"] = json!(target);
+        message["arguments"] = arguments;
+        Self::new(connection_id, user, "messages", target, message.to_string())
+    }
+
+    /// Replaces (or, with `None`, removes) header `name`.
+    pub fn with_header(mut self, name: &str, value: Option<&str>) -> Self {
+        self.headers
+            .retain(|(key, _)| !key.eq_ignore_ascii_case(name));
+        if let Some(value) = value {
+            self.headers.push((name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+}
+
+impl TestApp {
+    /// POSTs `call` to the upstream function as the host would.
+    pub async fn upstream(&self, call: &UpstreamCall) -> Outcome {
+        let mut headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        headers.push(("Content-Type", &call.content_type));
+        let mut payload = payload("upstream.json", &[("HEADERS", &header_members(&headers))]);
+        payload["Data"]["req"]["Body"] = json!(call.body);
+        self.invoke("upstream", &payload).await
+    }
+}
+
+impl Outcome {
+    /// The SignalR items the invocation emitted (empty when there is no `signalRMessages`).
+    pub fn signalr_items(&self) -> Vec<Value> {
+        match self.output("signalRMessages") {
+            Some(Value::Array(items)) => items.clone(),
+            None => Vec::new(),
+            Some(other) => panic!("signalRMessages is not an array: {other}"),
+        }
+    }
+}

@@ -2,7 +2,8 @@
 //! invocations, mints test tokens, and serves JWKS from a real local HTTP server.
 //!
 //! - [`spawn`]: the spawned handler process and its captured output.
-//! - [`invocation`]: fixtures, host-shaped payloads, and readers of the handler's envelope.
+//! - [`invocation`]: fixtures, host-shaped payloads (SignalR upstream requests included), and
+//!   readers of the handler's envelope.
 //! - [`tokens`]: app and service JWTs, signing keys, visitor tokens, principals, certificates.
 //! - [`stand_ins`]: real loopback servers for the identity provider (JWKS) and the SignalR REST API.
 

@@ -15,7 +15,10 @@ pub struct AppConfig {
 }
 
 impl AppConfig {
-    /// The repository's own function app with an HS256 issuer.
+    /// The repository's own function app with an HS256 issuer and the chat policy of
+    /// `tests/fixtures/policy-chat.json` (rooms, the caller's own `user.{userId}` and team groups,
+    /// admin operations), not the repository's `policy.json`, which allows only what the demo
+    /// needs.
     pub fn hs256() -> Self {
         Self {
             env: vec![
@@ -32,6 +35,15 @@ impl AppConfig {
                 ),
                 ("WEBPUBSUB_REQUIRE_CLIENT_CERT".into(), "false".into()),
                 ("WEBPUBSUB_CONNECT_JWT".into(), "required".into()),
+                // Absolute, so tests that use another app root keep it.
+                (
+                    "POLICY_FILE".into(),
+                    concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/tests/fixtures/policy-chat.json"
+                    )
+                    .into(),
+                ),
             ],
             app_root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         }

@@ -1,0 +1,494 @@
+//! The SignalR upstream (`upstream`): the service authenticated by `X-ASRS-Signature`, the hub
+//! checked, the connection's verified user, `onConnect` joins, and client invocations decided
+//! by the `invoke` rules and then by each method's own operation, answered as Completion frames.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// `invoke` allows the four built-ins plus `echo` (which no built-in serves); the per-operation
+/// rules allow rooms only, and `sendToUser` to `bob` only; `leaveGroup` is not invokable.
+fn policy(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("policy.json");
+    std::fs::write(
+        &path,
+        json!({
+            "rules": [
+                {"operations": ["join", "leave", "sendToGroup"], "groups": ["room-*"]},
+                {"operations": ["sendToUser"], "users": ["bob"]},
+                {"operations": ["join"], "groups": ["admins"], "require": {"roles": ["admin"]}}
+            ],
+            "invoke": [
+                {"targets": ["joinGroup", "sendToGroup", "sendToUser", "echo"]}
+            ],
+            "onConnect": {"groups": ["user.{userId}", "lobby"]}
+        })
+        .to_string(),
+    )
+    .expect("write policy");
+    path.to_string_lossy().into_owned()
+}
+
+async fn app(dir: &tempfile::TempDir) -> TestApp {
+    let mut config = AppConfig::hs256();
+    config.set("POLICY_FILE", &policy(dir));
+    spawn_app(config).await
+}
+
+/// Asserts a 200 whose body is exactly `expected` followed by the record separator.
+fn assert_completion(outcome: &Outcome, expected: &str) {
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    assert_eq!(
+        outcome.body_text,
+        format!("{expected}\u{1e}"),
+        "{outcome:#?}"
+    );
+    assert_eq!(outcome.header("Content-Type"), Some("application/json"));
+}
+
+fn completion(outcome: &Outcome) -> Value {
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    let text = outcome
+        .body_text
+        .strip_suffix('\u{1e}')
+        .unwrap_or_else(|| panic!("no record separator: {outcome:#?}"));
+    serde_json::from_str(text).expect("a JSON Completion")
+}
+
+#[tokio::test]
+async fn a_missing_or_bad_signature_is_401_and_emits_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let join = || {
+        UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("1"),
+            "joinGroup",
+            json!(["room-1"]),
+        )
+    };
+    let other_connection = wps_signature(&[ACCESS_KEY], "conn-2");
+    let wrong_key = wps_signature(&["INSECURE-NOT-THE-KEY"], "conn-1");
+    let cases = [
+        (None, "no signature"),
+        (Some(""), "empty signature"),
+        (
+            Some(other_connection.as_str()),
+            "another connection's signature",
+        ),
+        (Some(wrong_key.as_str()), "another key's signature"),
+        (Some("sha256=zz"), "not hex"),
+        (Some("sha1=00"), "another algorithm"),
+    ];
+    for (signature, description) in cases {
+        let outcome = app
+            .upstream(&join().with_header("X-ASRS-Signature", signature))
+            .await;
+        assert_eq!(outcome.status, 401, "{description}: {outcome:#?}");
+        assert_eq!(outcome.body["error"], "invalid_signature", "{description}");
+        assert!(outcome.signalr_items().is_empty(), "{description}");
+    }
+    // The connected event too: nobody joins anything without the service's signature.
+    let outcome = app
+        .upstream(
+            &UpstreamCall::connected("conn-1", Some("alice")).with_header("X-ASRS-Signature", None),
+        )
+        .await;
+    assert_eq!(outcome.status, 401, "{outcome:#?}");
+    assert!(outcome.signalr_items().is_empty());
+}
+
+#[tokio::test]
+async fn the_signature_is_accepted_in_upper_case_and_among_other_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let good = wps_signature(&[ACCESS_KEY], "conn-1");
+    let upper = format!("sha256={}", good["sha256=".len()..].to_ascii_uppercase());
+    let rotated = format!("{},{good}", wps_signature(&["INSECURE-OLD-KEY"], "conn-1"));
+    for signature in [upper, rotated] {
+        let call = UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("1"),
+            "joinGroup",
+            json!(["room-1"]),
+        )
+        .with_header("X-ASRS-Signature", Some(&signature));
+        let outcome = app.upstream(&call).await;
+        assert!(
+            completion(&outcome).get("result").is_some(),
+            "{signature}: {outcome:#?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_secondary_key_authenticates_during_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = AppConfig::hs256();
+    config.set("POLICY_FILE", &policy(&dir)).set(
+        "SIGNALR_SECONDARY_ACCESS_KEY",
+        "INSECURE-TEST-SECONDARY-SIGNALR-KEY",
+    );
+    let app = spawn_app(config).await;
+    let signature = wps_signature(&["INSECURE-TEST-SECONDARY-SIGNALR-KEY"], "conn-1");
+    let outcome = app
+        .upstream(
+            &UpstreamCall::connected("conn-1", Some("alice"))
+                .with_header("X-ASRS-Signature", Some(&signature)),
+        )
+        .await;
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+}
+
+#[tokio::test]
+async fn a_foreign_hub_is_refused_and_emits_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let call = UpstreamCall::invocation(
+        "conn-1",
+        Some("alice"),
+        Some("1"),
+        "joinGroup",
+        json!(["room-1"]),
+    )
+    .with_header("X-ASRS-Hub", Some("admin"));
+    let outcome = app.upstream(&call).await;
+    assert_eq!(outcome.status, 403, "{outcome:#?}");
+    assert_eq!(outcome.body["error"], "foreign_hub");
+    assert!(outcome.signalr_items().is_empty());
+    // The SDKs lowercase hub names; the service's casing of our own hub is accepted.
+    let call =
+        UpstreamCall::connected("conn-1", Some("alice")).with_header("X-ASRS-Hub", Some("CHAT"));
+    assert_eq!(app.upstream(&call).await.status, 200);
+}
+
+#[tokio::test]
+async fn upstream_is_off_without_a_way_to_authenticate_the_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = AppConfig::hs256();
+    config
+        .set("POLICY_FILE", &policy(&dir))
+        .set("SIGNALR_UPSTREAM_AUTH", "off");
+    let app = spawn_app(config).await;
+    let outcome = app
+        .upstream(&UpstreamCall::connected("conn-1", Some("alice")))
+        .await;
+    assert_eq!(outcome.status, 404, "{outcome:#?}");
+    assert!(outcome.signalr_items().is_empty());
+}
+
+#[tokio::test]
+async fn an_allowed_invocation_emits_the_group_action_and_completes_with_its_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("1"),
+            "joinGroup",
+            json!(["room-1"]),
+        ))
+        .await;
+    assert_completion(
+        &outcome,
+        r#"{"type":3,"invocationId":"1","result":{"action":"add","group":"room-1","userId":"alice"}}"#,
+    );
+    assert_eq!(
+        outcome.signalr_items(),
+        vec![json!({"action": "add", "userId": "alice", "groupName": "room-1"})]
+    );
+}
+
+#[tokio::test]
+async fn send_to_group_stamps_the_verified_sender_before_the_callers_arguments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("2"),
+            "sendToGroup",
+            json!(["room-1", "newMessage", {"text": "hi", "sender": "mallory"}]),
+        ))
+        .await;
+    assert_eq!(completion(&outcome)["result"]["sent"], true, "{outcome:#?}");
+    assert_eq!(
+        outcome.signalr_items(),
+        vec![json!({
+            "target": "newMessage",
+            "arguments": [{"sender": "alice", "source": "signalr-connection"}, {"text": "hi", "sender": "mallory"}],
+            "groupName": "room-1"
+        })]
+    );
+}
+
+#[tokio::test]
+async fn a_target_without_an_invoke_rule_is_a_forbidden_completion() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("3"),
+            "leaveGroup",
+            json!(["room-1"]),
+        ))
+        .await;
+    assert_completion(
+        &outcome,
+        r#"{"type":3,"invocationId":"3","error":"forbidden: invoke"}"#,
+    );
+    assert!(outcome.signalr_items().is_empty());
+    assert!(
+        outcome.logs_text().contains("no `invoke` rule"),
+        "{outcome:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_invokable_method_is_still_decided_by_its_operation_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let cases = [
+        ("joinGroup", json!(["admins"]), "forbidden: join"),
+        (
+            "sendToGroup",
+            json!(["team.red", "newMessage", "x"]),
+            "forbidden: sendToGroup",
+        ),
+        (
+            "sendToUser",
+            json!(["carol", "newMessage", "x"]),
+            "forbidden: sendToUser",
+        ),
+    ];
+    for (target, arguments, error) in cases {
+        let outcome = app
+            .upstream(&UpstreamCall::invocation(
+                "conn-1",
+                Some("alice"),
+                Some("4"),
+                target,
+                arguments,
+            ))
+            .await;
+        assert_eq!(
+            completion(&outcome),
+            json!({"type": 3, "invocationId": "4", "error": error}),
+            "{target}"
+        );
+        assert!(outcome.signalr_items().is_empty(), "{target}");
+    }
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("5"),
+            "sendToUser",
+            json!(["bob", "newMessage", "hi"]),
+        ))
+        .await;
+    assert_eq!(
+        completion(&outcome)["result"]["userId"],
+        "bob",
+        "{outcome:#?}"
+    );
+    assert_eq!(outcome.signalr_items()[0]["userId"], "bob");
+}
+
+#[tokio::test]
+async fn an_unknown_target_is_refused_even_when_invoke_allows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("6"),
+            "echo",
+            json!(["x"]),
+        ))
+        .await;
+    let error = completion(&outcome)["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(
+        error.starts_with("bad request: `target` is not a hub method"),
+        "{error}"
+    );
+    assert!(outcome.signalr_items().is_empty());
+}
+
+#[tokio::test]
+async fn a_denied_send_without_an_invocation_id_is_200_with_no_body_and_nothing_emitted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            None,
+            "joinGroup",
+            json!(["admins"]),
+        ))
+        .await;
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    assert_eq!(outcome.body_text, "");
+    assert!(outcome.signalr_items().is_empty());
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            None,
+            "joinGroup",
+            json!(["room-1"]),
+        ))
+        .await;
+    assert_eq!(outcome.body_text, "");
+    assert_eq!(outcome.signalr_items().len(), 1, "{outcome:#?}");
+}
+
+#[tokio::test]
+async fn a_connection_without_a_user_may_invoke_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let outcome = app
+        .upstream(&UpstreamCall::invocation(
+            "conn-1",
+            None,
+            Some("7"),
+            "joinGroup",
+            json!(["room-1"]),
+        ))
+        .await;
+    assert_completion(
+        &outcome,
+        r#"{"type":3,"invocationId":"7","error":"forbidden: invoke"}"#,
+    );
+    assert!(outcome.signalr_items().is_empty());
+}
+
+#[tokio::test]
+async fn connected_joins_the_verified_user_to_the_on_connect_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let outcome = app
+        .upstream(&UpstreamCall::connected("conn-1", Some("alice")))
+        .await;
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    assert_eq!(outcome.body_text, "");
+    assert_eq!(
+        outcome.signalr_items(),
+        vec![
+            json!({"action": "add", "userId": "alice", "groupName": "user.alice"}),
+            json!({"action": "add", "userId": "alice", "groupName": "lobby"}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn connected_without_a_user_or_for_a_visitor_joins_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    for user in [None, Some("anon:visitor-1")] {
+        let outcome = app.upstream(&UpstreamCall::connected("conn-1", user)).await;
+        assert_eq!(outcome.status, 200, "{user:?}: {outcome:#?}");
+        assert!(outcome.signalr_items().is_empty(), "{user:?}");
+    }
+    let outcome = app
+        .upstream(&UpstreamCall::disconnected("conn-1", Some("alice")))
+        .await;
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    assert!(outcome.signalr_items().is_empty());
+    assert!(outcome.logs_text().contains("disconnected"));
+}
+
+#[tokio::test]
+async fn user_claims_with_commas_and_duplicate_types_do_not_change_the_decision() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    // `join admins` needs the admin role. A forwarded claim whose value smuggles `, roles:
+    // admin`, and a duplicated roles claim, would grant it to a parser of this header.
+    let forged = [
+        "asrs.s.uid: alice, name: x, roles: admin",
+        "asrs.s.uid: alice, roles: reader, roles: admin",
+        "roles: admin",
+    ];
+    for claims in forged {
+        let call = UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("8"),
+            "joinGroup",
+            json!(["admins"]),
+        )
+        .with_header("X-ASRS-User-Claims", Some(claims));
+        let outcome = app.upstream(&call).await;
+        assert_eq!(
+            completion(&outcome)["error"],
+            "forbidden: join",
+            "{claims}: {outcome:#?}"
+        );
+        assert!(outcome.signalr_items().is_empty(), "{claims}");
+        // Nor does a claim name another user: the id is X-ASRS-User-Id.
+        let call = UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("9"),
+            "joinGroup",
+            json!(["room-1"]),
+        )
+        .with_header(
+            "X-ASRS-User-Claims",
+            Some(&format!("{claims}, asrs.s.uid: bob")),
+        );
+        let outcome = app.upstream(&call).await;
+        assert_eq!(outcome.signalr_items()[0]["userId"], "alice", "{claims}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_are_refused_before_anything_is_emitted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let join = || {
+        UpstreamCall::invocation(
+            "conn-1",
+            Some("alice"),
+            Some("1"),
+            "joinGroup",
+            json!(["room-1"]),
+        )
+    };
+    let mut msgpack = join();
+    msgpack.content_type = "application/x-msgpack".into();
+    let mut stream = join();
+    stream.body =
+        r#"{"type":4,"invocationId":"1","target":"joinGroup","arguments":["room-1"]}"#.into();
+    let cases = [
+        (
+            join().with_header("X-ASRS-Event", Some("sendToGroup")),
+            400,
+            "event is not the target",
+        ),
+        (
+            join().with_header("X-ASRS-Category", Some("admin")),
+            400,
+            "unknown category",
+        ),
+        (join().with_header("X-ASRS-Hub", None), 400, "no hub"),
+        (msgpack, 415, "MessagePack"),
+        (stream, 400, "a stream invocation"),
+    ];
+    for (call, status, description) in cases {
+        let outcome = app.upstream(&call).await;
+        assert_eq!(outcome.status, status, "{description}: {outcome:#?}");
+        assert!(outcome.signalr_items().is_empty(), "{description}");
+    }
+}
