@@ -19,7 +19,8 @@ import {
   DefaultHttpClient, HttpTransportType, HubConnectionBuilder, HubConnectionState, LogLevel, NullLogger,
 } from '@microsoft/signalr';
 import { Inbox } from './emulator-helpers.mjs';
-import { TARGET, callFunction, getToken, jwtPayload, startStack } from './stack-helpers.mjs';
+import { TARGET, callFunction, getToken, jwtPayload, repoRoot, startStack } from './stack-helpers.mjs';
+import { join } from 'node:path';
 
 const HANG_GUARD_MS = 120_000;
 /** App tokens that end while the test watches. */
@@ -169,8 +170,12 @@ test('refresh refuses another user, an unknown connection, GET and a missing id'
 });
 
 test('a refresh that moves a user to another team removes them from the old team\'s group', { timeout: HANG_GUARD_MS }, async (t) => {
-  // policy.json lets a user join `team.{claim:team}` and send to it as a member.
-  const stack = await startStack(t, { AUTH_FORWARD_CLAIMS: 'team' });
+  // The chat test policy lets a user join `team.{claim:team}` and send to it as a member (the
+  // demo's policy.json allows only what the demo needs).
+  const stack = await startStack(t, {
+    AUTH_FORWARD_CLAIMS: 'team',
+    POLICY_FILE: join(repoRoot, 'tests', 'fixtures', 'policy-chat.json'),
+  });
   const red = { claims: { team: 'red' } };
   const aliceRed = await getToken(stack, 'alice', red);
   const bobRed = await getToken(stack, 'bob', red);
