@@ -16,6 +16,7 @@ use crate::identity::Authenticator;
 use crate::invocation::InvocationError;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
+use crate::signalr::service_auth::ServiceAuth;
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
 /// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
@@ -35,7 +36,18 @@ impl Application {
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let authenticator =
             Authenticator::new(&settings.auth, &settings.signalr.service_audience())?;
-        let service = ServiceClient::new(&settings.signalr)?;
+        let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
+        let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;
+        if service_auth.is_keyless() {
+            tracing::info!(
+                setting = %settings.signalr_setting,
+                "SignalR Service: managed identity, no AccessKey. negotiate mints client tokens itself with temporary keys \
+                 (negotiate/function.json without a signalRConnectionInfo input, hub from SIGNALR_HUB_NAME); \
+                 the identity needs the `SignalR App Server` role for tokens and `SignalR REST API Reader` for membership \
+                 checks (or `SignalR Service Owner` for both)"
+            );
+        }
+        service_auth.start_refresh();
         tracing::info!(policy = %settings.policy.origin, "authorization policy loaded");
         if settings.function(Function::Connect).is_some() && settings.web_pubsub.is_none() {
             tracing::info!(
@@ -54,6 +66,7 @@ impl Application {
             functions,
             signalr,
             signalr_setting,
+            managed_identity: _,
             mint_hub,
             auth,
             web_pubsub,
@@ -73,6 +86,7 @@ impl Application {
             app_root,
             authenticator,
             service,
+            service_auth,
         });
         let server = HttpServer::new(move || {
             App::new()

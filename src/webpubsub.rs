@@ -159,7 +159,7 @@ pub fn authenticate_event(
     let signature = single_header(request, "ce-signature").ok_or(
         WebPubSubError::NotAuthenticated("no single ce-signature header"),
     )?;
-    let mut keys: Vec<&SecretString> = vec![settings.connection.access_key()];
+    let mut keys: Vec<&SecretString> = settings.connection.access_key().into_iter().collect();
     keys.extend(settings.secondary_key.as_ref());
     if !signature_matches(signature, connection_id, &keys) {
         return Err(WebPubSubError::NotAuthenticated(
@@ -299,7 +299,7 @@ impl WebPubSubSettings {
             SETTING,
             "set it to the Web PubSub connection string, `Endpoint=https://<name>.webpubsub.azure.com;AccessKey=<key>;Version=1.0;`",
         )?;
-        let connection = ConnectionString::parse(&value)
+        let connection = ConnectionString::parse_with_key(&value)
             .map_err(|error| ConfigError::new(SETTING, error.to_string()))?;
         let secondary_key = env
             .get("WEBPUBSUB_SECONDARY_ACCESS_KEY")

@@ -26,6 +26,7 @@ use crate::policy::{Decision, Denial, Policy, Request};
 use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
+use crate::signalr::service_auth::ServiceAuth;
 use crate::telemetry::escape_controls;
 use crate::webpubsub::WebPubSubSettings;
 
@@ -58,6 +59,8 @@ pub struct AppState {
     pub authenticator: Authenticator,
     /// REST reads against the SignalR Service (membership checks).
     pub service: ServiceClient,
+    /// The key that signs client tokens (AccessKey or managed identity); shared with `service`.
+    pub service_auth: ServiceAuth,
 }
 
 impl AppState {
@@ -110,7 +113,11 @@ impl InvocationLog {
     pub fn refusal(&mut self, error: &HandlerError) {
         let reason = error.to_string();
         let reason = escape_controls(&reason);
-        if error.is_server_fault() {
+        if matches!(error, HandlerError::ServiceAuthUnavailable(_)) {
+            // `service_auth` logs an outage once when it starts and once when it ends; one
+            // process-log line per refused request would bury that.
+            tracing::debug!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
+        } else if error.is_server_fault() {
             tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         } else {
             tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");

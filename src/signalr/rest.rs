@@ -1,8 +1,11 @@
-//! Calls to the SignalR Service REST API that a policy decision needs.
+//! Calls to the SignalR Service REST API.
 //!
-//! Only reads happen here: membership checks for "sender must be a member". Writes (adds,
-//! removes, sends) are output-binding items that the host applies. When the service cannot
-//! answer, the caller gets 503: a check that cannot be made never turns into an allow.
+//! Every call goes through [`ServiceClient::request`], which builds the URL from encoded
+//! segments and applies the service credential (`signalr::service_auth`: an AccessKey REST
+//! token, or the managed identity's Entra token). Today the calls are membership checks for
+//! "sender must be a member"; writes (adds, removes, sends) are output-binding items that the
+//! host applies. When the service cannot answer, the caller gets 503: a check that cannot be
+//! made never turns into an allow.
 //!
 //! Paths are built from [`crate::names`] types only, and each segment is percent-encoded here
 //! (everything but RFC 3986 unreserved characters, as the SDK's `Uri.EscapeDataString` does), so
@@ -12,15 +15,16 @@
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Method;
+use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::names::{GroupName, HubName, TargetUser};
-use crate::signalr::access_token::ServiceTokenSigner;
 use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::service_auth::{REST_ROLE, ServiceAuth, ServiceAuthError};
 
 const API_VERSION: &str = "2022-06-01";
 const TIMEOUT: Duration = Duration::from_secs(5);
-const REST_TOKEN_LIFETIME_SECONDS: u64 = 300;
 
 /// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -41,17 +45,26 @@ pub enum RestError {
     /// The request could not be built (bad URL or token); a configuration fault.
     #[error("cannot build the REST request: {0}")]
     Request(String),
+    /// No credential for the call (the managed identity gave no token).
+    #[error(transparent)]
+    Auth(#[from] ServiceAuthError),
+    /// The service refused the credential: with a managed identity, a missing role.
+    #[error(
+        "the SignalR Service answered {0} to a REST call: with a managed identity, assign it the `{REST_ROLE}` role (or `SignalR Service Owner`) on the SignalR resource"
+    )]
+    Refused(u16),
 }
 
 /// A REST client for one service.
 pub struct ServiceClient {
     http: reqwest::Client,
     connection: ConnectionString,
+    auth: ServiceAuth,
 }
 
 impl ServiceClient {
-    /// A client for the service `connection` names.
-    pub fn new(connection: &ConnectionString) -> anyhow::Result<Self> {
+    /// A client for the service `connection` names, authenticated by `auth`.
+    pub fn new(connection: &ConnectionString, auth: ServiceAuth) -> anyhow::Result<Self> {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(TIMEOUT)
@@ -59,7 +72,40 @@ impl ServiceClient {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             connection: connection.clone(),
+            auth,
         })
+    }
+
+    /// One authenticated REST call: `{ServerEndpoint}/{segments, each percent-encoded}?api-version=…`
+    /// with the service credential as the bearer, and `body` as JSON if given. Answers 401/403
+    /// become [`RestError::Refused`]; every other status is the caller's to judge. Callers build
+    /// `segments` from `names` types and literals only.
+    pub async fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, RestError> {
+        let path = encode_segments(segments);
+        let url = with_path(&self.connection.server_base(), &path)?;
+        // The audience is the same path on the Endpoint host without port, as the SDK builds it.
+        let audience = with_path(&self.connection.audience_base(), &path)?;
+        let bearer = self.auth.rest_bearer(audience.as_str()).await?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(bearer.expose_secret());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| RestError::Unreachable(error.to_string()))?;
+        match response.status().as_u16() {
+            status @ (401 | 403) => Err(RestError::Refused(status)),
+            _ => Ok(response),
+        }
     }
 
     /// `HEAD /api/hubs/{hub}/users/{user}/groups/{group}`: 200 is a member, 404 is not.
@@ -69,22 +115,9 @@ impl ServiceClient {
         user: &TargetUser,
         group: &GroupName,
     ) -> Result<bool, RestError> {
-        let path = membership_path(hub, user, group);
-        let url = with_path(&self.connection.server_base(), &path)?;
-        // The audience is the same path on the Endpoint host without port, as the SDK builds it.
-        let audience = with_path(&self.connection.audience_base(), &path)?;
-
-        let now = jsonwebtoken::get_current_timestamp();
-        let token = ServiceTokenSigner::new(&self.connection)
-            .rest_token(audience.as_str(), now, REST_TOKEN_LIFETIME_SECONDS)
-            .map_err(|error| RestError::Request(error.to_string()))?;
-        let response = self
-            .http
-            .head(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|error| RestError::Unreachable(error.to_string()))?;
+        let hub = hub.as_str().to_lowercase();
+        let segments = membership_segments(&hub, user, group);
+        let response = self.request(Method::HEAD, &segments, None).await?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -93,21 +126,37 @@ impl ServiceClient {
     }
 }
 
-/// `api/hubs/{hub}/users/{user}/groups/{group}`, each name one percent-encoded segment; the hub
-/// lower-cased as the SDK sends it.
-fn membership_path(hub: &HubName, user: &TargetUser, group: &GroupName) -> String {
-    let hub = hub.as_str().to_lowercase();
+/// `api/hubs/{hub}/users/{user}/groups/{group}`; `hub` already lower-cased, as the SDK sends it.
+fn membership_segments<'a>(
+    hub: &'a str,
+    user: &'a TargetUser,
+    group: &'a GroupName,
+) -> [&'a str; 7] {
     [
         "api",
         "hubs",
-        hub.as_str(),
+        hub,
         "users",
         user.as_str(),
         "groups",
         group.as_str(),
     ]
-    .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
-    .join("/")
+}
+
+/// The segments joined by `/`, each percent-encoded, so each stays exactly one segment.
+fn encode_segments(segments: &[&str]) -> String {
+    segments
+        .iter()
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The membership path for `hub`, `user` and `group` (tests).
+#[cfg(test)]
+fn membership_path(hub: &HubName, user: &TargetUser, group: &GroupName) -> String {
+    let hub = hub.as_str().to_lowercase();
+    encode_segments(&membership_segments(&hub, user, group))
 }
 
 /// `{base}/{path}?api-version=…`, parsed so that a base that cannot take a path fails here.
