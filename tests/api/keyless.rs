@@ -412,3 +412,42 @@ async fn connection_strings_entries_win_over_the_plain_setting() {
         "the ConnectionStrings entry (right key) is used, not the plain setting: {outcome:#?}"
     );
 }
+
+/// The minting app root plus `sendToGroup` and the repository's policy, whose `team.*` rule
+/// requires the sender to be a member (a REST read).
+fn membership_app_root() -> tempfile::TempDir {
+    let root = minting_app_root();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir(root.path().join("sendToGroup")).expect("mkdir");
+    std::fs::copy(
+        repo.join("sendToGroup/function.json"),
+        root.path().join("sendToGroup/function.json"),
+    )
+    .expect("copy function.json");
+    std::fs::copy(repo.join("policy.json"), root.path().join("policy.json")).expect("copy policy");
+    root
+}
+
+#[tokio::test]
+async fn keyless_membership_checks_call_the_rest_api_with_the_managed_identity_token() {
+    // With a REST role the service answers the membership question (404: not a member, so
+    // 403 to the caller); with only App Server it refuses the token (503, role logged).
+    for (role, status, error) in [
+        (ROLE_SERVICE_OWNER, 403, "forbidden"),
+        (ROLE_APP_SERVER, 503, "service_auth_unavailable"),
+    ] {
+        let idp = spawn_idp(0, &[role]).await;
+        let service = spawn_service(&idp.tenant_issuer).await;
+        let root = membership_app_root();
+        let app = spawn_app(keyless_config(&root, &service, &idp.identity_endpoint)).await;
+        let ann = token_with("ann", serde_json::json!({"team": "red"}));
+        let body = serde_json::json!({"group": "team.red.chat", "target": "t", "arguments": []});
+        let outcome = app.call("sendToGroup", &ann, body).await;
+        assert_eq!(outcome.status, status, "{role}: {outcome:#?}");
+        assert_eq!(outcome.body["error"], error, "{role}");
+        if status == 503 {
+            let stderr = app.wait_for_stderr("SignalR REST API Reader").await;
+            assert!(!stderr.contains("eyJ"), "{stderr}");
+        }
+    }
+}
