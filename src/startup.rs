@@ -17,6 +17,7 @@ use crate::invocation::InvocationError;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
+use crate::webpubsub::{EventAuth, EventTokenVerifier};
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
 /// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
@@ -38,6 +39,13 @@ impl Application {
             Authenticator::new(&settings.auth, &settings.signalr.service_audience())?;
         let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
         let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;
+        let web_pubsub_events = match settings.web_pubsub.as_ref().map(|wps| &wps.event_auth) {
+            Some(EventAuth::ManagedIdentity(identity)) => Some(EventTokenVerifier::new(
+                identity,
+                &settings.signalr.service_audience(),
+            )?),
+            _ => None,
+        };
         if service_auth.is_keyless() {
             tracing::info!(
                 setting = %settings.signalr_setting,
@@ -81,6 +89,7 @@ impl Application {
             mint_hub,
             auth,
             web_pubsub,
+            web_pubsub_events,
             policy,
             sender_stamp,
             app_root,

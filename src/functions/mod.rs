@@ -28,7 +28,7 @@ use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
 use crate::telemetry::escape_controls;
-use crate::webpubsub::WebPubSubSettings;
+use crate::webpubsub::{EventTokenVerifier, WebPubSubSettings};
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -49,6 +49,8 @@ pub struct AppState {
     pub auth: AuthSettings,
     /// The Web PubSub event handler (`connect`), when enabled.
     pub web_pubsub: Option<WebPubSubSettings>,
+    /// Keyless Web PubSub: the verifier of the service's bearer token on event requests.
+    pub web_pubsub_events: Option<EventTokenVerifier>,
     /// Who may do what to which group.
     pub policy: Policy,
     /// Whether messages carry their verified sender.

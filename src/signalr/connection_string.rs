@@ -68,9 +68,6 @@ pub enum ConnectionStringError {
         "`AuthType={0}` is not supported; use `AuthType=azure.msi` (managed identity, optionally with `ClientId=`) or an AccessKey"
     )]
     UnsupportedAuthType(String),
-    /// This setting needs an AccessKey (the Web PubSub `ce-signature` check).
-    #[error("`AccessKey` is required here; identity-based strings cannot sign or check signatures")]
-    AccessKeyRequired,
 }
 
 impl ConnectionString {
@@ -153,15 +150,6 @@ impl ConnectionString {
             server_endpoint,
             credential,
         })
-    }
-
-    /// Parses a string that must carry an AccessKey (Web PubSub's `ce-signature` check).
-    pub fn parse_with_key(raw: &str) -> Result<Self, ConnectionStringError> {
-        let parsed = Self::parse(raw)?;
-        match parsed.credential {
-            Credential::AccessKey(_) => Ok(parsed),
-            Credential::ManagedIdentity { .. } => Err(ConnectionStringError::AccessKeyRequired),
-        }
     }
 
     /// The identity-based form `<name>__serviceUri` (+ `__clientId`): the service URI alone.
@@ -426,13 +414,6 @@ mod tests {
             Credential::ManagedIdentity { client_id: Some(id) } if id == "abc"
         ));
         assert!(cs.access_key().is_none());
-        assert_eq!(
-            ConnectionString::parse_with_key(
-                "Endpoint=https://x.webpubsub.azure.com;AuthType=azure.msi;Version=1.0;"
-            )
-            .err(),
-            Some(ConnectionStringError::AccessKeyRequired)
-        );
     }
 
     #[test]

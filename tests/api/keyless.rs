@@ -451,3 +451,104 @@ async fn keyless_membership_checks_call_the_rest_api_with_the_managed_identity_t
         }
     }
 }
+
+const WPS_HANDLER_RESOURCE: &str = "api://insecure-test-wps-event-handler";
+
+/// A managed-identity token from `idp` for `resource`, as the Web PubSub service would get one.
+async fn mi_token(idp: &Idp, resource: &str) -> String {
+    let body: Value = reqwest::Client::new()
+        .get(&idp.identity_endpoint)
+        .query(&[("resource", resource), ("api-version", "2019-08-01")])
+        .header("X-IDENTITY-HEADER", IDENTITY_HEADER)
+        .send()
+        .await
+        .expect("dev-idp answers")
+        .json()
+        .await
+        .expect("JSON");
+    body["access_token"].as_str().expect("a token").to_owned()
+}
+
+/// Web PubSub with no key: events are authenticated by the service's managed-identity token.
+fn keyless_web_pubsub_config(idp: &Idp, identity: &str) -> AppConfig {
+    let mut config = AppConfig::hs256();
+    config.set(
+        "WEBPUBSUB_CONNECTION_STRING",
+        &format!("Endpoint=https://{WEBPUBSUB_HOST};AuthType=azure.msi;Version=1.0;"),
+    );
+    config.set("WEBPUBSUB_EVENT_HANDLER_ISSUER", &idp.tenant_issuer);
+    config.set("WEBPUBSUB_EVENT_HANDLER_AUDIENCE", WPS_HANDLER_RESOURCE);
+    config.set("WEBPUBSUB_EVENT_HANDLER_IDENTITY", identity);
+    config
+}
+
+fn keyless_connect_event(authorization: Option<String>) -> WpsEvent {
+    let app_token = hs256_token(&claims("alice"));
+    let mut event = WpsEvent::connect(
+        "conn-keyless-1",
+        serde_json::json!({"query": {"app_token": [app_token]}}),
+    );
+    event.signature = None;
+    event.authorization = authorization;
+    event
+}
+
+#[tokio::test]
+async fn keyless_web_pubsub_connect_accepts_only_the_configured_service_identitys_token() {
+    let idp = spawn_idp(0, &[]).await;
+    let service_identity = ManagedIdentityOptions::default().client_id;
+    let app = spawn_app(keyless_web_pubsub_config(&idp, &service_identity)).await;
+    let token = mi_token(&idp, WPS_HANDLER_RESOURCE).await;
+
+    let accepted = app
+        .connect_event(&keyless_connect_event(Some(format!("Bearer {token}"))))
+        .await;
+    assert_eq!(accepted.status, 200, "{accepted:#?}");
+    assert_eq!(accepted.body["userId"], "alice");
+
+    let other_audience = mi_token(&idp, "api://another-app").await;
+    let mut signed_with_old_keys = keyless_connect_event(None);
+    signed_with_old_keys.signature = WpsEvent::connect("conn-keyless-1", Value::Null).signature;
+    for (event, case) in [
+        (keyless_connect_event(None), "no token"),
+        (
+            keyless_connect_event(Some(format!("Bearer {other_audience}"))),
+            "a token for another audience",
+        ),
+        (
+            keyless_connect_event(Some(format!("Basic {token}"))),
+            "not a bearer token",
+        ),
+        (signed_with_old_keys, "a ce-signature instead of the token"),
+    ] {
+        let refused = app.connect_event(&event).await;
+        assert_eq!(refused.status, 401, "{case}: {refused:#?}");
+    }
+
+    // The same token, but the handler expects another identity.
+    let strict = spawn_app(keyless_web_pubsub_config(
+        &idp,
+        "99999999-9999-4999-8999-999999999999",
+    ))
+    .await;
+    let refused = strict
+        .connect_event(&keyless_connect_event(Some(format!("Bearer {token}"))))
+        .await;
+    assert_eq!(refused.status, 401, "{refused:#?}");
+    let logs = format!("{}{}", strict.stdout(), strict.stderr());
+    assert!(!logs.contains(&token), "no token in any log line");
+}
+
+#[tokio::test]
+async fn keyless_web_pubsub_without_the_event_handler_settings_stops_start_up() {
+    let mut config = AppConfig::hs256();
+    config.set(
+        "WEBPUBSUB_CONNECTION_STRING",
+        &format!("Endpoint=https://{WEBPUBSUB_HOST};AuthType=azure.msi;Version=1.0;"),
+    );
+    let stderr = start_expecting_failure(&config);
+    assert!(
+        stderr.contains("WEBPUBSUB_EVENT_HANDLER_TENANT_ID"),
+        "{stderr}"
+    );
+}
