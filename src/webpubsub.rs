@@ -506,18 +506,20 @@ fn event_auth(env: &Env, connection: &ConnectionString) -> Result<EventAuth, Con
         "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
         "set it to the Web PubSub managed identity's client (appid) or object (oid) id",
     )?;
-    Ok(EventAuth::ManagedIdentity(Box::new(ServiceIdentitySettings {
-        jwt: JwtSettings {
-            issuer,
-            audience,
-            key_source: KeySource::OidcDiscovery(issuer_url),
-            algorithms: vec![jsonwebtoken::Algorithm::RS256],
-            user_id_claim: "oid".to_owned(),
-            clock_skew: std::time::Duration::from_secs(300),
-            jwks_refresh_interval: std::time::Duration::from_secs(30),
+    Ok(EventAuth::ManagedIdentity(Box::new(
+        ServiceIdentitySettings {
+            jwt: JwtSettings {
+                issuer,
+                audience,
+                key_source: KeySource::OidcDiscovery(issuer_url),
+                algorithms: vec![jsonwebtoken::Algorithm::RS256],
+                user_id_claim: "oid".to_owned(),
+                clock_skew: std::time::Duration::from_secs(300),
+                jwks_refresh_interval: std::time::Duration::from_secs(30),
+            },
+            identity,
         },
-        identity,
-    })))
+    )))
 }
 
 #[cfg(test)]
