@@ -56,7 +56,7 @@ export async function startProcess(name, args, ready, options = {}) {
  * A function app root in a temporary folder: this repository's host.json, function folders,
  * policy.json and www/, the built handler, and local settings pointing at the given services.
  */
-function makeAppRoot({ connectionString, issuer, settings = {} }) {
+function makeAppRoot({ connectionString, issuer, serviceUri, settings = {} }) {
   const root = mkdtempSync(join(tmpdir(), 'e2e-app-'));
   cpSync(join(repoRoot, 'host.json'), join(root, 'host.json'));
   cpSync(join(repoRoot, 'policy.json'), join(root, 'policy.json'));
@@ -65,13 +65,21 @@ function makeAppRoot({ connectionString, issuer, settings = {} }) {
       cpSync(join(repoRoot, entry.name), join(root, entry.name), { recursive: true });
     }
   }
+  if (serviceUri) {
+    // Keyless: the handler mints tokens itself, so negotiate has no signalRConnectionInfo input.
+    const negotiate = JSON.parse(readFileSync(join(repoRoot, 'negotiate/function.json'), 'utf8'));
+    negotiate.bindings = negotiate.bindings.filter((binding) => binding.type !== 'signalRConnectionInfo');
+    writeFileSync(join(root, 'negotiate/function.json'), JSON.stringify(negotiate, null, 2));
+  }
   symlinkSync(join(repoRoot, 'www'), join(root, 'www'));
   symlinkSync(binaryPath('handler'), join(root, 'handler'));
   writeFileSync(join(root, 'local.settings.json'), JSON.stringify({
     IsEncrypted: false,
     Values: {
       FUNCTIONS_WORKER_RUNTIME: 'custom',
-      AzureSignalRConnectionString: connectionString,
+      ...(serviceUri
+        ? { AzureSignalRConnectionString__serviceUri: serviceUri, SIGNALR_HUB_NAME: 'chat' }
+        : { AzureSignalRConnectionString: connectionString }),
       AUTH_ISSUER: issuer,
       AUTH_AUDIENCE: AUDIENCE,
       ...settings,
@@ -117,6 +125,35 @@ export async function startStack(t, settings = {}) {
   t.after(() => host.stop());
   const appUrl = `http://127.0.0.1:${host.match[1]}`;
   return { emulator, idp, idpUrl, host, appUrl, root };
+}
+
+/**
+ * The stack with no access key anywhere: dev-idp also serves the managed-identity endpoint, the
+ * emulator trusts its stand-in Entra issuer with local auth disabled, and the host emulator (and
+ * through it the handler) gets IDENTITY_ENDPOINT/IDENTITY_HEADER as on Azure.
+ */
+export async function startKeylessStack(t) {
+  const idp = await startProcess('dev-idp', ['--port', '0', '--audience', AUDIENCE],
+    /managed identity: issuer (\S+) /);
+  t.after(() => idp.stop());
+  const printed = (name) => new RegExp(`^${name}=(\\S+)$`, 'm').exec(idp.output())[1];
+  const listening = /dev-idp listening on (http:\/\/localhost:\d+) \(issuer (\S+)\)/.exec(idp.output());
+  const emulator = await startProcess('signalr-emulator',
+    ['--port', '0', '--entra-issuer', idp.match[1], '--disable-local-auth'],
+    /^Endpoint=(http:\/\/localhost:\d+);AuthType=azure\.msi;Version=1\.0;$/);
+  t.after(() => emulator.stop());
+  const root = makeAppRoot({ serviceUri: emulator.match[1], issuer: listening[2] });
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const env = Object.fromEntries(Object.keys(process.env)
+    .filter((name) => name.startsWith('AUTH_') || name.startsWith('Azure') || name.startsWith('WEBPUBSUB_'))
+    .map((name) => [name, '']));
+  env.IDENTITY_ENDPOINT = printed('IDENTITY_ENDPOINT');
+  env.IDENTITY_HEADER = printed('IDENTITY_HEADER');
+  const host = await startProcess('host-emulator', [root, '--port', '0'],
+    /host-emulator listening on http:\/\/localhost:(\d+)/, { env });
+  t.after(() => host.stop());
+  const appUrl = `http://127.0.0.1:${host.match[1]}`;
+  return { emulator, idp, idpUrl: listening[1], host, appUrl, root };
 }
 
 /** A token from the dev issuer. */

@@ -17,6 +17,7 @@ use crate::names::NameError;
 use crate::policy::Denial;
 use crate::signalr::access_token::ServiceTokenError;
 use crate::signalr::rest::RestError;
+use crate::signalr::service_auth::ServiceAuthError;
 use crate::signalr::upstream::UpstreamError;
 pub use crate::telemetry::JsonFault;
 use crate::telemetry::escape_controls;
@@ -54,6 +55,10 @@ pub enum HandlerError {
     /// The SignalR Service could not answer a check the decision needs (503).
     #[error("SignalR Service unavailable: {0}")]
     ServiceUnavailable(#[from] RestError),
+    /// The handler cannot authenticate to the SignalR Service: no usable temporary key, or no
+    /// managed-identity token (503 `service_auth_unavailable`).
+    #[error("SignalR Service authentication unavailable: {0}")]
+    ServiceAuthUnavailable(#[from] ServiceAuthError),
     /// A Web PubSub handshake or event was refused (400, 401 or 405).
     #[error("Web PubSub request refused: {0}")]
     WebPubSub(#[from] WebPubSubError),
@@ -293,6 +298,13 @@ impl HandlerError {
                 }),
             )
             .with_header("Cache-Control", "no-store"),
+            Self::ServiceAuthUnavailable(_)
+            | Self::ServiceUnavailable(RestError::Auth(_) | RestError::Refused(_)) => error_body(
+                503,
+                "service_auth_unavailable",
+                "The SignalR Service cannot be authenticated to right now; try again later.",
+            )
+            .with_header("Retry-After", "5"),
             Self::ServiceUnavailable(_) => error_body(
                 503,
                 "signalr_unavailable",
@@ -377,11 +389,13 @@ impl HandlerError {
     /// True for errors caused by the deployment rather than the caller, which are logged as
     /// errors; the rest are logged as warnings (a bad token is not our fault).
     pub fn is_server_fault(&self) -> bool {
-        matches!(self, Self::Configuration(_) | Self::ServiceUnavailable(_))
-            || matches!(
-                self,
-                Self::Unauthenticated(IdentityError::KeysUnavailable(_))
-            )
+        matches!(
+            self,
+            Self::Configuration(_) | Self::ServiceUnavailable(_) | Self::ServiceAuthUnavailable(_)
+        ) || matches!(
+            self,
+            Self::Unauthenticated(IdentityError::KeysUnavailable(_))
+        )
     }
 }
 

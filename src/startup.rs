@@ -16,6 +16,8 @@ use crate::identity::Authenticator;
 use crate::invocation::InvocationError;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
+use crate::signalr::service_auth::ServiceAuth;
+use crate::webpubsub::{EventAuth, EventTokenVerifier};
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
 /// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
@@ -35,7 +37,25 @@ impl Application {
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let authenticator =
             Authenticator::new(&settings.auth, &settings.signalr.service_audience())?;
-        let service = ServiceClient::new(&settings.signalr)?;
+        let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
+        let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;
+        let web_pubsub_events = match settings.web_pubsub.as_ref().map(|wps| &wps.event_auth) {
+            Some(EventAuth::ManagedIdentity(identity)) => Some(EventTokenVerifier::new(
+                identity,
+                &settings.signalr.service_audience(),
+            )?),
+            _ => None,
+        };
+        if service_auth.is_keyless() {
+            tracing::info!(
+                setting = %settings.signalr_setting,
+                "SignalR Service: managed identity, no AccessKey. negotiate mints client tokens itself with temporary keys \
+                 (negotiate/function.json without a signalRConnectionInfo input, hub from SIGNALR_HUB_NAME); \
+                 the identity needs the `SignalR App Server` role for tokens and `SignalR REST API Reader` for membership \
+                 checks (or `SignalR Service Owner` for both)"
+            );
+        }
+        service_auth.start_refresh();
         tracing::info!(policy = %settings.policy.origin, "authorization policy loaded");
         if settings.function(Function::Connect).is_some() && settings.web_pubsub.is_none() {
             tracing::info!(
@@ -54,6 +74,7 @@ impl Application {
             functions,
             signalr,
             signalr_setting,
+            managed_identity: _,
             mint_hub,
             auth,
             web_pubsub,
@@ -71,12 +92,14 @@ impl Application {
             auth,
             web_pubsub,
             upstream,
+            web_pubsub_events,
             policy,
             sender_stamp,
             auth_expiry,
             app_root,
             authenticator,
             service,
+            service_auth,
         });
         let server = HttpServer::new(move || {
             App::new()

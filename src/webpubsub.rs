@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::identity::jwt::{JwtSettings, JwtVerifier, KeySource, ServiceAudience};
 use crate::invocation::{HttpRequestData, header_values_in};
 use crate::settings::{ConfigError, Env};
 use crate::signalr::connection_string::ConnectionString;
@@ -139,8 +140,12 @@ pub struct AuthenticatedEvent {
 }
 
 /// Checks origin, connection id and signature of an event request.
-pub fn authenticate_event(
+///
+/// With `EventAuth::ManagedIdentity` the bearer token is checked by `verifier` instead of
+/// `ce-signature`; a missing verifier refuses (fail closed).
+pub async fn authenticate_event(
     settings: &WebPubSubSettings,
+    verifier: Option<&EventTokenVerifier>,
     request: &HttpRequestData,
 ) -> Result<AuthenticatedEvent, WebPubSubError> {
     let origin = single_header(request, REQUEST_ORIGIN_HEADER).ok_or(
@@ -156,15 +161,28 @@ pub fn authenticate_event(
         .ok_or(WebPubSubError::NotAuthenticated(
             "no single, bounded ce-connectionId header",
         ))?;
-    let signature = single_header(request, "ce-signature").ok_or(
-        WebPubSubError::NotAuthenticated("no single ce-signature header"),
-    )?;
-    let mut keys: Vec<&SecretString> = vec![settings.connection.access_key()];
-    keys.extend(settings.secondary_key.as_ref());
-    if !signature_matches(signature, connection_id, &keys) {
-        return Err(WebPubSubError::NotAuthenticated(
-            "ce-signature matches no access key for this connection id",
-        ));
+    match &settings.event_auth {
+        EventAuth::Signature => {
+            let signature = single_header(request, "ce-signature").ok_or(
+                WebPubSubError::NotAuthenticated("no single ce-signature header"),
+            )?;
+            let mut keys: Vec<&SecretString> =
+                settings.connection.access_key().into_iter().collect();
+            keys.extend(settings.secondary_key.as_ref());
+            if keys.is_empty() || !signature_matches(signature, connection_id, &keys) {
+                return Err(WebPubSubError::NotAuthenticated(
+                    "ce-signature matches no access key for this connection id",
+                ));
+            }
+        }
+        EventAuth::ManagedIdentity(_) => {
+            verifier
+                .ok_or(WebPubSubError::NotAuthenticated(
+                    "no verifier for the service's token",
+                ))?
+                .verify(request)
+                .await?;
+        }
     }
     let event_type = single_header(request, "ce-type")
         .filter(|event_type| !event_type.is_empty())
@@ -267,6 +285,80 @@ pub struct WebPubSubSettings {
     pub require_client_cert: bool,
     /// When a JWT is verified at connect.
     pub jwt: ConnectJwt,
+    /// How event requests prove they come from the service: `ce-signature` with the access
+    /// keys, or (keyless) the service's managed-identity bearer token.
+    pub event_auth: EventAuth,
+}
+
+/// How the handler knows an event request comes from the Web PubSub service.
+#[derive(Debug, Clone)]
+pub enum EventAuth {
+    /// `ce-signature`: HMAC of the connection id with the primary or secondary access key.
+    Signature,
+    /// No key (`AuthType=azure.msi`, local auth disabled): the request's `Authorization: Bearer`
+    /// is the service's managed-identity token, a v1 Entra token checked with the tenant's
+    /// OpenID metadata keys, for a configured audience, from a configured identity.
+    ManagedIdentity(Box<ServiceIdentitySettings>),
+}
+
+/// `WEBPUBSUB_EVENT_HANDLER_*`: who may call the event handler when there is no key.
+#[derive(Debug, Clone)]
+pub struct ServiceIdentitySettings {
+    /// Issuer, audience and keys (OpenID discovery from the issuer), RS256 only.
+    pub jwt: JwtSettings,
+    /// The Web PubSub identity's `appid` or `oid`.
+    pub identity: String,
+}
+
+/// Verifies the service's managed-identity token on event requests (keyless mode).
+pub struct EventTokenVerifier {
+    jwt: JwtVerifier,
+    identity: String,
+}
+
+impl EventTokenVerifier {
+    /// Builds the verifier (its JWKS cache) for `settings`.
+    pub fn new(
+        settings: &ServiceIdentitySettings,
+        service: &ServiceAudience,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            jwt: JwtVerifier::new(&settings.jwt, service)?,
+            identity: settings.identity.clone(),
+        })
+    }
+
+    /// Checks the request's single `Authorization: Bearer` token: signature, issuer, audience,
+    /// expiry, and `appid` or `oid` equal to the configured identity.
+    async fn verify(&self, request: &HttpRequestData) -> Result<(), WebPubSubError> {
+        let header = single_header(request, "Authorization").ok_or(
+            WebPubSubError::NotAuthenticated("no single Authorization header (keyless mode)"),
+        )?;
+        let token = header
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("Bearer "))
+            .and_then(|_| header.get(7..))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(WebPubSubError::NotAuthenticated(
+                "Authorization is not a Bearer token",
+            ))?;
+        let caller = self.jwt.verify(token).await.map_err(|_| {
+            WebPubSubError::NotAuthenticated("the bearer token is not a valid service token")
+        })?;
+        let is_identity = |claim: &str| {
+            caller
+                .claim(claim)
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|value| value.eq_ignore_ascii_case(&self.identity))
+        };
+        if !(is_identity("appid") || is_identity("oid")) {
+            return Err(WebPubSubError::NotAuthenticated(
+                "the bearer token is not the configured Web PubSub identity's",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl WebPubSubSettings {
@@ -282,6 +374,10 @@ impl WebPubSubSettings {
             "WEBPUBSUB_SECONDARY_ACCESS_KEY",
             "WEBPUBSUB_REQUIRE_CLIENT_CERT",
             "WEBPUBSUB_CONNECT_JWT",
+            "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
+            "WEBPUBSUB_EVENT_HANDLER_ISSUER",
+            "WEBPUBSUB_EVENT_HANDLER_AUDIENCE",
+            "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
         ] {
             if env.get(name).is_some() {
                 return Err(ConfigError::new(
@@ -301,6 +397,7 @@ impl WebPubSubSettings {
         )?;
         let connection = ConnectionString::parse(&value)
             .map_err(|error| ConfigError::new(SETTING, error.to_string()))?;
+        let event_auth = event_auth(env, &connection)?;
         let secondary_key = env
             .get("WEBPUBSUB_SECONDARY_ACCESS_KEY")
             .map(SecretString::from);
@@ -322,11 +419,18 @@ impl WebPubSubSettings {
                 "is false and WEBPUBSUB_CONNECT_JWT is not `required`, so connect could accept callers nobody verified; require a client certificate, a JWT, or both",
             ));
         }
+        if matches!(event_auth, EventAuth::ManagedIdentity(_)) && secondary_key.is_some() {
+            return Err(ConfigError::new(
+                "WEBPUBSUB_SECONDARY_ACCESS_KEY",
+                "is set, but WEBPUBSUB_CONNECTION_STRING is identity-based (no keys); remove it",
+            ));
+        }
         Ok(Self {
             connection,
             secondary_key,
             require_client_cert,
             jwt,
+            event_auth,
         })
     }
 
@@ -338,6 +442,84 @@ impl WebPubSubSettings {
                 .as_ref()
                 .is_some_and(|key| key.expose_secret() == secret)
     }
+}
+
+/// The `WEBPUBSUB_EVENT_HANDLER_*` settings: required with an identity-based connection string,
+/// refused with an access key (they would be ignored, which hides a mistake).
+fn event_auth(env: &Env, connection: &ConnectionString) -> Result<EventAuth, ConfigError> {
+    const NAMES: [&str; 4] = [
+        "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
+        "WEBPUBSUB_EVENT_HANDLER_ISSUER",
+        "WEBPUBSUB_EVENT_HANDLER_AUDIENCE",
+        "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
+    ];
+    if connection.access_key().is_some() {
+        if let Some(name) = NAMES.iter().find(|name| env.get(name).is_some()) {
+            return Err(ConfigError::new(
+                *name,
+                "is set, but WEBPUBSUB_CONNECTION_STRING has an AccessKey, so events are checked by ce-signature; remove it, or use `AuthType=azure.msi`",
+            ));
+        }
+        return Ok(EventAuth::Signature);
+    }
+    let issuer = match (
+        env.get("WEBPUBSUB_EVENT_HANDLER_ISSUER"),
+        env.get("WEBPUBSUB_EVENT_HANDLER_TENANT_ID"),
+    ) {
+        (Some(issuer), None) => issuer,
+        (None, Some(tenant)) if !tenant.contains(['/', '?', '#']) => {
+            format!("https://sts.windows.net/{tenant}/")
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
+                "must be a tenant id (a GUID), not a URL",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "WEBPUBSUB_EVENT_HANDLER_ISSUER",
+                "and WEBPUBSUB_EVENT_HANDLER_TENANT_ID are both set; set only the tenant id (the issuer is for local stand-ins)",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
+                "is not set; WEBPUBSUB_CONNECTION_STRING is identity-based, so events carry the service's managed-identity token, and the handler needs the tenant whose keys sign it",
+            ));
+        }
+    };
+    let issuer_url = url::Url::parse(&issuer)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+        .ok_or_else(|| {
+            ConfigError::new(
+                "WEBPUBSUB_EVENT_HANDLER_ISSUER",
+                format!("`{issuer}` is not an absolute http(s) URL"),
+            )
+        })?;
+    let audience = env.require(
+        "WEBPUBSUB_EVENT_HANDLER_AUDIENCE",
+        "set it to the resource the Web PubSub identity requests tokens for (the event handler's auth setting)",
+    )?;
+    let identity = env.require(
+        "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
+        "set it to the Web PubSub managed identity's client (appid) or object (oid) id",
+    )?;
+    Ok(EventAuth::ManagedIdentity(Box::new(
+        ServiceIdentitySettings {
+            jwt: JwtSettings {
+                issuer,
+                audience,
+                key_source: KeySource::OidcDiscovery(issuer_url),
+                algorithms: vec![jsonwebtoken::Algorithm::RS256],
+                user_id_claim: "oid".to_owned(),
+                clock_skew: std::time::Duration::from_secs(300),
+                jwks_refresh_interval: std::time::Duration::from_secs(30),
+            },
+            identity,
+        },
+    )))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use secrecy::ExposeSecret;
 
+use crate::bindings::FunctionBindings;
 use crate::identity::jwt::KeySource;
 use crate::identity::sources::AuthSettings;
 use crate::settings::{ConfigError, Env};
@@ -16,7 +17,8 @@ pub(super) fn web_pubsub_key(
     signalr: &ConnectionString,
 ) -> Result<(), ConfigError> {
     if let Some(wps) = web_pubsub
-        && signalr.access_key_equals(wps.connection.access_key().expose_secret())
+        && let Some(key) = wps.connection.access_key()
+        && signalr.access_key_equals(key.expose_secret())
     {
         return Err(ConfigError::new(
             "WEBPUBSUB_CONNECTION_STRING",
@@ -91,6 +93,30 @@ pub(super) fn upstream_settings_unused(env: &Env) -> Result<(), ConfigError> {
                 "is set, but the app has no `upstream` function folder; add upstream/function.json or remove this setting",
             ));
         }
+    }
+    Ok(())
+}
+
+/// With a managed identity negotiate must mint tokens itself: a `signalRConnectionInfo` input
+/// would hand over a token signed with the host's own temporary key, which the handler cannot
+/// check (and which the host emulator cannot mint at all).
+pub(super) fn keyless_negotiate(
+    functions: &[FunctionBindings],
+    signalr_setting: &str,
+) -> Result<(), ConfigError> {
+    if let Some(function) = functions
+        .iter()
+        .find(|f| f.function.needs().connection_info && f.connection_info.is_some())
+    {
+        return Err(ConfigError::new(
+            signalr_setting,
+            format!(
+                "names a managed identity (no AccessKey), so the handler mints client tokens itself with a temporary key; \
+                 remove the signalRConnectionInfo input from {}/function.json and set SIGNALR_HUB_NAME to the hub \
+                 (README, \"Keyless: managed identity\")",
+                function.function.name()
+            ),
+        ));
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use crate::settings::Env;
 use crate::signalr::connection_string::{self, ConnectionString};
 use crate::signalr::expiry::AuthExpiry;
 use crate::signalr::output::SenderStamp;
+use crate::signalr::service_auth::ManagedIdentitySettings;
 use crate::signalr::upstream::UpstreamSettings;
 use crate::webpubsub::{ConnectJwt, WebPubSubSettings};
 
@@ -38,6 +39,8 @@ pub struct Settings {
     pub signalr: ConnectionString,
     /// Name of the setting `signalr` was read from (for messages).
     pub signalr_setting: String,
+    /// The platform's managed identity, when `signalr` is identity-based (no AccessKey).
+    pub managed_identity: Option<ManagedIdentitySettings>,
     /// Hub for tokens the handler mints itself (negotiate without a `signalRConnectionInfo` input).
     pub mint_hub: Option<HubName>,
     /// How callers are authenticated.
@@ -59,8 +62,27 @@ pub struct Settings {
 
 impl Settings {
     /// Reads the process environment and the app root's `function.json` files.
+    ///
+    /// Names are case-insensitive, as the Functions host's configuration (`IConfiguration`)
+    /// treats them: the exact name first, else the first match in any case (in sorted order, so
+    /// the choice does not depend on the environment's order). Azure writes portal entries such
+    /// as `CUSTOMCONNSTR_<name>` with the case the operator typed.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let lookup = |name: &str| std::env::var(name).ok();
+        let mut variables: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+            .collect();
+        variables.sort();
+        let lookup = move |name: &str| {
+            variables
+                .iter()
+                .find(|(key, _)| key == name)
+                .or_else(|| {
+                    variables
+                        .iter()
+                        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                })
+                .map(|(_, value)| value.clone())
+        };
         Self::from_lookup(&lookup, None)
     }
 
@@ -86,8 +108,12 @@ impl Settings {
             ));
         }
 
-        let signalr_setting = bindings::connection_string_setting(&functions)?;
-        let signalr = connection_string::from_env(&env, &signalr_setting)?;
+        let binding_setting = bindings::connection_string_setting(&functions)?;
+        let (signalr, signalr_setting) = connection_string::from_env(&env, &binding_setting)?;
+        let managed_identity = ManagedIdentitySettings::from_env(&env, &signalr)?;
+        if managed_identity.is_some() {
+            checks::keyless_negotiate(&functions, &signalr_setting)?;
+        }
         bindings::check_signalr_outputs(&functions)?;
         let mint_hub = mint_hub(&env, &functions)?;
         let has_connect = functions.iter().any(|f| f.function == Function::Connect);
@@ -121,6 +147,7 @@ impl Settings {
             functions,
             signalr,
             signalr_setting,
+            managed_identity,
             mint_hub,
             auth,
             web_pubsub,

@@ -498,3 +498,64 @@ fn the_upstream_authenticates_with_the_access_key_unless_turned_off() {
         assert_eq!(error_setting(overrides), setting, "{overrides:?}");
     }
 }
+
+#[test]
+fn the_connection_string_is_read_where_the_extension_reads_it_first() {
+    const BAD: &str = "Endpoint=http://localhost;Version=1.0;";
+    // Each entry wins over every one after it; the plain setting is BAD, so a success proves
+    // the earlier entry was read.
+    for name in [
+        "ConnectionStrings:AzureSignalRConnectionString",
+        "ConnectionStrings__AzureSignalRConnectionString",
+        "CUSTOMCONNSTR_AzureSignalRConnectionString",
+    ] {
+        let settings = settings(&[
+            ("AzureSignalRConnectionString", Some(BAD)),
+            (name, Some(CONNECTION_STRING)),
+        ])
+        .unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert_eq!(settings.signalr_setting, name);
+        assert!(settings.managed_identity.is_none());
+    }
+    assert_eq!(
+        error_setting(&[("AzureSignalRConnectionString", Some(BAD))]),
+        "AzureSignalRConnectionString"
+    );
+}
+
+#[test]
+fn keyless_settings_need_the_platform_identity_and_a_minting_negotiate() {
+    let uri = (
+        "AzureSignalRConnectionString__serviceUri",
+        Some("https://x.service.signalr.net"),
+    );
+    let unset = ("AzureSignalRConnectionString", None);
+    assert_eq!(error_setting(&[unset, uri]), "IDENTITY_ENDPOINT");
+    let identity = [
+        ("IDENTITY_ENDPOINT", Some("http://localhost:9/msi/token")),
+        ("IDENTITY_HEADER", Some("insecure-test-header")),
+    ];
+    // The repository's negotiate has a signalRConnectionInfo input: refused, naming the setting.
+    assert_eq!(
+        error_setting(&[unset, uri, identity[0], identity[1]]),
+        "AzureSignalRConnectionString__serviceUri"
+    );
+    assert_eq!(
+        error_setting(&[
+            unset,
+            uri,
+            (
+                "AzureSignalRConnectionString__credential",
+                Some("clientsecret")
+            ),
+        ]),
+        "AzureSignalRConnectionString__credential"
+    );
+    assert_eq!(
+        error_setting(&[(
+            "AzureSignalRConnectionString",
+            Some("Endpoint=https://x.net;AuthType=azure.app;Version=1.0;")
+        )]),
+        "AzureSignalRConnectionString"
+    );
+}

@@ -3,7 +3,8 @@
 //! - `OPTIONS`: the abuse-protection handshake; `WebHook-Allowed-Origin` is answered only for
 //!   the host of `WEBPUBSUB_CONNECTION_STRING`.
 //! - `POST`: the origin and `ce-signature` are checked first (primary and secondary key), for
-//!   every event. `azure.webpubsub.sys.connect` then identifies the caller: the client
+//!   every event; with an identity-based `WEBPUBSUB_CONNECTION_STRING` (no key), the service's
+//!   managed-identity bearer token instead (`webpubsub::EventTokenVerifier`). `azure.webpubsub.sys.connect` then identifies the caller: the client
 //!   certificate from `clientCertificates` against `CLIENT_CERT_THUMBPRINTS` (required unless
 //!   `WEBPUBSUB_REQUIRE_CLIENT_CERT=false`) and, per `WEBPUBSUB_CONNECT_JWT`, an app JWT from the
 //!   `app_token` query parameter or the `X-App-Token` header. The answer is
@@ -53,7 +54,9 @@ pub async fn run(
             ))
         }
         "POST" => {
-            let event = webpubsub::authenticate_event(settings, &request)?;
+            let event =
+                webpubsub::authenticate_event(settings, state.web_pubsub_events.as_ref(), &request)
+                    .await?;
             if event.event_type == webpubsub::CONNECT_EVENT {
                 let body = ConnectEvent::parse(request.body.as_deref())?;
                 let user = identify(state, settings, &body).await?;

@@ -29,9 +29,10 @@ use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::expiry::AuthExpiry;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
+use crate::signalr::service_auth::ServiceAuth;
 use crate::signalr::upstream::UpstreamSettings;
 use crate::telemetry::escape_controls;
-use crate::webpubsub::WebPubSubSettings;
+use crate::webpubsub::{EventTokenVerifier, WebPubSubSettings};
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub web_pubsub: Option<WebPubSubSettings>,
     /// The SignalR upstream (`upstream`), when the app has it and it is not off.
     pub upstream: Option<UpstreamSettings>,
+    /// Keyless Web PubSub: the verifier of the service's bearer token on event requests.
+    pub web_pubsub_events: Option<EventTokenVerifier>,
     /// Who may do what to which group.
     pub policy: Policy,
     /// Whether messages carry their verified sender.
@@ -66,6 +69,8 @@ pub struct AppState {
     pub authenticator: Authenticator,
     /// REST reads against the SignalR Service (membership checks).
     pub service: ServiceClient,
+    /// The key that signs client tokens (AccessKey or managed identity); shared with `service`.
+    pub service_auth: ServiceAuth,
 }
 
 impl AppState {
@@ -118,7 +123,11 @@ impl InvocationLog {
     pub fn refusal(&mut self, error: &HandlerError) {
         let reason = error.to_string();
         let reason = escape_controls(&reason);
-        if error.is_server_fault() {
+        if matches!(error, HandlerError::ServiceAuthUnavailable(_)) {
+            // `service_auth` logs an outage once when it starts and once when it ends; one
+            // process-log line per refused request would bury that.
+            tracing::debug!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
+        } else if error.is_server_fault() {
             tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         } else {
             tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");

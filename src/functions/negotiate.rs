@@ -4,7 +4,8 @@
 //! Two styles are supported. With a `signalRConnectionInfo` input the host mints a base token;
 //! the handler checks it was signed with the AccessKey it knows (a mismatch means two settings
 //! disagree: a configuration fault) and re-signs it with the verified user. Without the input,
-//! the handler mints the token itself from the connection string.
+//! the handler mints the token itself from the connection string; with a managed identity this
+//! is the only style (config refuses the input), and the key is the cached temporary key.
 
 use serde_json::json;
 
@@ -12,7 +13,7 @@ use crate::bindings::FunctionBindings;
 use crate::error::{ConfigurationError, HandlerError};
 use crate::functions::{AppState, FunctionOutcome, InvocationLog, verified_request};
 use crate::invocation::{CallerResponse, InvocationRequest};
-use crate::signalr::access_token::{ConnectionInfo, ServiceTokenSigner};
+use crate::signalr::access_token::ConnectionInfo;
 
 /// Runs negotiate.
 pub async fn run(
@@ -22,7 +23,8 @@ pub async fn run(
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
     let (_request, user) = verified_request(state, bindings, invocation).await?;
-    let signer = ServiceTokenSigner::new(&state.signalr);
+    // Never waits: the key is the AccessKey or the cached temporary key (503 when there is none).
+    let signer = state.service_auth.token_signer(&state.signalr)?;
     let forward = &state.auth.forward_claims;
     let now = jsonwebtoken::get_current_timestamp();
     let deadline = state.auth_expiry.deadline(&user, now);

@@ -31,7 +31,7 @@ use crate::identity::{IdentityError, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest};
 use crate::names::{GroupName, HubName};
 use crate::policy::{Decision, Operation, Request};
-use crate::signalr::access_token::{ServiceTokenSigner, USER_ID_CLAIM, refresh_claims};
+use crate::signalr::access_token::{USER_ID_CLAIM, refresh_claims};
 use crate::signalr::expiry::iso8601_utc;
 use crate::signalr::output::GroupAction;
 use crate::signalr::rest::{ConnectionAnswer, ConnectionToken, RestError, ServiceClaim};
@@ -105,7 +105,10 @@ pub async fn run(
         .into_iter()
         .map(|claim| (claim.claim_type, claim.value))
         .collect();
-    let issued = ServiceTokenSigner::new(&state.signalr)
+    // Never waits: the key is the AccessKey or the cached temporary key (503 when there is none).
+    let issued = state
+        .service_auth
+        .token_signer(&state.signalr)?
         .mint_refreshed(hub.as_str(), &pairs, deadline.min(user.expires_at()), now)
         .map_err(ConfigurationError::Token)?;
 

@@ -15,9 +15,12 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
+use std::sync::Arc;
+
 use crate::identity::VerifiedUser;
 use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::expiry::{AEO_CLAIM, COAE_CLAIM};
+use crate::signalr::service_auth::SigningKey;
 
 /// The service SDK refuses tokens longer than this ("AccessToken must not be longer than 4K").
 pub const MAX_SERVICE_TOKEN_CHARS: usize = 4096;
@@ -89,15 +92,18 @@ impl BindingToken {
     }
 }
 
-/// Signs and checks service tokens with the AccessKey.
+/// Signs and checks client tokens with one key: the AccessKey, or a temporary key whose
+/// `KeyId` goes into the header as `kid` (`signalr::service_auth`).
 pub struct ServiceTokenSigner<'a> {
     connection: &'a ConnectionString,
+    key: Arc<SigningKey>,
 }
 
 impl<'a> ServiceTokenSigner<'a> {
-    /// A signer for the service `connection` names.
-    pub fn new(connection: &'a ConnectionString) -> Self {
-        Self { connection }
+    /// A signer for the service `connection` names, with `key` (from
+    /// `ServiceAuth::signing_key`).
+    pub fn new(connection: &'a ConnectionString, key: Arc<SigningKey>) -> Self {
+        Self { connection, key }
     }
 
     /// Checks that `token` was signed by this AccessKey with HS256 and returns its parts.
@@ -183,8 +189,9 @@ impl<'a> ServiceTokenSigner<'a> {
     }
 
     /// A token minted from the connection string alone, as the extension would mint it: header
-    /// `{"alg":"HS256","typ":"JWT"}`, `aud` without port, hub lower-cased, one hour (capped by
-    /// the user credential's expiry and the login's end, `deadline`, which also becomes
+    /// `{"alg":"HS256","typ":"JWT"}` (plus `"kid"` for a temporary key, which is how the
+    /// service finds it), `aud` without port, hub lower-cased, one hour (capped by the user
+    /// credential's expiry and the login's end, `deadline`, which also becomes
     /// `asrs.s.coae`/`asrs.s.aeo`).
     pub fn mint(
         &self,
@@ -253,29 +260,15 @@ impl<'a> ServiceTokenSigner<'a> {
         claims.insert("exp".into(), exp.into());
         claims.insert("iat".into(), now.into());
         claims.insert("aud".into(), self.connection.client_audience(hub).into());
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let header = match self.key.kid() {
+            None => URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            Some(kid) => URL_SAFE_NO_PAD
+                .encode(serde_json::json!({"alg": "HS256", "kid": kid, "typ": "JWT"}).to_string()),
+        };
         Ok(IssuedToken {
             token: self.sign(&header, &claims)?,
             expires_at: exp,
         })
-    }
-
-    /// A REST API token for `audience`, valid for `lifetime_seconds`
-    /// (docs/protocol/signalr-service.md §3).
-    pub fn rest_token(
-        &self,
-        audience: &str,
-        now: u64,
-        lifetime_seconds: u64,
-    ) -> Result<String, ServiceTokenError> {
-        let mut claims = Map::new();
-        claims.insert("nameid".into(), "signalr-identity-handler".into());
-        claims.insert("nbf".into(), now.into());
-        claims.insert("exp".into(), (now + lifetime_seconds).into());
-        claims.insert("iat".into(), now.into());
-        claims.insert("aud".into(), audience.into());
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        self.sign(&header, &claims)
     }
 
     fn sign(
@@ -283,23 +276,11 @@ impl<'a> ServiceTokenSigner<'a> {
         header_segment: &str,
         claims: &Map<String, Value>,
     ) -> Result<String, ServiceTokenError> {
-        let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string());
-        let mut mac = self.mac();
-        mac.update(header_segment.as_bytes());
-        mac.update(b".");
-        mac.update(payload.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        let token = format!("{header_segment}.{payload}.{signature}");
-        if token.len() > MAX_SERVICE_TOKEN_CHARS {
-            return Err(ServiceTokenError::TooLarge(token.len()));
-        }
-        Ok(token)
+        sign_with(&self.key, header_segment, claims)
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        // HMAC accepts keys of any length, so this cannot fail.
-        Hmac::<Sha256>::new_from_slice(self.connection.access_key().expose_secret().as_bytes())
-            .expect("HMAC takes keys of any length")
+        mac(&self.key)
     }
 }
 
@@ -335,6 +316,49 @@ pub fn refresh_claims(
         }
     }
     pairs
+}
+
+/// A REST API token for `audience`, valid for `lifetime_seconds`, signed with the AccessKey
+/// (docs/protocol/signalr-service.md §3). With a managed identity REST calls carry its Entra
+/// token instead (`signalr::service_auth`).
+pub fn rest_token(
+    key: &SigningKey,
+    audience: &str,
+    now: u64,
+    lifetime_seconds: u64,
+) -> Result<String, ServiceTokenError> {
+    let mut claims = Map::new();
+    claims.insert("nameid".into(), "signalr-identity-handler".into());
+    claims.insert("nbf".into(), now.into());
+    claims.insert("exp".into(), (now + lifetime_seconds).into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("aud".into(), audience.into());
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    sign_with(key, &header, &claims)
+}
+
+fn sign_with(
+    key: &SigningKey,
+    header_segment: &str,
+    claims: &Map<String, Value>,
+) -> Result<String, ServiceTokenError> {
+    let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string());
+    let mut mac = mac(key);
+    mac.update(header_segment.as_bytes());
+    mac.update(b".");
+    mac.update(payload.as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let token = format!("{header_segment}.{payload}.{signature}");
+    if token.len() > MAX_SERVICE_TOKEN_CHARS {
+        return Err(ServiceTokenError::TooLarge(token.len()));
+    }
+    Ok(token)
+}
+
+fn mac(key: &SigningKey) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    Hmac::<Sha256>::new_from_slice(key.secret().expose_secret().as_bytes())
+        .expect("HMAC takes keys of any length")
 }
 
 /// `asrs.s.uid` plus the forwarded claims, reserved names renamed `asrs.u.<name>` as the SDK does.
@@ -392,7 +416,12 @@ mod tests {
             "Endpoint=https://x.service.signalr.net;AccessKey=INSECURE-UNIT-TEST-KEY-0123456789;Version=1.0;",
         )
         .expect("valid");
-        let signer = ServiceTokenSigner::new(&connection);
+        let signer = ServiceTokenSigner::new(
+            &connection,
+            Arc::new(SigningKey::access_key_for_tests(
+                "INSECURE-UNIT-TEST-KEY-0123456789",
+            )),
+        );
         let answer = [
             pair("asrs.s.uid", "alice"),
             pair("roles", "a"),

@@ -10,16 +10,28 @@ use url::Url;
 use crate::identity::jwt::ServiceAudience;
 use crate::settings::{ConfigError, Env};
 
-/// A parsed access-key connection string.
-///
-/// Identity-based strings (`AuthType=azure…`) are refused: the handler signs client tokens itself
-/// and needs the AccessKey to do so.
+/// A parsed connection string: an access-key string, or an identity-based one
+/// (`AuthType=azure.msi`, or the `<name>__serviceUri` settings) whose keys come from the
+/// service at run time (`signalr::service_auth`).
 #[derive(Debug, Clone)]
 pub struct ConnectionString {
     endpoint: Url,
     client_endpoint: Url,
     server_endpoint: Url,
-    access_key: SecretString,
+    credential: Credential,
+}
+
+/// How the handler proves itself to the service.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// The AccessKey from the connection string signs client and REST tokens.
+    AccessKey(SecretString),
+    /// The app's managed identity: REST calls carry its Microsoft Entra token, and client tokens
+    /// are signed with temporary keys fetched with it. `client_id` names a user-assigned identity.
+    ManagedIdentity {
+        /// The user-assigned identity's client id; `None` for the system-assigned identity.
+        client_id: Option<String>,
+    },
 }
 
 /// Why a connection string was refused. Messages never contain the key.
@@ -45,11 +57,17 @@ pub enum ConnectionStringError {
     /// `Version` names a version other than 1.0.
     #[error("version `{0}` is not supported (use 1.0)")]
     UnsupportedVersion(String),
-    /// There is no `AccessKey` (identity-based string); the handler needs the key to sign.
+    /// There is neither an `AccessKey` nor `AuthType=azure.msi`.
     #[error(
-        "`AccessKey` is missing; identity-based (AuthType=…) connection strings cannot be used because the handler signs client tokens with the AccessKey"
+        "`AccessKey` is missing; add `AccessKey=<key>`, or use a managed identity with `AuthType=azure.msi`"
     )]
     MissingAccessKey,
+    /// An `AuthType` other than managed identity: the others need a secret or certificate in
+    /// settings, which is what keyless deployments avoid.
+    #[error(
+        "`AuthType={0}` is not supported; use `AuthType=azure.msi` (managed identity, optionally with `ClientId=`) or an AccessKey"
+    )]
+    UnsupportedAuthType(String),
 }
 
 impl ConnectionString {
@@ -105,17 +123,52 @@ impl ConnectionString {
             Some(value) => parse_http_uri(value.trim_end_matches('/'), "ServerEndpoint")?,
             None => endpoint.clone(),
         };
-        let access_key = properties
-            .get("accesskey")
-            .filter(|key| !key.is_empty())
-            .ok_or(ConnectionStringError::MissingAccessKey)?;
+        let access_key = properties.get("accesskey").filter(|key| !key.is_empty());
+        let auth_type = properties
+            .get("authtype")
+            .filter(|value| !value.is_empty())
+            .map(|value| value.to_ascii_lowercase());
+        let credential = match (access_key, auth_type.as_deref()) {
+            // The SDK uses the key whenever AuthType is absent; with AuthType=azure.msi the key,
+            // if any, is ignored, as there.
+            (_, Some("azure.msi")) => Credential::ManagedIdentity {
+                client_id: properties
+                    .get("clientid")
+                    .filter(|id| !id.is_empty())
+                    .cloned(),
+            },
+            (_, Some(other)) => {
+                return Err(ConnectionStringError::UnsupportedAuthType(other.to_owned()));
+            }
+            (Some(key), None) => Credential::AccessKey(SecretString::from(key.clone())),
+            (None, None) => return Err(ConnectionStringError::MissingAccessKey),
+        };
 
         Ok(Self {
             endpoint,
             client_endpoint,
             server_endpoint,
-            access_key: SecretString::from(access_key.clone()),
+            credential,
         })
+    }
+
+    /// The identity-based form `<name>__serviceUri` (+ `__clientId`): the service URI alone.
+    pub fn managed_identity(
+        service_uri: &str,
+        client_id: Option<String>,
+    ) -> Result<Self, ConnectionStringError> {
+        let endpoint = parse_http_uri(service_uri.trim_end_matches('/'), "serviceUri")?;
+        Ok(Self {
+            client_endpoint: endpoint.clone(),
+            server_endpoint: endpoint.clone(),
+            endpoint,
+            credential: Credential::ManagedIdentity { client_id },
+        })
+    }
+
+    /// How the handler authenticates to the service.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
     }
 
     /// `{scheme}://{host}/`: the audience base the service compares tokens against. Built from
@@ -150,8 +203,12 @@ impl ConnectionString {
 
     /// The AccessKey as the HMAC key: its UTF-8 bytes, never base64-decoded
     /// (docs/protocol/signalr-service.md §1).
-    pub fn access_key(&self) -> &SecretString {
-        &self.access_key
+    /// `None` for identity-based strings.
+    pub fn access_key(&self) -> Option<&SecretString> {
+        match &self.credential {
+            Credential::AccessKey(key) => Some(key),
+            Credential::ManagedIdentity { .. } => None,
+        }
     }
 
     /// The audience this service issues its own tokens for (its endpoint, any path).
@@ -170,18 +227,60 @@ impl ConnectionString {
 
     /// True when `secret` equals the AccessKey (used to refuse configurations that share it).
     pub fn access_key_equals(&self, secret: &str) -> bool {
-        self.access_key.expose_secret() == secret
+        self.access_key()
+            .is_some_and(|key| key.expose_secret() == secret)
     }
 }
 
-/// Reads the connection string from the setting `setting` (the one the app's SignalR bindings
-/// name).
-pub fn from_env(env: &Env, setting: &str) -> Result<ConnectionString, ConfigError> {
-    let value = env.require(
-        setting,
-        "set it to the SignalR Service connection string, `Endpoint=https://<name>.service.signalr.net;AccessKey=<key>;Version=1.0;`",
-    )?;
-    ConnectionString::parse(&value).map_err(|error| ConfigError::new(setting, error.to_string()))
+/// The connection string the setting `setting` names, and the name it was found under.
+///
+/// Read the way the SignalR extension reads it (`IConfiguration`, names case-insensitive, see
+/// `Settings::from_env`): `ConnectionStrings:<name>` first (in the environment
+/// `ConnectionStrings__<name>`, or the portal's "Connection strings" entry
+/// `CUSTOMCONNSTR_<name>`), then `<name>`; if none is set, the identity-based section
+/// `<name>__serviceUri` (+ `__clientId`, `__credential`).
+pub fn from_env(env: &Env, setting: &str) -> Result<(ConnectionString, String), ConfigError> {
+    let candidates = [
+        format!("ConnectionStrings:{setting}"),
+        format!("ConnectionStrings__{setting}"),
+        format!("CUSTOMCONNSTR_{setting}"),
+        setting.to_owned(),
+    ];
+    for name in candidates {
+        if let Some(value) = env.get(&name) {
+            let parsed = ConnectionString::parse(&value)
+                .map_err(|error| ConfigError::new(name.as_str(), error.to_string()))?;
+            return Ok((parsed, name));
+        }
+    }
+    let uri_setting = format!("{setting}__serviceUri");
+    let Some(service_uri) = env
+        .get(&uri_setting)
+        .or_else(|| env.get(&format!("{setting}:serviceUri")))
+    else {
+        return Err(ConfigError::new(
+            setting,
+            format!(
+                "is not set; set it to the SignalR Service connection string \
+                 (`Endpoint=https://<name>.service.signalr.net;AccessKey=<key>;Version=1.0;`, or \
+                 `Endpoint=…;AuthType=azure.msi;Version=1.0;` for a managed identity), or set \
+                 `{uri_setting}` to the service URI for a managed identity"
+            ),
+        ));
+    };
+    let credential_setting = format!("{setting}__credential");
+    if let Some(credential) = env.get(&credential_setting)
+        && !credential.eq_ignore_ascii_case("managedidentity")
+    {
+        return Err(ConfigError::new(
+            credential_setting,
+            format!("`{credential}` is not supported; use `managedidentity` or leave it unset"),
+        ));
+    }
+    let client_id = env.get(&format!("{setting}__clientId"));
+    let parsed = ConnectionString::managed_identity(&service_uri, client_id)
+        .map_err(|error| ConfigError::new(uri_setting.as_str(), error.to_string()))?;
+    Ok((parsed, uri_setting))
 }
 
 fn parse_http_uri(value: &str, name: &'static str) -> Result<Url, ConnectionStringError> {
@@ -291,13 +390,30 @@ mod tests {
                 ConnectionStringError::UnsupportedVersion("2.0".into()),
             ),
             (
-                "Endpoint=https://x.net;AuthType=azure.msi;Version=1.0",
+                "Endpoint=https://x.net;Version=1.0",
                 ConnectionStringError::MissingAccessKey,
+            ),
+            (
+                "Endpoint=https://x.net;AuthType=azure.app;ClientSecret=s;Version=1.0",
+                ConnectionStringError::UnsupportedAuthType("azure.app".into()),
             ),
         ];
         for (raw, expected) in cases {
             assert_eq!(ConnectionString::parse(raw).err(), Some(expected), "{raw}");
         }
+    }
+
+    #[test]
+    fn managed_identity_strings_parse_with_an_optional_client_id() {
+        let cs = ConnectionString::parse(
+            "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;ClientId=abc;Version=1.0;",
+        )
+        .expect("valid");
+        assert!(matches!(
+            cs.credential(),
+            Credential::ManagedIdentity { client_id: Some(id) } if id == "abc"
+        ));
+        assert!(cs.access_key().is_none());
     }
 
     #[test]

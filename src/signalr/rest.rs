@@ -1,10 +1,13 @@
 //! Calls to the SignalR Service REST API that a policy decision or a refresh needs.
 //!
-//! Reads: membership checks for "sender must be a member" and for re-authorization on refresh,
-//! and a connection's claims (`connections/claims`). The one write is `:refreshAuth`, which no
-//! output binding offers (docs/protocol/signalr-identity-2026.md §1.3). Other writes (adds,
-//! removes, sends) are output-binding items that the host applies. When the service cannot
-//! answer, the caller gets 503: a check that cannot be made never turns into an allow.
+//! Every call goes through [`ServiceClient::send`], which builds the URL from encoded segments
+//! and applies the service credential (`signalr::service_auth`: an AccessKey REST token, or the
+//! managed identity's Entra token). Reads: membership checks for "sender must be a member" and
+//! for re-authorization on refresh, and a connection's claims (`connections/claims`). The one
+//! write is `:refreshAuth`, which no output binding offers
+//! (docs/protocol/signalr-identity-2026.md §1.3). Other writes (adds, removes, sends) are
+//! output-binding items that the host applies. When the service cannot answer, the caller gets
+//! 503: a check that cannot be made never turns into an allow.
 //!
 //! Paths are built from [`crate::names`] types only, and each segment is percent-encoded here
 //! (everything but RFC 3986 unreserved characters, as the SDK's `Uri.EscapeDataString` does), so
@@ -14,11 +17,13 @@
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::Method;
+use secrecy::ExposeSecret;
 use url::Url;
 
 use crate::names::{GroupName, HubName, TargetUser};
-use crate::signalr::access_token::ServiceTokenSigner;
 use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::service_auth::{REST_ROLE, ServiceAuth, ServiceAuthError};
 
 const API_VERSION: &str = "2022-06-01";
 /// The api-version of `:refreshAuth` and `connections/claims` (ASR#2281).
@@ -29,7 +34,6 @@ pub const MAX_CONNECTION_TOKEN_CHARS: usize = 1024;
 /// Largest claims answer read: a connection's claims fit a 4 KB token many times over.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(5);
-const REST_TOKEN_LIFETIME_SECONDS: u64 = 300;
 
 /// Everything but RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -53,6 +57,14 @@ pub enum RestError {
     /// The request could not be built (bad URL or token); a configuration fault.
     #[error("cannot build the REST request: {0}")]
     Request(String),
+    /// No credential for the call (the managed identity gave no token).
+    #[error(transparent)]
+    Auth(#[from] ServiceAuthError),
+    /// The service refused the credential: with a managed identity, a missing role.
+    #[error(
+        "the SignalR Service answered {0} to a REST call: with a managed identity, assign it the `{REST_ROLE}` role (or `SignalR Service Owner`) on the SignalR resource"
+    )]
+    Refused(u16),
 }
 
 /// A negotiate-v1 connection token from a client's `refresh?id=`: it names (and grants access
@@ -112,11 +124,12 @@ pub enum ConnectionAnswer {
 pub struct ServiceClient {
     http: reqwest::Client,
     connection: ConnectionString,
+    auth: ServiceAuth,
 }
 
 impl ServiceClient {
-    /// A client for the service `connection` names.
-    pub fn new(connection: &ConnectionString) -> anyhow::Result<Self> {
+    /// A client for the service `connection` names, authenticated by `auth`.
+    pub fn new(connection: &ConnectionString, auth: ServiceAuth) -> anyhow::Result<Self> {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(TIMEOUT)
@@ -124,7 +137,54 @@ impl ServiceClient {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             connection: connection.clone(),
+            auth,
         })
+    }
+
+    /// One authenticated REST call: `{ServerEndpoint}/{segments, each percent-encoded}?api-version=…`
+    /// with the service credential as the bearer, and `body` as JSON if given. Answers 401/403
+    /// become [`RestError::Refused`]; every other status is the caller's to judge. Callers build
+    /// `segments` from `names` types and literals only.
+    pub async fn request(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, RestError> {
+        let response = self
+            .send(method, &encode_segments(segments), API_VERSION, body)
+            .await?;
+        match response.status().as_u16() {
+            status @ (401 | 403) => Err(RestError::Refused(status)),
+            _ => Ok(response),
+        }
+    }
+
+    /// The call itself: `{ServerEndpoint}/{path}?api-version={version}` with the service
+    /// credential, every status returned as is. `path` is already encoded (segments from
+    /// [`encode_segments`] and this module's literals only).
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        version: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, RestError> {
+        let url = with_version(&self.connection.server_base(), path, version)?;
+        // The audience is the same path on the Endpoint host without port, as the SDK builds it.
+        let audience = with_version(&self.connection.audience_base(), path, version)?;
+        let bearer = self.auth.rest_bearer(audience.as_str()).await?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(bearer.expose_secret());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
+            .send()
+            .await
+            .map_err(|error| RestError::Unreachable(error.to_string()))
     }
 
     /// `HEAD /api/hubs/{hub}/users/{user}/groups/{group}`: 200 is a member, 404 is not.
@@ -134,22 +194,9 @@ impl ServiceClient {
         user: &TargetUser,
         group: &GroupName,
     ) -> Result<bool, RestError> {
-        let path = membership_path(hub, user, group);
-        let url = with_path(&self.connection.server_base(), &path)?;
-        // The audience is the same path on the Endpoint host without port, as the SDK builds it.
-        let audience = with_path(&self.connection.audience_base(), &path)?;
-
-        let now = jsonwebtoken::get_current_timestamp();
-        let token = ServiceTokenSigner::new(&self.connection)
-            .rest_token(audience.as_str(), now, REST_TOKEN_LIFETIME_SECONDS)
-            .map_err(|error| RestError::Request(error.to_string()))?;
-        let response = self
-            .http
-            .head(url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|error| RestError::Unreachable(error.to_string()))?;
+        let hub = hub.as_str().to_lowercase();
+        let segments = membership_segments(&hub, user, group);
+        let response = self.request(Method::HEAD, &segments, None).await?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -198,24 +245,15 @@ impl ServiceClient {
         body: &serde_json::Value,
     ) -> Result<ConnectionAnswer, RestError> {
         let hub = hub.as_str().to_lowercase();
+        // The action is a literal and stays as the service routes it (`:refreshAuth`, not
+        // `%3ArefreshAuth`); the hub is encoded like every name.
         let path = format!(
-            "api/hubs/{}/connections/{action}",
-            utf8_percent_encode(&hub, SEGMENT)
+            "{}/connections/{action}",
+            encode_segments(&["api", "hubs", &hub])
         );
-        let url = with_version(&self.connection.server_base(), &path, REFRESH_API_VERSION)?;
-        let audience = with_version(&self.connection.audience_base(), &path, REFRESH_API_VERSION)?;
-        let now = jsonwebtoken::get_current_timestamp();
-        let token = ServiceTokenSigner::new(&self.connection)
-            .rest_token(audience.as_str(), now, REST_TOKEN_LIFETIME_SECONDS)
-            .map_err(|error| RestError::Request(error.to_string()))?;
         let response = self
-            .http
-            .post(url)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|error| RestError::Unreachable(error.to_string()))?;
+            .send(Method::POST, &path, REFRESH_API_VERSION, Some(body))
+            .await?;
         let status = response.status().as_u16();
         let error_code = response
             .headers()
@@ -238,38 +276,57 @@ impl ServiceClient {
             404 => Ok(ConnectionAnswer::NotFound),
             400 => Ok(ConnectionAnswer::Rejected),
             // A 403 is the user check only with its error code; without it (a missing role on
-            // an Entra token) it is the deployment's fault.
+            // an Entra token) it is the deployment's fault, as is a 401.
             403 if error_code.as_deref() == Some("ConnectionUserMismatch") => {
                 Ok(ConnectionAnswer::UserMismatch)
             }
+            status @ (401 | 403) => Err(RestError::Refused(status)),
             other => Err(RestError::UnexpectedStatus(other)),
         }
     }
 }
 
-/// `api/hubs/{hub}/users/{user}/groups/{group}`, each name one percent-encoded segment; the hub
-/// lower-cased as the SDK sends it.
-fn membership_path(hub: &HubName, user: &TargetUser, group: &GroupName) -> String {
-    let hub = hub.as_str().to_lowercase();
+/// `api/hubs/{hub}/users/{user}/groups/{group}`; `hub` already lower-cased, as the SDK sends it.
+fn membership_segments<'a>(
+    hub: &'a str,
+    user: &'a TargetUser,
+    group: &'a GroupName,
+) -> [&'a str; 7] {
     [
         "api",
         "hubs",
-        hub.as_str(),
+        hub,
         "users",
         user.as_str(),
         "groups",
         group.as_str(),
     ]
-    .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
-    .join("/")
+}
+
+/// The segments joined by `/`, each percent-encoded, so each stays exactly one segment.
+fn encode_segments(segments: &[&str]) -> String {
+    segments
+        .iter()
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The membership path for `hub`, `user` and `group` (tests).
+#[cfg(test)]
+fn membership_path(hub: &HubName, user: &TargetUser, group: &GroupName) -> String {
+    let hub = hub.as_str().to_lowercase();
+    encode_segments(&membership_segments(&hub, user, group))
 }
 
 /// `{base}/{path}?api-version=…`, parsed so that a base that cannot take a path fails here.
+#[cfg(test)]
 fn with_path(base: &str, path: &str) -> Result<Url, RestError> {
     with_version(base, path, API_VERSION)
 }
 
-/// [`with_path`] with another api-version.
+/// `{base}/{path}?api-version={version}`, parsed so that a base that cannot take a path fails
+/// here.
 fn with_version(base: &str, path: &str, version: &str) -> Result<Url, RestError> {
     let text = format!(
         "{}/{path}?api-version={version}",

@@ -64,14 +64,31 @@ impl UpstreamSettings {
         let secondary = env
             .get("SIGNALR_SECONDARY_ACCESS_KEY")
             .map(SecretString::from);
-        match env.get(SETTING).as_deref() {
-            None | Some("signature") => Ok(Some(Self {
+        let mode = env.get(SETTING);
+        match (mode.as_deref(), connection.access_key()) {
+            // Keyless (a managed identity, no AccessKey): there is no key to check the signature
+            // with, and the managed-identity check is not built yet, so the function stays off
+            // unless the operator asked for a signature, which cannot work.
+            (None, None) => Ok(None),
+            (Some("signature"), None) => Err(ConfigError::new(
+                SETTING,
+                "is `signature`, but the SignalR connection has no AccessKey (managed identity), so there is no key to check X-ASRS-Signature with; set it to `off`",
+            )),
+            (None | Some("signature"), Some(primary)) => Ok(Some(Self {
                 auth: ServiceAuth::Signature {
-                    primary: connection.access_key().clone(),
+                    primary: primary.clone(),
                     secondary,
                 },
             })),
-            Some("off") if secondary.is_some() => Err(ConfigError::new(
+            _ => Self::other_mode(mode.as_deref(), secondary.is_some()),
+        }
+    }
+
+    /// The modes other than `signature`.
+    fn other_mode(mode: Option<&str>, secondary: bool) -> Result<Option<Self>, ConfigError> {
+        const SETTING: &str = "SIGNALR_UPSTREAM_AUTH";
+        match mode {
+            Some("off") if secondary => Err(ConfigError::new(
                 "SIGNALR_SECONDARY_ACCESS_KEY",
                 "is set, but SIGNALR_UPSTREAM_AUTH is `off`, so nothing reads it; remove it or turn the upstream on",
             )),
@@ -84,6 +101,7 @@ impl UpstreamSettings {
                 SETTING,
                 format!("`{other}` is not a mode; use signature or off"),
             )),
+            None => Ok(None),
         }
     }
 }

@@ -8,6 +8,7 @@ mod helpers;
 mod identity_sources;
 mod index;
 mod jwks;
+mod keyless;
 mod log_injection;
 mod messages;
 mod names;

@@ -252,6 +252,8 @@ pub struct WpsEvent {
     pub connection_id: String,
     pub origin: Option<String>,
     pub signature: Option<String>,
+    /// `Authorization` of the event request (keyless Web PubSub: the service's token).
+    pub authorization: Option<String>,
     pub body: Value,
 }
 
@@ -270,6 +272,7 @@ impl WpsEvent {
                 &[WEBPUBSUB_PRIMARY_KEY, WEBPUBSUB_SECONDARY_KEY],
                 connection_id,
             )),
+            authorization: None,
             body,
         }
     }
@@ -325,6 +328,9 @@ impl TestApp {
         }
         if let Some(signature) = &event.signature {
             headers.push(("ce-signature", signature));
+        }
+        if let Some(authorization) = &event.authorization {
+            headers.push(("Authorization", authorization));
         }
         let name = event
             .event_type

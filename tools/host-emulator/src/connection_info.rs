@@ -42,6 +42,13 @@ pub fn resolve(
             binding.connection_string_setting
         )
     })?;
+    let Some(key) = endpoint.signing_key() else {
+        return Err(format!(
+            "app setting `{}` names a managed identity: the binding's temporary-key flow is not emulated; \
+             mint tokens in the function instead",
+            binding.connection_string_setting
+        ));
+    };
     let hub = data
         .resolve(&binding.hub_name, settings)
         .map_err(|error| format!("hubName: {error}"))?
@@ -69,6 +76,7 @@ pub fn resolve(
     }
     let token = mint_client_token(
         &endpoint,
+        key,
         &hub,
         user_id.as_deref(),
         custom_claims,
@@ -85,6 +93,7 @@ pub fn resolve(
 /// `exp`, `iat`, `aud` in that order; `aud` = `{scheme}://{host}/client/?hub={hub}` without port.
 pub fn mint_client_token(
     endpoint: &ServiceEndpoint,
+    key: &[u8],
     hub: &str,
     user_id: Option<&str>,
     custom_claims: Vec<(String, Value)>,
@@ -116,7 +125,7 @@ pub fn mint_client_token(
             hub.to_lowercase()
         )),
     );
-    sign_hs256(&claims, endpoint.signing_key(), process_kid())
+    sign_hs256(&claims, key, process_kid())
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 
 use url::Url;
 
-/// A parsed access-key connection string.
+/// A parsed connection string: an AccessKey, or `AuthType=azure.msi` (the host's managed
+/// identity calls the REST API with its Microsoft Entra token, as the extension does).
 #[derive(Clone)]
 pub struct ServiceEndpoint {
     /// `{scheme}://{host}/` of `Endpoint`, never with a port: the base of every token `aud`.
@@ -12,7 +13,8 @@ pub struct ServiceEndpoint {
     pub client_endpoint: String,
     /// Where REST calls go: `ServerEndpoint`, or `Endpoint` with `Port` applied, no trailing `/`.
     pub server_endpoint: String,
-    access_key: String,
+    /// `None` with `AuthType=azure.msi`.
+    access_key: Option<String>,
 }
 
 impl std::fmt::Debug for ServiceEndpoint {
@@ -55,11 +57,15 @@ impl ServiceEndpoint {
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.as_str())
         };
-        if let Some(auth_type) = get("authtype") {
-            return Err(format!(
-                "AuthType={auth_type}: identity-based connection strings are not emulated; use an AccessKey"
-            ));
-        }
+        let managed_identity = match get("authtype") {
+            None => false,
+            Some(auth_type) if auth_type.eq_ignore_ascii_case("azure.msi") => true,
+            Some(auth_type) => {
+                return Err(format!(
+                    "AuthType={auth_type}: only AuthType=azure.msi (managed identity) is emulated; or use an AccessKey"
+                ));
+            }
+        };
         let endpoint = parse_http_url(
             get("endpoint").ok_or("Connection string missing required properties endpoint")?,
             "endpoint",
@@ -72,10 +78,16 @@ impl ServiceEndpoint {
                 return Err(format!("Version {version} is not supported."));
             }
         }
-        let access_key = get("accesskey")
-            .filter(|key| !key.is_empty())
-            .ok_or("Connection string missing required properties accesskey")?
-            .to_owned();
+        let access_key = if managed_identity {
+            None
+        } else {
+            Some(
+                get("accesskey")
+                    .filter(|key| !key.is_empty())
+                    .ok_or("Connection string missing required properties accesskey")?
+                    .to_owned(),
+            )
+        };
         let mut endpoint_with_port = endpoint.clone();
         if let Some(port) = get("port") {
             let port: u16 = port
@@ -108,9 +120,10 @@ impl ServiceEndpoint {
         })
     }
 
-    /// The HMAC key: the UTF-8 bytes of the AccessKey as written (not base64-decoded).
-    pub fn signing_key(&self) -> &[u8] {
-        self.access_key.as_bytes()
+    /// The HMAC key: the UTF-8 bytes of the AccessKey as written (not base64-decoded); `None`
+    /// with a managed identity.
+    pub fn signing_key(&self) -> Option<&[u8]> {
+        self.access_key.as_deref().map(str::as_bytes)
     }
 }
 
@@ -140,7 +153,7 @@ mod tests {
         assert_eq!(endpoint.server_endpoint, "http://localhost:8888");
         assert_eq!(
             endpoint.signing_key(),
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"
+            Some(&b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEFGH"[..])
         );
         assert!(!format!("{endpoint:?}").contains("ABCDEF"));
     }
@@ -157,7 +170,7 @@ mod tests {
         );
         assert_eq!(endpoint.client_endpoint, "https://client.example");
         assert_eq!(endpoint.server_endpoint, "http://127.0.0.1:9000");
-        assert_eq!(endpoint.signing_key(), b"k=");
+        assert_eq!(endpoint.signing_key(), Some(&b"k="[..]));
     }
 
     #[test]
@@ -175,7 +188,10 @@ mod tests {
                 "Endpoint=http://x;endpoint=http://y;AccessKey=secret-key",
                 "duplicate",
             ),
-            ("Endpoint=http://x;AuthType=azure.msi", "identity based"),
+            (
+                "Endpoint=http://x;AuthType=azure.app",
+                "unsupported identity type",
+            ),
         ] {
             let error = ServiceEndpoint::parse(text).expect_err(reason);
             assert!(!error.contains("secret-key"), "{reason}: {error}");

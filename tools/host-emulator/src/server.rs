@@ -234,13 +234,25 @@ impl Shared {
             .or_else(|| self.app.settings.values.get(name).cloned())
     }
 
-    /// A connection string setting: `ConnectionStrings:{name}` first, then `{name}`.
+    /// A connection string setting: `ConnectionStrings:{name}` first, then `{name}`, then the
+    /// identity-based `{name}__serviceUri` as `Endpoint=…;AuthType=azure.msi;Version=1.0;`.
     fn connection_string(&self, name: &str) -> Option<String> {
         std::env::var(format!("ConnectionStrings:{name}"))
             .ok()
             .or_else(|| std::env::var(format!("ConnectionStrings__{name}")).ok())
             .or_else(|| self.app.settings.connection_strings.get(name).cloned())
             .or_else(|| self.setting(name))
+            .or_else(|| {
+                self.setting(&format!("{name}__serviceUri"))
+                    .map(|uri| format!("Endpoint={uri};AuthType=azure.msi;Version=1.0;"))
+            })
+    }
+
+    /// The host's managed identity, as the platform gives it to the host and the handler.
+    fn managed_identity(&self) -> Option<(String, String)> {
+        let endpoint = self.setting("IDENTITY_ENDPOINT")?;
+        let header = self.setting("IDENTITY_HEADER")?;
+        Some((endpoint, header))
     }
 }
 
@@ -459,7 +471,8 @@ async fn invoke(
                     .resolve(hub_name, &settings)
                     .map_err(|error| format!("output binding '{name}': hubName: {error}"))?;
                 let client =
-                    ServiceClient::new(&shared.service_client, &endpoint, &shared.server_name);
+                    ServiceClient::new(&shared.service_client, &endpoint, &shared.server_name)
+                        .with_identity(shared.managed_identity());
                 for item in &items {
                     client
                         .apply(&hub, item)

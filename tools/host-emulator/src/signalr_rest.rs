@@ -101,6 +101,8 @@ pub struct ServiceClient<'a> {
     http: &'a reqwest::Client,
     endpoint: &'a ServiceEndpoint,
     server_name: &'a str,
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, for a managed-identity endpoint.
+    identity: Option<(String, String)>,
 }
 
 impl<'a> ServiceClient<'a> {
@@ -114,7 +116,51 @@ impl<'a> ServiceClient<'a> {
             http,
             endpoint,
             server_name,
+            identity: None,
         }
+    }
+
+    /// The managed identity (`IDENTITY_ENDPOINT`, `IDENTITY_HEADER`) used when the endpoint has
+    /// no AccessKey.
+    pub fn with_identity(mut self, identity: Option<(String, String)>) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The bearer: an HS256 REST token with the AccessKey, or the managed identity's Entra token
+    /// for `https://signalr.azure.com` (fetched per call: the emulator favours simplicity).
+    async fn bearer(&self, audience: &str) -> Result<String, String> {
+        if let Some(key) = self.endpoint.signing_key() {
+            return Ok(self.rest_token(audience, key));
+        }
+        let (endpoint, header) = self.identity.as_ref().ok_or(
+            "the connection names a managed identity, but IDENTITY_ENDPOINT/IDENTITY_HEADER are not set",
+        )?;
+        let response = self
+            .http
+            .get(endpoint)
+            .query(&[
+                ("resource", "https://signalr.azure.com"),
+                ("api-version", "2019-08-01"),
+            ])
+            .header("X-IDENTITY-HEADER", header)
+            .send()
+            .await
+            .map_err(|error| format!("managed identity endpoint: {error}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "managed identity endpoint answered {}",
+                response.status()
+            ));
+        }
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|_| "managed identity endpoint: not JSON".to_owned())?;
+        body["access_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "managed identity endpoint: no access_token".to_owned())
     }
 
     /// Sends one item; a non-2xx answer or a transport error fails it.
@@ -128,7 +174,9 @@ impl<'a> ServiceClient<'a> {
             call.path_after_hub
         );
         let url = format!("{}/{hub_path}", self.endpoint.server_endpoint);
-        let token = self.rest_token(&format!("{}{hub_path}", self.endpoint.audience_base));
+        let token = self
+            .bearer(&format!("{}{hub_path}", self.endpoint.audience_base))
+            .await?;
         let mut request = self
             .http
             .request(call.method.clone(), &url)
@@ -162,7 +210,7 @@ impl<'a> ServiceClient<'a> {
 
     /// The REST token: `nameid`, `nbf`, `exp`, `iat`, `aud` = the call's URL on the portless
     /// audience base, query included (`RestApiAccessTokenGenerator`).
-    fn rest_token(&self, audience: &str) -> String {
+    fn rest_token(&self, audience: &str, key: &[u8]) -> String {
         let now = unix_now();
         let mut claims = Map::new();
         claims.insert("nameid".into(), json!(self.server_name));
@@ -170,7 +218,7 @@ impl<'a> ServiceClient<'a> {
         claims.insert("exp".into(), json!(now + REST_TOKEN_LIFETIME_SECONDS));
         claims.insert("iat".into(), json!(now));
         claims.insert("aud".into(), json!(audience));
-        sign_hs256(&claims, self.endpoint.signing_key(), process_kid())
+        sign_hs256(&claims, key, process_kid())
     }
 }
 

@@ -1,0 +1,543 @@
+//! How the handler authenticates to the SignalR Service, in one place: the AccessKey of the
+//! connection string, or the app's managed identity (no key in any setting).
+//!
+//! Everything that signs a client token or calls the REST API asks [`ServiceAuth`]: for the key
+//! that signs client tokens ([`ServiceAuth::signing_key`]) and for the bearer of a REST call
+//! ([`ServiceAuth::rest_bearer`]). With a managed identity (`docs/protocol/signalr-identity-2026.md`
+//! §2):
+//!
+//! - the identity's Microsoft Entra token comes from `IDENTITY_ENDPOINT` with
+//!   `X-IDENTITY-HEADER`, cached until a few minutes before its `expires_on`;
+//! - client tokens are signed with a temporary key from `GET {endpoint}/api/v1/auth/accessKey`
+//!   (bearer: that token), with header `kid` = the key's `KeyId`, as `Microsoft.Azure.SignalR`'s
+//!   `MicrosoftEntraAccessKey` does. A background task fetches it at start and every 55 minutes,
+//!   retrying sooner after a failure; requests only read the cached key, so none waits on a
+//!   refresh. A key is used for at most 120 minutes after it was fetched (the SDK's rule), and
+//!   not at all once the service refused the identity (401/403): after that, callers get 503
+//!   rather than a token the service will refuse;
+//! - REST calls carry the Entra token itself as the bearer.
+//!
+//! Nothing here logs a key or a token: both are [`SecretString`]s.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::settings::{ConfigError, Env};
+use crate::signalr::access_token::ServiceTokenSigner;
+use crate::signalr::connection_string::{ConnectionString, Credential};
+
+/// The resource a managed-identity token for the SignalR Service is requested for.
+pub const SIGNALR_RESOURCE: &str = "https://signalr.azure.com";
+/// The role that allows temporary keys (client tokens); "SignalR Service Owner" allows it too.
+pub const KEY_ROLE: &str = "SignalR App Server";
+/// The role that allows REST reads (membership checks); "SignalR Service Owner" allows it too.
+pub const REST_ROLE: &str = "SignalR REST API Reader";
+/// The SDK refreshes the temporary key this often.
+const DEFAULT_KEY_REFRESH_SECONDS: u64 = 55 * 60;
+/// The SDK treats a key as unusable this long after it was fetched.
+const KEY_USABLE_FOR: Duration = Duration::from_secs(120 * 60);
+/// A managed-identity token is refreshed this long before it expires.
+const TOKEN_REFRESH_MARGIN_SECONDS: u64 = 5 * 60;
+/// Longest answer read from the identity or key endpoint.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// Longest accepted `KeyId` and `AccessKey` (the service's are about 34 and 84 characters).
+const MAX_KEY_ID_CHARS: usize = 256;
+const MAX_ACCESS_KEY_CHARS: usize = 1024;
+/// Each call to the identity or key endpoint gives up after this long.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Retry delays after failures: doubling from 1 s, at most this long.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// The managed-identity settings (identity mode only).
+#[derive(Debug, Clone)]
+pub struct ManagedIdentitySettings {
+    /// `IDENTITY_ENDPOINT`, set by the platform when the app has a managed identity.
+    pub endpoint: Url,
+    /// `IDENTITY_HEADER`, the secret the identity endpoint checks.
+    pub header: SecretString,
+    /// `SIGNALR_KEY_REFRESH_SECONDS`: how often the temporary key is refreshed (default 55 min).
+    pub key_refresh: Duration,
+}
+
+impl ManagedIdentitySettings {
+    /// `None` for an AccessKey connection string; for an identity-based one, the platform's
+    /// identity variables, which must be set.
+    pub fn from_env(env: &Env, connection: &ConnectionString) -> Result<Option<Self>, ConfigError> {
+        if matches!(connection.credential(), Credential::AccessKey(_)) {
+            return Ok(None);
+        }
+        const HINT: &str = "the SignalR connection setting names a managed identity, and the platform sets this variable only when the app has one: enable the function app's system-assigned identity (az functionapp identity assign), or use an AccessKey connection string";
+        let endpoint = env.require("IDENTITY_ENDPOINT", HINT)?;
+        let endpoint = Url::parse(&endpoint)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "IDENTITY_ENDPOINT",
+                    format!(
+                        "`{endpoint}` is not an absolute http(s) URL; leave it to the platform"
+                    ),
+                )
+            })?;
+        let header = SecretString::from(env.require("IDENTITY_HEADER", HINT)?);
+        let key_refresh = env.seconds(
+            "SIGNALR_KEY_REFRESH_SECONDS",
+            DEFAULT_KEY_REFRESH_SECONDS,
+            DEFAULT_KEY_REFRESH_SECONDS,
+        )?;
+        if key_refresh.is_zero() {
+            return Err(ConfigError::new(
+                "SIGNALR_KEY_REFRESH_SECONDS",
+                "must be at least 1 second (default 3300, the SDK's 55 minutes)",
+            ));
+        }
+        Ok(Some(Self {
+            endpoint,
+            header,
+            key_refresh,
+        }))
+    }
+}
+
+/// The key that signs client tokens: the AccessKey, or a temporary key and its `KeyId`.
+pub struct SigningKey {
+    /// `KeyId` of a temporary key; the token header's `kid`. `None` for the AccessKey.
+    kid: Option<String>,
+    secret: SecretString,
+}
+
+impl SigningKey {
+    /// An AccessKey as a signing key, for unit tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn access_key_for_tests(secret: &str) -> Self {
+        Self {
+            secret: SecretString::from(secret),
+            kid: None,
+        }
+    }
+
+    /// The token header's `kid`, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The HMAC key: the UTF-8 bytes of the key as the service gave it.
+    pub fn secret(&self) -> &SecretString {
+        &self.secret
+    }
+}
+
+/// Why the handler cannot authenticate to the service right now. No variant carries a token.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceAuthError {
+    /// No temporary key is cached, or the cached one is past its use (503 to callers).
+    #[error(
+        "no usable SignalR temporary key (the managed identity needs the `{KEY_ROLE}` or `SignalR Service Owner` role on the SignalR resource; see the start-up log)"
+    )]
+    NoUsableKey,
+    /// The identity endpoint could not be reached or answered an error.
+    #[error(
+        "the managed identity endpoint (IDENTITY_ENDPOINT) gave no token: {0}; check that the app's identity is enabled (and `ClientId` names it, for a user-assigned one), and assign it the `{KEY_ROLE}` role (or `SignalR Service Owner`) on the SignalR resource"
+    )]
+    IdentityEndpoint(String),
+    /// The key endpoint refused the identity's token: a missing role.
+    #[error(
+        "the SignalR Service answered {0} to GET /api/v1/auth/accessKey: assign the app's managed identity the `{KEY_ROLE}` role (or `SignalR Service Owner`) on the SignalR resource"
+    )]
+    KeyRefused(u16),
+    /// The key endpoint could not be reached or gave an unusable answer.
+    #[error("the SignalR Service gave no temporary key: {0}")]
+    KeyEndpoint(String),
+    /// An AccessKey REST token could not be signed.
+    #[error("cannot sign a REST token: {0}")]
+    RestToken(String),
+}
+
+/// The service credential shared by token minting and every REST call. Cloning shares the
+/// cache.
+#[derive(Clone)]
+pub struct ServiceAuth {
+    mode: Mode,
+}
+
+#[derive(Clone)]
+enum Mode {
+    AccessKey(Arc<SigningKey>),
+    ManagedIdentity(Arc<Keyless>),
+}
+
+struct Keyless {
+    http: reqwest::Client,
+    identity_url: Url,
+    identity_header: SecretString,
+    key_url: Url,
+    key_refresh: Duration,
+    key: RwLock<Option<CachedKey>>,
+    token: tokio::sync::Mutex<Option<CachedToken>>,
+    /// True while requests are being refused for want of a key, so the refusal is logged once
+    /// per outage rather than once per request.
+    refusing: AtomicBool,
+}
+
+struct CachedKey {
+    key: Arc<SigningKey>,
+    usable_until: Instant,
+}
+
+struct CachedToken {
+    token: SecretString,
+    refresh_after: u64,
+}
+
+/// The identity endpoint's answer (`expires_on` is a string of Unix seconds; a number is
+/// tolerated).
+#[derive(Deserialize)]
+struct IdentityAnswer {
+    access_token: String,
+    expires_on: serde_json::Value,
+}
+
+/// The key endpoint's answer; PascalCase, both required.
+#[derive(Deserialize)]
+struct KeyAnswer {
+    #[serde(rename = "KeyId")]
+    key_id: String,
+    #[serde(rename = "AccessKey")]
+    access_key: String,
+}
+
+impl ServiceAuth {
+    /// The credential for `connection`; `identity` must be `Some` exactly for an identity-based
+    /// connection string (`ManagedIdentitySettings::from_env` guarantees it).
+    pub fn new(
+        connection: &ConnectionString,
+        identity: Option<&ManagedIdentitySettings>,
+    ) -> anyhow::Result<Self> {
+        let mode = match (connection.credential(), identity) {
+            (Credential::AccessKey(key), _) => Mode::AccessKey(Arc::new(SigningKey {
+                kid: None,
+                secret: key.clone(),
+            })),
+            (Credential::ManagedIdentity { client_id }, Some(settings)) => {
+                let mut identity_url = settings.endpoint.clone();
+                identity_url
+                    .query_pairs_mut()
+                    .append_pair("resource", SIGNALR_RESOURCE)
+                    .append_pair("api-version", "2019-08-01");
+                if let Some(client_id) = client_id {
+                    identity_url
+                        .query_pairs_mut()
+                        .append_pair("client_id", client_id);
+                }
+                let key_url = Url::parse(&format!(
+                    "{}/api/v1/auth/accessKey",
+                    connection.server_base()
+                ))?;
+                Mode::ManagedIdentity(Arc::new(Keyless {
+                    http: reqwest::Client::builder()
+                        .timeout(TIMEOUT)
+                        .connect_timeout(TIMEOUT)
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()?,
+                    identity_url,
+                    identity_header: settings.header.clone(),
+                    key_url,
+                    key_refresh: settings.key_refresh,
+                    key: RwLock::new(None),
+                    token: tokio::sync::Mutex::new(None),
+                    refusing: AtomicBool::new(false),
+                }))
+            }
+            (Credential::ManagedIdentity { .. }, None) => {
+                anyhow::bail!(
+                    "an identity-based connection string needs the managed-identity settings"
+                )
+            }
+        };
+        Ok(Self { mode })
+    }
+
+    /// True with a managed identity (no AccessKey).
+    pub fn is_keyless(&self) -> bool {
+        matches!(self.mode, Mode::ManagedIdentity(_))
+    }
+
+    /// Starts the background key refresh (identity mode; nothing to do with an AccessKey). Its
+    /// first round is the start-up check: it tries the identity token and the key once and logs
+    /// the outcome, naming the role to assign on failure. It never stops start-up: a role
+    /// assignment takes minutes to reach the service, and a handler that exits at start is
+    /// restarted by the host and, after three failures, stops the whole app
+    /// (docs/protocol/functions-host.md §5.2-§5.3); running, it recovers by itself once the role
+    /// arrives and answers 503 until then. Must be called inside a Tokio runtime.
+    pub fn start_refresh(&self) {
+        if let Mode::ManagedIdentity(keyless) = &self.mode {
+            tokio::spawn(Arc::clone(keyless).refresh_forever());
+        }
+    }
+
+    /// The key to sign a client token with, without waiting: the AccessKey, or the cached
+    /// temporary key while it is usable.
+    pub fn signing_key(&self) -> Result<Arc<SigningKey>, ServiceAuthError> {
+        match &self.mode {
+            Mode::AccessKey(key) => Ok(Arc::clone(key)),
+            Mode::ManagedIdentity(keyless) => keyless.cached_key(),
+        }
+    }
+
+    /// A signer for client tokens with the current key.
+    pub fn token_signer<'a>(
+        &self,
+        connection: &'a ConnectionString,
+    ) -> Result<ServiceTokenSigner<'a>, ServiceAuthError> {
+        Ok(ServiceTokenSigner::new(connection, self.signing_key()?))
+    }
+
+    /// The bearer of a REST call to `audience` (the request URL on the Endpoint host without
+    /// port): a short-lived HS256 token with the AccessKey, or the managed identity's token.
+    pub async fn rest_bearer(&self, audience: &str) -> Result<SecretString, ServiceAuthError> {
+        const REST_TOKEN_LIFETIME_SECONDS: u64 = 300;
+        match &self.mode {
+            Mode::AccessKey(key) => {
+                let now = jsonwebtoken::get_current_timestamp();
+                crate::signalr::access_token::rest_token(
+                    key,
+                    audience,
+                    now,
+                    REST_TOKEN_LIFETIME_SECONDS,
+                )
+                .map(SecretString::from)
+                .map_err(|error| ServiceAuthError::RestToken(error.to_string()))
+            }
+            Mode::ManagedIdentity(keyless) => keyless.identity_token().await,
+        }
+    }
+}
+
+impl Keyless {
+    fn cached_key(&self) -> Result<Arc<SigningKey>, ServiceAuthError> {
+        let cached = self.key.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cached) = cached.as_ref()
+            && Instant::now() < cached.usable_until
+        {
+            return Ok(Arc::clone(&cached.key));
+        }
+        drop(cached);
+        if !self.refusing.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "refusing SignalR tokens (503 service_auth_unavailable) until a temporary key is fetched: {}",
+                ServiceAuthError::NoUsableKey
+            );
+        }
+        Err(ServiceAuthError::NoUsableKey)
+    }
+
+    fn store_key(&self, key: Option<SigningKey>) {
+        let mut cached = self.key.write().unwrap_or_else(PoisonError::into_inner);
+        *cached = key.map(|key| CachedKey {
+            key: Arc::new(key),
+            usable_until: Instant::now() + KEY_USABLE_FOR,
+        });
+        if cached.is_some() {
+            self.refusing.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Fetches a key at start, then every `key_refresh`, retrying sooner after failures. Logs
+    /// the first failure of an outage and the recovery, not every retry.
+    async fn refresh_forever(self: Arc<Self>) {
+        let mut failures: u32 = 0;
+        loop {
+            let wait = match self.fetch_key().await {
+                Ok(key) => {
+                    tracing::info!(
+                        kid = key.kid().unwrap_or_default(),
+                        "SignalR temporary key fetched with the managed identity; client tokens are signed with it"
+                    );
+                    self.store_key(Some(key));
+                    failures = 0;
+                    self.key_refresh
+                }
+                Err(error) => {
+                    if let ServiceAuthError::KeyRefused(_) = error {
+                        // The service no longer accepts this identity: a key it gave earlier
+                        // would sign tokens it is about to refuse, so stop using it now.
+                        self.store_key(None);
+                    }
+                    if failures == 0 {
+                        tracing::error!("managed identity: {error}; retrying in the background");
+                    } else {
+                        tracing::debug!("managed identity: still failing: {error}");
+                    }
+                    failures = failures.saturating_add(1);
+                    retry_delay(failures).min(self.key_refresh)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn fetch_key(&self) -> Result<SigningKey, ServiceAuthError> {
+        let token = self.identity_token().await?;
+        let response = self
+            .http
+            .get(self.key_url.clone())
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(|error| ServiceAuthError::KeyEndpoint(describe(&error)))?;
+        let status = response.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(ServiceAuthError::KeyRefused(status));
+        }
+        if status != 200 {
+            return Err(ServiceAuthError::KeyEndpoint(format!("status {status}")));
+        }
+        let body = read_capped(response)
+            .await
+            .map_err(ServiceAuthError::KeyEndpoint)?;
+        let answer: KeyAnswer = serde_json::from_slice(&body).map_err(|_| {
+            ServiceAuthError::KeyEndpoint("the answer is not {\"KeyId\", \"AccessKey\"}".into())
+        })?;
+        let key_id_ok = !answer.key_id.is_empty()
+            && answer.key_id.len() <= MAX_KEY_ID_CHARS
+            && answer.key_id.chars().all(|c| c.is_ascii_graphic());
+        if !key_id_ok {
+            return Err(ServiceAuthError::KeyEndpoint(
+                "KeyId is empty, too long or not printable ASCII".into(),
+            ));
+        }
+        if answer.access_key.is_empty() || answer.access_key.len() > MAX_ACCESS_KEY_CHARS {
+            return Err(ServiceAuthError::KeyEndpoint(
+                "AccessKey is empty or too long".into(),
+            ));
+        }
+        Ok(SigningKey {
+            kid: Some(answer.key_id),
+            secret: SecretString::from(answer.access_key),
+        })
+    }
+
+    /// The managed identity's token for the SignalR resource, cached until a few minutes before
+    /// it expires. One fetch at a time: concurrent callers wait for it and share the answer.
+    async fn identity_token(&self) -> Result<SecretString, ServiceAuthError> {
+        let mut cached = self.token.lock().await;
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(token) = cached.as_ref()
+            && now < token.refresh_after
+        {
+            return Ok(token.token.clone());
+        }
+        let fresh = self.fetch_identity_token(now).await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    async fn fetch_identity_token(&self, now: u64) -> Result<CachedToken, ServiceAuthError> {
+        let response = self
+            .http
+            .get(self.identity_url.clone())
+            .header("X-IDENTITY-HEADER", self.identity_header.expose_secret())
+            .send()
+            .await
+            .map_err(|error| ServiceAuthError::IdentityEndpoint(describe(&error)))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(ServiceAuthError::IdentityEndpoint(format!(
+                "status {status}"
+            )));
+        }
+        let body = read_capped(response)
+            .await
+            .map_err(ServiceAuthError::IdentityEndpoint)?;
+        let answer: IdentityAnswer = serde_json::from_slice(&body).map_err(|_| {
+            ServiceAuthError::IdentityEndpoint(
+                "the answer is not {\"access_token\", \"expires_on\", …}".into(),
+            )
+        })?;
+        let expires_on = match &answer.expires_on {
+            serde_json::Value::String(text) => text.parse::<u64>().ok(),
+            serde_json::Value::Number(number) => number.as_u64(),
+            _ => None,
+        }
+        .filter(|expires_on| *expires_on > now)
+        .ok_or_else(|| {
+            ServiceAuthError::IdentityEndpoint(
+                "expires_on is not a future time in Unix seconds".into(),
+            )
+        })?;
+        if answer.access_token.is_empty() {
+            return Err(ServiceAuthError::IdentityEndpoint(
+                "access_token is empty".into(),
+            ));
+        }
+        // A few minutes before expiry, or halfway for tokens shorter than that.
+        let margin = TOKEN_REFRESH_MARGIN_SECONDS.min((expires_on - now) / 2);
+        Ok(CachedToken {
+            token: SecretString::from(answer.access_token),
+            refresh_after: expires_on - margin,
+        })
+    }
+}
+
+/// 1 s, 2 s, 4 s, … at most [`MAX_RETRY_DELAY`].
+fn retry_delay(failures: u32) -> Duration {
+    let seconds = 1u64 << failures.saturating_sub(1).min(8);
+    Duration::from_secs(seconds).min(MAX_RETRY_DELAY)
+}
+
+/// A reqwest error by kind only: its text may carry the URL, whose query is harmless, but its
+/// source chain is a library's message we do not need.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "connection failed".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, String> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err("the answer is too large".into());
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|_| "the answer could not be read".to_owned())?;
+    if body.len() > MAX_ANSWER_BYTES {
+        return Err("the answer is too large".into());
+    }
+    Ok(body.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_and_stay_bounded() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(50), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn the_signing_key_debug_shows_no_secret() {
+        let key = SigningKey {
+            kid: Some("t-1".into()),
+            secret: SecretString::from("INSECURE-TEST-TEMPORARY-KEY"),
+        };
+        assert!(!format!("{:?}", key.secret).contains("INSECURE"));
+    }
+}
