@@ -42,11 +42,16 @@ pub enum HandlerError {
     /// The invocation body exceeds the cap (413).
     #[error("the invocation body exceeds {0} bytes")]
     PayloadTooLarge(usize),
-    /// The policy does not allow the operation (403). The reason is for the log only.
-    #[error("`{operation}` denied: {reason}")]
+    /// The policy does not allow the operation (403). The reason is for the log only: it names
+    /// the caller, the operation and its group or user, so an operator can find the rule to add.
+    #[error("`{operation}` by {caller:?}{target} denied: {reason}")]
     Forbidden {
         /// The operation's policy name.
         operation: &'static str,
+        /// The verified caller's id.
+        caller: String,
+        /// ` on group "g"`, ` to user "u"`, both, or empty (names quoted with `{:?}`).
+        target: String,
         /// Why, for the log.
         reason: Denial,
     },
@@ -207,9 +212,11 @@ impl HandlerError {
                 error_body(400, "bad_request", "The request could not be read.")
             }
             // The message is ours, but may quote caller text: escaped, like every log line.
-            Self::BadRequest(reason) => {
-                error_body(400, "bad_request", &escape_controls(&reason.to_string()))
-            }
+            Self::BadRequest(reason) => error_body(
+                400,
+                "bad_request",
+                &escape_controls(&format!("The request is invalid: {reason}.")),
+            ),
             Self::Unauthenticated(IdentityError::KeysUnavailable(_)) => error_body(
                 503,
                 "auth_unavailable",
@@ -217,21 +224,15 @@ impl HandlerError {
             )
             .with_header("Retry-After", "5"),
             Self::Unauthenticated(error) => {
-                let (code, description) = match error {
+                let (code, message) = match error {
                     IdentityError::MissingCredential => {
                         ("missing_token", "No credential was presented.")
                     }
-                    IdentityError::Rejected(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-                        ("invalid_token", "The access token expired.")
-                    }
+                    IdentityError::Expired { .. } => ("invalid_token", "The access token expired."),
                     _ => ("invalid_token", "The access token is invalid."),
                 };
-                CallerResponse::json(
-                    401,
-                    &json!({"error": code, "error_description": description}),
-                )
-                .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
-                .with_header("Cache-Control", "no-store")
+                error_body(401, code, message)
+                    .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
             }
             Self::Configuration(_) => {
                 error_body(500, "configuration_error", "The service is misconfigured.")
@@ -240,15 +241,12 @@ impl HandlerError {
             Self::PayloadTooLarge(_) => {
                 error_body(413, "payload_too_large", "The request is too large.")
             }
-            Self::Forbidden { operation, .. } => CallerResponse::json(
+            // The operation is a fixed policy name, so naming it in the message leaks nothing.
+            Self::Forbidden { operation, .. } => error_body(
                 403,
-                &json!({
-                    "error": "forbidden",
-                    "operation": operation,
-                    "message": "The policy does not allow this operation.",
-                }),
-            )
-            .with_header("Cache-Control", "no-store"),
+                "forbidden",
+                &format!("The policy does not allow `{operation}`."),
+            ),
             Self::ServiceUnavailable(_) => error_body(
                 503,
                 "signalr_unavailable",

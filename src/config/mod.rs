@@ -82,6 +82,7 @@ impl Settings {
         let signalr_setting = bindings::connection_string_setting(&functions)?;
         let signalr = connection_string::from_env(&env, &signalr_setting)?;
         bindings::check_signalr_outputs(&functions)?;
+        bindings::check_one_hub(&functions)?;
         let mint_hub = mint_hub(&env, &functions)?;
         let has_connect = functions.iter().any(|f| f.function == Function::Connect);
         let web_pubsub = if has_connect {

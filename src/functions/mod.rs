@@ -262,8 +262,21 @@ pub async fn authorize(
     output: &SignalRBinding,
     log: &mut InvocationLog,
 ) -> Result<(), HandlerError> {
+    let mut target = String::new();
+    if let Some(group) = request.group {
+        target.push_str(&format!(" on group {:?}", group.as_str()));
+    }
+    // The caller's own id is already named; a target is worth naming only when it is another user.
+    if let Some(other) = request
+        .user
+        .filter(|other| other.as_str() != user.user_id())
+    {
+        target.push_str(&format!(" to user {:?}", other.as_str()));
+    }
     let forbidden = |reason: Denial| HandlerError::Forbidden {
         operation: request.operation.name(),
+        caller: user.user_id().to_owned(),
+        target: target.clone(),
         reason,
     };
     match state.policy.decide(user, request) {

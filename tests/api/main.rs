@@ -12,4 +12,5 @@ mod messages;
 mod names;
 mod negotiate;
 mod protocol;
+mod providers;
 mod refusals;
