@@ -262,6 +262,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return preflight(&shared, origin, &parts.headers);
     }
     let Some((function, route_values)) = shared.app.route(parts.method.as_str(), &path) else {
+        if let Some(location) = root_redirect(&shared.app, &parts.method, &path) {
+            return Response::builder()
+                .status(StatusCode::FOUND)
+                .header(header::LOCATION, location)
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, ""));
+        }
         let mut response = plain(StatusCode::NOT_FOUND, "");
         add_cors(&shared, origin.as_deref(), response.headers_mut());
         return response;
@@ -292,6 +299,22 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         started.elapsed().as_millis()
     );
     response
+}
+
+/// Where `GET /` sends a person who typed only the host's address: the demo page
+/// (`/{routePrefix}/app/`), when the app serves it and no function owns `/` itself. The real
+/// host shows its own landing page there; a developer wants the app. Only GET and HEAD, so no
+/// API call is ever redirected.
+fn root_redirect(app: &AppDefinition, method: &Method, path: &str) -> Option<String> {
+    if path != "/" || !(method == Method::GET || method == Method::HEAD) {
+        return None;
+    }
+    let demo = if app.route_prefix.is_empty() {
+        "/app/".to_owned()
+    } else {
+        format!("/{}/app/", app.route_prefix)
+    };
+    app.route("GET", &demo).map(|_| demo)
 }
 
 fn incoming_request(
