@@ -279,7 +279,16 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     let incoming = incoming_request(&shared, &parts, route_values, body);
     let invocation_id = new_guid();
-    let mut response = match invoke(&shared, function, &incoming, &invocation_id).await {
+    let mut handler_logs = Vec::new();
+    let mut response = match invoke(
+        &shared,
+        function,
+        &incoming,
+        &invocation_id,
+        &mut handler_logs,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(reason) => {
             tracing::error!(
@@ -290,8 +299,15 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
     };
     add_cors(&shared, origin.as_deref(), response.headers_mut());
+    // One line per invocation: the request, its function and status, and what the handler
+    // logged for it (its `Logs`), so a developer reads each call once, in order.
+    let said = if handler_logs.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", handler_logs.join("; "))
+    };
     tracing::info!(
-        "{} {} -> {} {} ({} ms, Id={invocation_id})",
+        "{} {} -> {} {} ({} ms, Id={invocation_id}){said}",
         parts.method,
         path,
         function.name,
@@ -391,6 +407,7 @@ async fn invoke(
     function: &FunctionDefinition,
     incoming: &IncomingRequest,
     invocation_id: &str,
+    handler_logs: &mut Vec<String>,
 ) -> Result<Response, String> {
     let data = invocation::binding_data(&function.name, incoming, SystemTime::now());
     let settings = |name: &str| shared.setting(name);
@@ -440,9 +457,7 @@ async fn invoke(
         .map(str::to_owned);
     let bytes = read_capped(response).await?;
     let mut result = invocation::parse_response(status, content_type.as_deref(), &bytes)?;
-    for line in &result.logs {
-        tracing::info!("[{invocation_id}] {}: {line}", function.name);
-    }
+    handler_logs.extend(result.logs.iter().cloned());
     let has_return_binding = function.outputs.iter().any(|output| match output {
         OutputBinding::Http { name } | OutputBinding::SignalR { name, .. } => name == "$return",
     });
