@@ -153,16 +153,16 @@ test('refresh refuses another user, an unknown connection, GET and a missing id'
   const mallory = await getToken(stack, 'mallory');
   const stolen = await callFunction(stack, `refresh?id=${id}`, mallory);
   assert.equal(stolen.status, 403, stolen.text);
-  assert.deepEqual(stolen.body, { error: 'permission_change_rejected' });
+  assert.equal(stolen.body.error, 'permission_change_rejected');
   assert.equal(hub.state, HubConnectionState.Connected);
 
   const unknown = await callFunction(stack, 'refresh?id=no-such-connection', alice);
   assert.equal(unknown.status, 404, unknown.text);
-  assert.deepEqual(unknown.body, { error: 'connection_not_found' });
+  assert.equal(unknown.body.error, 'connection_not_found');
 
   const missing = await callFunction(stack, 'refresh', alice);
   assert.equal(missing.status, 400, missing.text);
-  assert.deepEqual(missing.body, { error: 'missing_connection_token' });
+  assert.equal(missing.body.error, 'missing_connection_token');
 
   const get = await fetch(`${stack.appUrl}/api/refresh?id=${id}`, { headers: { authorization: `Bearer ${alice}` } });
   assert.equal(get.status, 405);

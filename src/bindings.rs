@@ -220,6 +220,49 @@ pub fn connection_string_setting(functions: &[FunctionBindings]) -> Result<Strin
     }
 }
 
+/// Every SignalR binding names the same hub (ignoring case, as the service does). A client's
+/// token is for the hub `negotiate` names; group actions and messages bound to another hub
+/// would succeed at the service and never reach that client, a silent failure no request
+/// could diagnose. The error lists each hub with the `function.json` files that name it.
+pub fn check_one_hub(functions: &[FunctionBindings]) -> Result<(), ConfigError> {
+    let mut hubs: Vec<(String, Vec<String>)> = Vec::new();
+    for bindings in functions {
+        let named = [
+            bindings.connection_info.as_ref(),
+            bindings.signalr_output.as_ref(),
+        ];
+        for hub in named
+            .into_iter()
+            .flatten()
+            .filter_map(|binding| binding.hub_name.as_deref())
+        {
+            let file = format!("{}/function.json", bindings.function.name());
+            match hubs
+                .iter_mut()
+                .find(|(known, _)| known.eq_ignore_ascii_case(hub))
+            {
+                Some((_, files)) if files.contains(&file) => {}
+                Some((_, files)) => files.push(file),
+                None => hubs.push((hub.to_owned(), vec![file])),
+            }
+        }
+    }
+    if hubs.len() <= 1 {
+        return Ok(());
+    }
+    let listed: Vec<String> = hubs
+        .iter()
+        .map(|(hub, files)| format!("`{hub}` in {}", files.join(", ")))
+        .collect();
+    Err(ConfigError::new(
+        "function.json",
+        format!(
+            "SignalR bindings name different hubs ({}); clients connect to one hub, so set the same `hubName` in every function.json",
+            listed.join("; ")
+        ),
+    ))
+}
+
 /// Functions that emit SignalR items must declare where they go, and every hub a binding names
 /// must be a literal, valid hub name: an expression such as `{query.hub}` would let callers pick
 /// the hub their token is for.
@@ -314,6 +357,50 @@ mod tests {
         let error = parse_function_json(Function::Negotiate, text, &no_settings)
             .expect_err("missing setting");
         assert!(error.to_string().contains("HUB"), "{error}");
+    }
+
+    fn with_hubs(function: Function, info: Option<&str>, output: Option<&str>) -> FunctionBindings {
+        let binding = |name: &str, hub: &str| SignalRBinding {
+            name: name.to_owned(),
+            hub_name: Some(hub.to_owned()),
+            connection_string_setting: DEFAULT_CONNECTION_STRING_SETTING.to_owned(),
+        };
+        FunctionBindings {
+            function,
+            trigger: "req".to_owned(),
+            http_output: "res".to_owned(),
+            connection_info: info.map(|hub| binding("connectionInfo", hub)),
+            signalr_output: output.map(|hub| binding("signalRMessages", hub)),
+        }
+    }
+
+    #[test]
+    fn functions_that_name_one_hub_in_any_case_agree() {
+        let functions = [
+            with_hubs(Function::Negotiate, Some("chat"), None),
+            with_hubs(Function::AddToGroup, None, Some("Chat")),
+            with_hubs(Function::SendToGroup, None, Some("chat")),
+        ];
+        check_one_hub(&functions).expect("one hub");
+    }
+
+    #[test]
+    fn functions_that_name_different_hubs_stop_start_up_naming_the_files() {
+        let functions = [
+            with_hubs(Function::Negotiate, Some("chat"), None),
+            with_hubs(Function::AddToGroup, None, Some("chat")),
+            with_hubs(Function::SendToGroup, None, Some("lobby")),
+        ];
+        let error = check_one_hub(&functions).expect_err("two hubs");
+        let text = error.to_string();
+        assert!(
+            text.contains("`chat` in negotiate/function.json, addToGroup/function.json"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`lobby` in sendToGroup/function.json"),
+            "{text}"
+        );
     }
 
     #[test]

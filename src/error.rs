@@ -44,11 +44,16 @@ pub enum HandlerError {
     /// The invocation body exceeds the cap (413).
     #[error("the invocation body exceeds {0} bytes")]
     PayloadTooLarge(usize),
-    /// The policy does not allow the operation (403). The reason is for the log only.
-    #[error("`{operation}` denied: {reason}")]
+    /// The policy does not allow the operation (403). The reason is for the log only: it names
+    /// the caller, the operation and its group or user, so an operator can find the rule to add.
+    #[error("`{operation}` by {caller:?}{target} denied: {reason}")]
     Forbidden {
         /// The operation's policy name.
         operation: &'static str,
+        /// The verified caller's id.
+        caller: String,
+        /// ` on group "g"`, ` to user "u"`, both, or empty (names quoted with `{:?}`).
+        target: String,
         /// Why, for the log.
         reason: Denial,
     },
@@ -256,9 +261,11 @@ impl HandlerError {
                 error_body(400, "bad_request", "The request could not be read.")
             }
             // The message is ours, but may quote caller text: escaped, like every log line.
-            Self::BadRequest(reason) => {
-                error_body(400, "bad_request", &escape_controls(&reason.to_string()))
-            }
+            Self::BadRequest(reason) => error_body(
+                400,
+                "bad_request",
+                &escape_controls(&format!("The request is invalid: {reason}.")),
+            ),
             Self::Unauthenticated(IdentityError::KeysUnavailable(_)) => error_body(
                 503,
                 "auth_unavailable",
@@ -266,21 +273,15 @@ impl HandlerError {
             )
             .with_header("Retry-After", "5"),
             Self::Unauthenticated(error) => {
-                let (code, description) = match error {
+                let (code, message) = match error {
                     IdentityError::MissingCredential => {
                         ("missing_token", "No credential was presented.")
                     }
-                    IdentityError::Rejected(jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
-                        ("invalid_token", "The access token expired.")
-                    }
+                    IdentityError::Expired { .. } => ("invalid_token", "The access token expired."),
                     _ => ("invalid_token", "The access token is invalid."),
                 };
-                CallerResponse::json(
-                    401,
-                    &json!({"error": code, "error_description": description}),
-                )
-                .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
-                .with_header("Cache-Control", "no-store")
+                error_body(401, code, message)
+                    .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
             }
             Self::Configuration(_) => {
                 error_body(500, "configuration_error", "The service is misconfigured.")
@@ -289,15 +290,12 @@ impl HandlerError {
             Self::PayloadTooLarge(_) => {
                 error_body(413, "payload_too_large", "The request is too large.")
             }
-            Self::Forbidden { operation, .. } => CallerResponse::json(
+            // The operation is a fixed policy name, so naming it in the message leaks nothing.
+            Self::Forbidden { operation, .. } => error_body(
                 403,
-                &json!({
-                    "error": "forbidden",
-                    "operation": operation,
-                    "message": "The policy does not allow this operation.",
-                }),
-            )
-            .with_header("Cache-Control", "no-store"),
+                "forbidden",
+                &format!("The policy does not allow `{operation}`."),
+            ),
             Self::ServiceAuthUnavailable(_)
             | Self::ServiceUnavailable(RestError::Auth(_) | RestError::Refused(_)) => error_body(
                 503,
@@ -402,24 +400,49 @@ impl HandlerError {
 /// The client contract's answers: `{"error": code}` and nothing else, as ASP.NET Core writes
 /// them (clients match on the code).
 fn refresh_response(refusal: &RefreshRefusal) -> CallerResponse {
-    let (status, code) = match refusal {
+    // The client contract's codes, in the one body shape every status has (`message` added;
+    // clients act on `error`). A 405 has no body, as the contract says.
+    let (status, code, message) = match refusal {
         RefreshRefusal::Method(_) => {
             return CallerResponse::empty(405)
                 .with_header("Allow", "POST")
                 .with_header("Cache-Control", "no-store");
         }
-        RefreshRefusal::Disabled => (404, "refresh_disabled"),
-        RefreshRefusal::MissingConnectionToken => (400, "missing_connection_token"),
+        RefreshRefusal::Disabled => (
+            404,
+            "refresh_disabled",
+            "Refreshing a connection's login is turned off.",
+        ),
+        RefreshRefusal::MissingConnectionToken => (
+            400,
+            "missing_connection_token",
+            "The `id` query parameter must name one connection.",
+        ),
         RefreshRefusal::InvalidToken(_) | RefreshRefusal::CredentialEnded => {
-            return CallerResponse::json(401, &json!({"error": "invalid_token"}))
-                .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"")
-                .with_header("Cache-Control", "no-store");
+            return error_body(
+                401,
+                "invalid_token",
+                "The access token is invalid or expired.",
+            )
+            .with_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
         }
-        RefreshRefusal::PermissionChangeRejected => (403, "permission_change_rejected"),
-        RefreshRefusal::ConnectionNotFound => (404, "connection_not_found"),
-        RefreshRefusal::ServiceRejected => (400, "bad_request"),
+        RefreshRefusal::PermissionChangeRejected => (
+            403,
+            "permission_change_rejected",
+            "The connection belongs to another user.",
+        ),
+        RefreshRefusal::ConnectionNotFound => (
+            404,
+            "connection_not_found",
+            "The SignalR Service knows no such connection.",
+        ),
+        RefreshRefusal::ServiceRejected => (
+            400,
+            "bad_request",
+            "The SignalR Service refused the refresh as malformed.",
+        ),
     };
-    CallerResponse::json(status, &json!({"error": code})).with_header("Cache-Control", "no-store")
+    error_body(status, code, message)
 }
 
 fn error_body(status: u16, code: &str, message: &str) -> CallerResponse {

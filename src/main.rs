@@ -1,11 +1,27 @@
 //! The `handler` binary: read configuration, bind, serve. The work is in the library.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use handler::{config::Settings, startup::Application, telemetry};
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     telemetry::init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the chain on one line ("the handler cannot start: AUTH_ISSUER is not
+            // set; …"). Returning the error from `main` would print its `Debug` form instead,
+            // which under RUST_BACKTRACE=1 buries the setting's name under a backtrace that says
+            // nothing about a configuration mistake.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("the handler cannot start")?;
     let application = Application::build(settings).context("the handler cannot start")?;
     // Tests and tools read this line to learn the port when FUNCTIONS_CUSTOMHANDLER_PORT=0.

@@ -28,6 +28,9 @@ pub fn init() {
         .with_writer(OneLinePerEvent(writer))
         .with_ansi(false)
         .with_target(false)
+        // The Functions host (and the host emulator) timestamps every line it captures from
+        // the handler; a second timestamp would only make each line longer.
+        .without_time()
         .init();
 }
 

@@ -509,8 +509,8 @@ fn event_auth(env: &Env, connection: &ConnectionString) -> Result<EventAuth, Con
     Ok(EventAuth::ManagedIdentity(Box::new(
         ServiceIdentitySettings {
             jwt: JwtSettings {
-                issuer,
-                audience,
+                issuers: vec![issuer],
+                audiences: vec![audience],
                 key_source: KeySource::OidcDiscovery(issuer_url),
                 algorithms: vec![jsonwebtoken::Algorithm::RS256],
                 user_id_claim: "oid".to_owned(),

@@ -146,7 +146,7 @@
     let detail = '';
     try {
       const json = await response.json();
-      detail = json.error ? ` ${json.error}${json.error_description ? `: ${json.error_description}` : ''}` : '';
+      detail = json.error ? ` ${json.error}${json.message ? `: ${json.message}` : ''}` : '';
     } catch {
       detail = '';
     }
@@ -225,12 +225,19 @@
       cell.className = name;
       cell.textContent = value;
       if (name === 'from') {
+        // Only what the handler wrote goes in the sender's cell.
         if (verified) cell.dataset.source = stamp.source;
-        const via = document.createElement('div');
-        via.className = 'via';
-        const route = typeof message?.via === 'string' ? `${message.via} · ` : '';
-        via.textContent = `${route}verified by ${verified ? stamp.source : 'nobody'}`;
-        cell.append(via);
+        const by = document.createElement('div');
+        by.className = 'via';
+        by.textContent = `verified by ${verified ? stamp.source : 'nobody'}`;
+        cell.append(by);
+      }
+      if (name === 'text' && typeof message?.via === 'string') {
+        // The route is what the sending page wrote: shown with the message, not as the sender.
+        const route = document.createElement('div');
+        route.className = 'via';
+        route.textContent = `sent ${message.via}`;
+        cell.append(route);
       }
       item.append(cell);
     }

@@ -37,7 +37,11 @@ pub(super) fn identity_secrets(
 ) -> Result<(), ConfigError> {
     let mut jwt_secret = None;
     if let Some(jwt) = &auth.jwt {
-        if signalr.service_audience().contains(&jwt.audience) {
+        if jwt
+            .audiences
+            .iter()
+            .any(|audience| signalr.service_audience().contains(audience))
+        {
             return Err(ConfigError::new(
                 "AUTH_AUDIENCE",
                 "names the SignalR Service itself; it must be this app's own audience, or the service's tokens would be accepted at negotiate",

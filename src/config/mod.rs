@@ -115,6 +115,7 @@ impl Settings {
             checks::keyless_negotiate(&functions, &signalr_setting)?;
         }
         bindings::check_signalr_outputs(&functions)?;
+        bindings::check_one_hub(&functions)?;
         let mint_hub = mint_hub(&env, &functions)?;
         let has_connect = functions.iter().any(|f| f.function == Function::Connect);
         let web_pubsub = if has_connect {

@@ -53,6 +53,33 @@ fn error_setting(overrides: &[(&str, Option<&str>)]) -> String {
 }
 
 #[test]
+fn issuer_and_audience_are_comma_lists_trimmed_and_deduplicated() {
+    let settings = settings(&[
+        (
+            "AUTH_ISSUER",
+            Some("https://sts.windows.net/t/, https://login.microsoftonline.com/t/v2.0"),
+        ),
+        (
+            "AUTH_AUDIENCE",
+            Some("api://chat , 11111111-2222-3333-4444-555555555555,api://chat"),
+        ),
+    ])
+    .expect("valid");
+    let jwt = settings.auth.jwt.expect("jwt source");
+    assert_eq!(
+        jwt.issuers,
+        [
+            "https://sts.windows.net/t/",
+            "https://login.microsoftonline.com/t/v2.0"
+        ]
+    );
+    assert_eq!(
+        jwt.audiences,
+        ["api://chat", "11111111-2222-3333-4444-555555555555"]
+    );
+}
+
+#[test]
 fn allowed_origins_are_exact_origins_normalized_as_browsers_send_them() {
     let settings = settings(&[
         ("AUTH_SOURCES", Some("appservice,jwt")),
@@ -142,6 +169,24 @@ fn each_missing_or_bad_setting_is_named() {
         (
             &[("AUTH_AUDIENCE", Some("http://localhost/client/?hub=chat"))],
             "AUTH_AUDIENCE",
+        ),
+        (
+            &[(
+                "AUTH_AUDIENCE",
+                Some("api://chat, http://localhost/client/?hub=chat"),
+            )],
+            "AUTH_AUDIENCE",
+        ),
+        (&[("AUTH_AUDIENCE", Some(" , "))], "AUTH_AUDIENCE"),
+        (
+            &[
+                ("AUTH_HS256_SECRET", None),
+                (
+                    "AUTH_ISSUER",
+                    Some("https://sts.windows.net/t/,https://login.microsoftonline.com/t/v2.0"),
+                ),
+            ],
+            "AUTH_ISSUER",
         ),
         (&[("AUTH_HS256_SECRET", Some("short"))], "AUTH_HS256_SECRET"),
         (

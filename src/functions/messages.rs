@@ -94,8 +94,12 @@ pub async fn send(
         Recipient::Group(group) => response["group"] = json!(group.as_str()),
         Recipient::User(recipient) => response["userId"] = json!(recipient.as_str()),
     }
+    let to = match &recipient {
+        Recipient::Group(group) => format!("group {:?}", group.as_str()),
+        Recipient::User(recipient) => format!("user {:?}", recipient.as_str()),
+    };
     log.info(&format!(
-        "{} by {:?} to {recipient:?}: {target}",
+        "{} by {:?} to {to}: {target:?}",
         policy_request.operation.name(),
         user.user_id()
     ));

@@ -90,7 +90,11 @@ pub struct FunctionOutcome {
     pub outputs: Vec<(String, Value)>,
 }
 
-/// Log lines of one invocation, sent back in `Logs` and mirrored to the process log.
+/// Log lines of one invocation, sent back in `Logs`: the host records them with the function
+/// name and invocation id (Application Insights in Azure, one terminal line per invocation in
+/// the host emulator), so the lines carry neither. They are mirrored to the process log only at
+/// `debug` (`RUST_LOG=handler=debug`), except server faults, which stay errors there: a host
+/// also captures the handler's output, and mirroring every line would print each one twice.
 /// Nothing passed here may contain a token or a secret.
 ///
 /// Callers should quote caller text with `{:?}`; as a second line of defence every line is
@@ -115,8 +119,8 @@ impl InvocationLog {
     /// An informational line.
     pub fn info(&mut self, message: &str) {
         let message = escape_controls(message);
-        tracing::info!(function = %self.function, invocation_id = %self.invocation_id, "{message}");
-        self.lines.push(format!("{}: {message}", self.function));
+        tracing::debug!(function = %self.function, invocation_id = %self.invocation_id, "{message}");
+        self.lines.push(message.into_owned());
     }
 
     /// A refusal or failure, with its exact reason.
@@ -130,10 +134,9 @@ impl InvocationLog {
         } else if error.is_server_fault() {
             tracing::error!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         } else {
-            tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
+            tracing::debug!(function = %self.function, invocation_id = %self.invocation_id, "refused: {reason}");
         }
-        self.lines
-            .push(format!("{}: refused ({reason})", self.function));
+        self.lines.push(format!("refused: {reason}"));
     }
 }
 
@@ -281,8 +284,21 @@ pub async fn authorize(
     output: &SignalRBinding,
     log: &mut InvocationLog,
 ) -> Result<(), HandlerError> {
+    let mut target = String::new();
+    if let Some(group) = request.group {
+        target.push_str(&format!(" on group {:?}", group.as_str()));
+    }
+    // The caller's own id is already named; a target is worth naming only when it is another user.
+    if let Some(other) = request
+        .user
+        .filter(|other| other.as_str() != user.user_id())
+    {
+        target.push_str(&format!(" to user {:?}", other.as_str()));
+    }
     let forbidden = |reason: Denial| HandlerError::Forbidden {
         operation: request.operation.name(),
+        caller: user.user_id().to_owned(),
+        target: target.clone(),
         reason,
     };
     match state.policy.decide(user, request) {
@@ -335,7 +351,7 @@ mod tests {
         }
         assert_eq!(
             log.lines[0],
-            "addToGroup\\u{d}\\u{a}: x\\u{d}\\u{a}2026-01-01T00:00:00Z  INFO token issued for user \"root\""
+            "x\\u{d}\\u{a}2026-01-01T00:00:00Z  INFO token issued for user \"root\""
         );
     }
 }

@@ -136,12 +136,19 @@ async fn call(
         .decide_invoke(caller, &message.target)
         .map_err(|reason| HandlerError::Forbidden {
             operation: "invoke",
+            caller: caller.map_or_else(
+                || "(a connection without a user)".to_owned(),
+                |user| user.user_id().to_owned(),
+            ),
+            target: format!(" of method {:?}", message.target),
             reason,
         })?;
     let method = Method::parse(&message.target, &message.arguments)?;
     let Some(user) = caller else {
         return Err(HandlerError::Forbidden {
             operation: method.operation().name(),
+            caller: "(a connection without a user)".to_owned(),
+            target: format!(" by method {:?}", message.target),
             reason: Denial::NoConnectionUser,
         });
     };

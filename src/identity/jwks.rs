@@ -130,7 +130,15 @@ impl JwksCache {
         }
         match lookup(&state, &kid) {
             Some(key) => check_algorithm(key, alg),
-            None => Err(IdentityError::UnknownKeyId(kid)),
+            None => {
+                let mut known: Vec<String> = state
+                    .keys
+                    .keys()
+                    .map(|known| known.clone().unwrap_or_else(|| "(no kid)".to_owned()))
+                    .collect();
+                known.sort();
+                Err(IdentityError::UnknownKeyId { kid, known })
+            }
         }
     }
 

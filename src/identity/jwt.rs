@@ -4,6 +4,12 @@
 //! and `aud` only when set), so [`JwtVerifier::new`] builds the `Validation` explicitly: the
 //! algorithms come from configuration and never from the token header; `exp`, `iss` and `aud`
 //! are required; `nbf` is checked when present.
+//!
+//! jsonwebtoken reports a failed claim check as a bare kind (`InvalidIssuer`, `InvalidAudience`,
+//! `ExpiredSignature`), which tells an operator nothing about *which* issuer or audience came in.
+//! [`JwtVerifier::explain`] turns those kinds into refusals that name the token's value and the
+//! configured ones (quoted with `{:?}`, since the token is caller text), so a 401 in the log can be
+//! diagnosed without decoding the token by hand. The token itself is never logged.
 
 use std::time::Duration;
 
@@ -33,6 +39,8 @@ pub struct JwtVerifier {
     validation: Validation,
     user_id_claim: String,
     service: ServiceAudience,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
 }
 
 impl JwtVerifier {
@@ -58,13 +66,15 @@ impl JwtVerifier {
         validation.validate_nbf = true;
         validation.validate_aud = true;
         validation.leeway = settings.clock_skew.as_secs();
-        validation.set_issuer(&[settings.issuer.as_str()]);
-        validation.set_audience(&[settings.audience.as_str()]);
+        validation.set_issuer(&settings.issuers);
+        validation.set_audience(&settings.audiences);
         Ok(Self {
             keys,
             validation,
             user_id_claim: settings.user_id_claim.clone(),
             service: service.clone(),
+            issuers: settings.issuers.clone(),
+            audiences: settings.audiences.clone(),
         })
     }
 
@@ -104,7 +114,7 @@ impl JwtVerifier {
                 jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
             }
         }
-        .map_err(|error| IdentityError::Rejected(error.into_kind()))?;
+        .map_err(|error| self.explain(error.into_kind(), token))?;
         let claims = data.claims;
         // jsonwebtoken accepts an `iss` array that contains the expected issuer; an issuer is one
         // string (RFC 7519 §4.1.1), so anything else is refused.
@@ -129,17 +139,41 @@ impl JwtVerifier {
         ))
     }
 
+    /// The refusal for a failed `decode`: claim checks become refusals naming the token's value
+    /// and the configured ones; other kinds stay jsonwebtoken's. Claim checks run after the
+    /// signature check, so the values named here were signed by a trusted key.
+    fn explain(&self, kind: jsonwebtoken::errors::ErrorKind, token: &str) -> IdentityError {
+        use jsonwebtoken::errors::ErrorKind;
+        let claims = unverified_claims(token).unwrap_or_default();
+        let skew = self.validation.leeway;
+        let now = jsonwebtoken::get_current_timestamp();
+        let number = |name: &str| claims.get(name).and_then(Value::as_f64).map(|n| n as u64);
+        match kind {
+            ErrorKind::InvalidIssuer => IdentityError::WrongIssuer {
+                actual: claims.get("iss").and_then(Value::as_str).map(str::to_owned),
+                expected: self.issuers.clone(),
+            },
+            ErrorKind::InvalidAudience => IdentityError::WrongAudience {
+                actual: audiences_of(&claims),
+                expected: self.audiences.clone(),
+            },
+            ErrorKind::ExpiredSignature => IdentityError::Expired {
+                seconds_ago: number("exp").map_or(0, |exp| now.saturating_sub(exp)),
+                skew,
+            },
+            ErrorKind::ImmatureSignature => IdentityError::NotYetValid {
+                seconds_ahead: number("nbf").map_or(0, |nbf| nbf.saturating_sub(now)),
+                skew,
+            },
+            other => IdentityError::Rejected(other),
+        }
+    }
+
     /// True when the (unverified) payload's `aud` names the SignalR Service. Used only to refuse
     /// with a precise reason: a verified token could never carry that audience anyway, since
     /// `AUTH_AUDIENCE` may not name the service.
     fn names_the_signalr_service(&self, token: &str) -> bool {
-        let Some(payload) = token.split('.').nth(1) else {
-            return false;
-        };
-        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
-            return false;
-        };
-        let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(&bytes) else {
+        let Some(claims) = unverified_claims(token) else {
             return false;
         };
         match claims.get("aud") {
@@ -180,6 +214,28 @@ impl ServiceAudience {
     }
 }
 
+/// The token's payload, decoded but not verified: only for naming values in a refusal.
+fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// A token's `aud` as a list: one string, or an array's strings (RFC 7519 §4.1.3 allows both).
+fn audiences_of(claims: &Map<String, Value>) -> Vec<String> {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => vec![aud.clone()],
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// True when the token's (unverified) header has a `crit` member, whatever its value. Shared
 /// with visitor tokens, which get the same header hardening.
 pub(super) fn names_critical_extensions(token: &str) -> bool {
@@ -196,10 +252,12 @@ pub(super) fn names_critical_extensions(token: &str) -> bool {
 /// How the caller's JWT is verified.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
-    /// Required `iss`.
-    pub issuer: String,
-    /// Required `aud`.
-    pub audience: String,
+    /// Accepted `iss` values (`AUTH_ISSUER`, a comma list): a token's `iss` must be one of them.
+    /// Several are for a provider that issues two forms for one app (Entra v1 and v2 tokens).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (`AUTH_AUDIENCE`, a comma list): one of the token's audiences must be
+    /// among them. Entra apps commonly see both `api://<client-id>` and the bare client id.
+    pub audiences: Vec<String>,
     /// Where verification keys come from.
     pub key_source: KeySource,
     /// Allowed algorithms; the token header's `alg` must be one of them.
@@ -229,13 +287,15 @@ impl JwtSettings {
     /// `AUTH_JWKS_REFRESH_SECONDS`. That the audience and secret are not the SignalR Service's
     /// is checked by `config`, which knows the service.
     pub fn from_env(env: &Env, clock_skew: Duration) -> Result<Self, ConfigError> {
-        let issuer = env.require(
+        let issuers = required_list(
+            env,
             "AUTH_ISSUER",
-            "set it to the `iss` your identity provider writes into tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
+            "set it to the `iss` your identity provider writes into access tokens, e.g. https://login.microsoftonline.com/<tenant>/v2.0 (docs/providers.md)",
         )?;
-        let audience = env.require(
+        let audiences = required_list(
+            env,
             "AUTH_AUDIENCE",
-            "set it to the `aud` your identity provider writes into tokens for this app (its client id or API URI)",
+            "set it to the `aud` your identity provider writes into access tokens for this app (its client id or API URI; docs/providers.md)",
         )?;
         let key_source = match (env.get("AUTH_HS256_SECRET"), env.get("AUTH_JWKS_URL")) {
             (Some(_), Some(_)) => {
@@ -254,8 +314,14 @@ impl JwtSettings {
                 KeySource::SharedSecret(SecretString::from(secret))
             }
             (None, Some(url)) => KeySource::Jwks(parse_fetch_url("AUTH_JWKS_URL", &url)?),
+            (None, None) if issuers.len() > 1 => {
+                return Err(ConfigError::new(
+                    "AUTH_ISSUER",
+                    "lists several issuers, so keys cannot be discovered from one of them; set AUTH_JWKS_URL (the key set every listed issuer signs with)",
+                ));
+            }
             (None, None) => KeySource::OidcDiscovery(
-                parse_fetch_url("AUTH_ISSUER", &issuer).map_err(|error| {
+                parse_fetch_url("AUTH_ISSUER", &issuers[0]).map_err(|error| {
                     ConfigError::new(
                         "AUTH_ISSUER",
                         format!("{}; with neither AUTH_HS256_SECRET nor AUTH_JWKS_URL set, keys are discovered from the issuer URL", error.message()),
@@ -277,8 +343,8 @@ impl JwtSettings {
             ));
         }
         Ok(Self {
-            issuer,
-            audience,
+            issuers,
+            audiences,
             key_source,
             algorithms,
             user_id_claim,
@@ -286,6 +352,21 @@ impl JwtSettings {
             jwks_refresh_interval,
         })
     }
+}
+
+/// A required comma list: at least one value, each trimmed, duplicates dropped.
+fn required_list(env: &Env, setting: &str, fix: &str) -> Result<Vec<String>, ConfigError> {
+    let value = env.require(setting, fix)?;
+    let mut values: Vec<String> = Vec::new();
+    for item in comma_list(&value) {
+        if !values.iter().any(|known| known == item) {
+            values.push(item.to_owned());
+        }
+    }
+    if values.is_empty() {
+        return Err(ConfigError::new(setting, format!("lists no value; {fix}")));
+    }
+    Ok(values)
 }
 
 /// A URL the handler fetches keys from: https, or http only to a loopback host (local dev).

@@ -192,9 +192,59 @@ pub enum IdentityError {
         "unusable credential: the access_token query parameter is accepted only by negotiate; send the token in the Authorization header"
     )]
     QueryTokenNotAllowed,
-    /// The token's `kid` is not in the key set, even after a refresh.
-    #[error("token rejected: unknown key id {0:?}")]
-    UnknownKeyId(Option<String>),
+    /// The token's `kid` is not in the key set, even after a refresh. The key set's ids are
+    /// named so an operator sees at once whether the token comes from another tenant or key set.
+    #[error(
+        "token rejected: unknown key id {} (the JWKS has {})",
+        quoted_option(kid),
+        quoted_list(known)
+    )]
+    UnknownKeyId {
+        /// The token's `kid` (caller text, quoted with `{:?}`).
+        kid: Option<String>,
+        /// The key ids the cached key set holds, sorted.
+        known: Vec<String>,
+    },
+    /// The verified token's `iss` is not a configured issuer.
+    #[error(
+        "token rejected: issuer {} is not the configured {} (AUTH_ISSUER)",
+        quoted_option(actual),
+        quoted_list(expected)
+    )]
+    WrongIssuer {
+        /// The token's `iss`, if it is a string.
+        actual: Option<String>,
+        /// `AUTH_ISSUER`'s values.
+        expected: Vec<String>,
+    },
+    /// None of the verified token's audiences is a configured one.
+    #[error(
+        "token rejected: audience {} not among [{}] (AUTH_AUDIENCE)",
+        quoted_list(actual),
+        quoted_list(expected)
+    )]
+    WrongAudience {
+        /// The token's `aud` values (a string or an array of strings).
+        actual: Vec<String>,
+        /// `AUTH_AUDIENCE`'s values.
+        expected: Vec<String>,
+    },
+    /// The token's `exp` is further in the past than the clock skew allows.
+    #[error("token rejected: expired {seconds_ago} s ago (skew {skew} s)")]
+    Expired {
+        /// Seconds since `exp`.
+        seconds_ago: u64,
+        /// `AUTH_CLOCK_SKEW_SECONDS`.
+        skew: u64,
+    },
+    /// The token's `nbf` is further in the future than the clock skew allows.
+    #[error("token rejected: not valid for another {seconds_ahead} s (`nbf`; skew {skew} s)")]
+    NotYetValid {
+        /// Seconds until `nbf`.
+        seconds_ahead: u64,
+        /// `AUTH_CLOCK_SKEW_SECONDS`.
+        skew: u64,
+    },
     /// The verified token lacks a usable user id.
     #[error(
         "token rejected: claim `{0}` (the user id) is missing, not a string, empty or malformed"
@@ -367,4 +417,24 @@ impl Authenticator {
 
 fn now() -> i64 {
     i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX)
+}
+
+/// `"a"`, or `(none)` when the token has no such value.
+fn quoted_option(value: &Option<String>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "(none)".to_owned(), |value| format!("{value:?}"))
+}
+
+/// `"a", "b"`: values quoted with `{:?}` (so caller text cannot forge a log line) and joined,
+/// for refusal messages that list what was expected.
+fn quoted_list(values: &[String]) -> String {
+    if values.is_empty() {
+        return "none".to_owned();
+    }
+    values
+        .iter()
+        .map(|value| format!("{value:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -53,7 +53,7 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
     /// No rule names the operation and matches its target (default deny).
-    #[error("no rule allows `{}`", .0.name())]
+    #[error("no policy rule names `{}` for this target (default deny)", .0.name())]
     NoRule(Operation),
     /// A group operation without a group.
     #[error("the request names no group")]

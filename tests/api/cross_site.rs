@@ -108,6 +108,7 @@ async fn call(
 fn assert_refused(outcome: &Outcome, status: u64, code: &str, description: &str) {
     assert_eq!(outcome.status, status, "{description}: {outcome:#?}");
     assert_eq!(outcome.body["error"], code, "{description}");
+    assert_error_body(&outcome.body);
     outcome.assert_no_signalr_output();
 }
 

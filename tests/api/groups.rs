@@ -222,7 +222,7 @@ async fn group_calls_without_a_valid_token_are_401_with_no_output() {
             json!({"group": "room-1", "target": "t"}),
         )
         .await;
-    outcome.assert_unauthorized("ExpiredSignature");
+    outcome.assert_unauthorized("token rejected: expired ");
     outcome.assert_no_signalr_output();
 }
 
@@ -467,4 +467,30 @@ async fn a_dotted_user_id_cannot_reach_another_users_groups() {
     )
     .await
     .assert_forbidden("sendToGroup");
+}
+
+#[tokio::test]
+async fn a_policy_denial_is_logged_with_the_operation_the_caller_the_target_and_the_reason() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let no_rule = app
+        .call("addToGroup", &alice(), json!({"group": "lobby"}))
+        .await;
+    no_rule.assert_forbidden("join");
+    let line = "`join` by \"alice\" on group \"lobby\" denied: no policy rule names `join` for this target (default deny)";
+    assert!(no_rule.logs_text().contains(line), "{:?}", no_rule.logs);
+
+    let requirement = app
+        .call(
+            "addToGroup",
+            &alice(),
+            json!({"group": "room-1", "userId": "bob"}),
+        )
+        .await;
+    requirement.assert_forbidden("addUserToGroup");
+    let line = "`addUserToGroup` by \"alice\" on group \"room-1\" to user \"bob\" denied: the caller has none of the roles [\"admin\"]";
+    assert!(
+        requirement.logs_text().contains(line),
+        "{:?}",
+        requirement.logs
+    );
 }

@@ -373,7 +373,7 @@ async fn the_first_source_that_presents_a_credential_decides() {
         &[],
     )
     .await
-    .assert_unauthorized("ExpiredSignature");
+    .assert_unauthorized("token rejected: expired ");
 }
 
 #[tokio::test]

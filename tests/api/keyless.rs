@@ -32,6 +32,7 @@ async fn spawn_idp(port: u16, roles: &[&str]) -> Idp {
         port,
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
+        key_file: None,
         managed_identity: ManagedIdentityOptions {
             identity_header: Some(IDENTITY_HEADER.to_owned()),
             roles: roles.iter().map(|role| (*role).to_owned()).collect(),

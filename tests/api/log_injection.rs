@@ -62,9 +62,17 @@ fn assert_outcome_clean(outcome: &Outcome, description: &str) {
     }
 }
 
+/// The handler with every invocation line mirrored to its process log (debug), so the checks
+/// below see each line a caller can influence, not just the default warnings.
+fn mirroring_every_line() -> AppConfig {
+    let mut config = AppConfig::hs256();
+    config.set("RUST_LOG", "info,handler=debug");
+    config
+}
+
 /// Every line the handler wrote to stderr and stdout is one clean line, and none is forged.
-/// A successful negotiate for `log-marker` is made last, so its stdout line and a refusal's
-/// stderr line show both streams were read to the end.
+/// A successful negotiate for `log-marker` and a refusal of `logMarker` are made last, so their
+/// lines show the output was read to the end.
 async fn assert_process_output_clean(app: &TestApp) {
     assert_eq!(
         app.negotiate(&token_with("log-marker", json!({})))
@@ -74,9 +82,9 @@ async fn assert_process_output_clean(app: &TestApp) {
     );
     let marker = app.invoke("logMarker", &json!({"Data": {}})).await;
     assert_eq!(marker.status, 404);
-    app.wait_for_stderr("logMarker").await;
+    // Both are mirrored at debug, which goes to stdout; warnings and errors go to stderr.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !app.stdout().contains("log-marker") {
+    while !(app.stdout().contains("log-marker") && app.stdout().contains("logMarker")) {
         assert!(
             std::time::Instant::now() < deadline,
             "stdout: {}",
@@ -142,7 +150,7 @@ fn body_function_cases(function: &str, valid: &Value) -> Vec<(Value, String)> {
 }
 
 async fn run_body_function(function: &str, valid: Value) {
-    let app = spawn_app(AppConfig::hs256()).await;
+    let app = spawn_app(mirroring_every_line()).await;
     for (payload, description) in body_function_cases(function, &valid) {
         let outcome = app.invoke(function, &payload).await;
         assert_outcome_clean(&outcome, &format!("{function}, {description}"));
@@ -189,7 +197,7 @@ async fn send_to_user_keeps_hostile_caller_text_out_of_log_lines_and_responses()
 
 #[tokio::test]
 async fn negotiate_keeps_hostile_caller_text_out_of_log_lines_and_responses() {
-    let app = spawn_app(AppConfig::hs256()).await;
+    let app = spawn_app(mirroring_every_line()).await;
     for text in hostile() {
         let bearer = format!("Bearer {text}");
         let hostile_kid = raw_token(
@@ -229,7 +237,7 @@ async fn negotiate_keeps_hostile_caller_text_out_of_log_lines_and_responses() {
 
 #[tokio::test]
 async fn index_keeps_hostile_caller_text_out_of_log_lines_and_responses() {
-    let app = spawn_app(AppConfig::hs256()).await;
+    let app = spawn_app(mirroring_every_line()).await;
     for text in hostile() {
         let mut cases = Vec::new();
         let mut base = function_payload("index", None, &json!({}));
@@ -261,7 +269,7 @@ async fn index_keeps_hostile_caller_text_out_of_log_lines_and_responses() {
 
 #[tokio::test]
 async fn connect_keeps_hostile_caller_text_out_of_log_lines_and_responses() {
-    let app = spawn_app(AppConfig::hs256()).await;
+    let app = spawn_app(mirroring_every_line()).await;
     for text in hostile() {
         for headers in [
             vec![("WebHook-Request-Origin", text.as_str())],
@@ -314,7 +322,7 @@ async fn connect_keeps_hostile_caller_text_out_of_log_lines_and_responses() {
 
 #[tokio::test]
 async fn an_unknown_field_named_as_a_forged_log_line_is_reported_by_position_only() {
-    let app = spawn_app(AppConfig::hs256()).await;
+    let app = spawn_app(mirroring_every_line()).await;
     let body = json!({"group": "room-1", format!("x\r\n{FORGED_LINE}"): 1});
     let outcome = app.call("addToGroup", &alice(), body).await;
     assert_eq!(outcome.status, 400, "{outcome:#?}");

@@ -14,6 +14,7 @@ mod messages;
 mod names;
 mod negotiate;
 mod protocol;
+mod providers;
 mod refresh;
 mod refusals;
 mod upstream;

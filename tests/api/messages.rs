@@ -58,3 +58,34 @@ fn a_misspelt_message_sender_stamp_stops_start_up_naming_the_setting() {
     let stderr = start_expecting_failure(&config);
     assert!(stderr.contains("MESSAGE_SENDER_STAMP"), "{stderr}");
 }
+
+#[tokio::test]
+async fn each_invocation_logs_plain_sentences_without_the_function_name_or_debug_text() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let alice = token_with("alice", json!({}));
+    let negotiate = app.negotiate(&alice).await;
+    // The host prefixes the function name itself; the handler's line does not repeat it.
+    assert_eq!(negotiate.logs, ["token issued for user \"alice\""]);
+    let to_group = app
+        .call(
+            "sendToGroup",
+            &alice,
+            json!({"group": "room-1", "target": "newMessage", "arguments": []}),
+        )
+        .await;
+    assert_eq!(
+        to_group.logs,
+        ["sendToGroup by \"alice\" to group \"room-1\": \"newMessage\""]
+    );
+    let to_user = app
+        .call(
+            "sendToUser",
+            &alice,
+            json!({"userId": "bob", "target": "newMessage", "arguments": []}),
+        )
+        .await;
+    assert_eq!(
+        to_user.logs,
+        ["sendToUser by \"alice\" to user \"bob\": \"newMessage\""]
+    );
+}

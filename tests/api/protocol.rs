@@ -123,3 +123,44 @@ async fn an_absent_optional_route_parameter_sent_as_null_serves_the_index_page()
         Some("text/html; charset=utf-8")
     );
 }
+
+#[test]
+fn a_configuration_error_prints_its_chain_and_no_backtrace_even_with_rust_backtrace_set() {
+    let mut config = AppConfig::hs256();
+    config.unset("AUTH_AUDIENCE").set("RUST_BACKTRACE", "1");
+    let stderr = start_expecting_failure(&config);
+    assert!(
+        stderr.contains(
+            "error: the handler cannot start: configuration error in `AUTH_AUDIENCE`: is not set"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    assert!(!stderr.contains("Caused by"), "{stderr}");
+}
+
+#[test]
+fn function_json_files_that_name_different_hubs_stop_start_up_naming_the_files() {
+    let root = tempfile::tempdir().expect("temp dir");
+    for (function, hub) in [("negotiate", "chat"), ("sendToGroup", "lobby")] {
+        let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(function)
+            .join("function.json");
+        let text = std::fs::read_to_string(source)
+            .expect("function.json")
+            .replace("\"chat\"", &format!("{hub:?}"));
+        std::fs::create_dir(root.path().join(function)).expect("mkdir");
+        std::fs::write(root.path().join(function).join("function.json"), text).expect("write");
+    }
+    let mut config = AppConfig::hs256();
+    config.app_root = root.path().to_path_buf();
+    let stderr = start_expecting_failure(&config);
+    assert!(
+        stderr.contains("`chat` in negotiate/function.json"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`lobby` in sendToGroup/function.json"),
+        "{stderr}"
+    );
+}

@@ -40,6 +40,24 @@ pub struct Outcome {
     pub envelope: Value,
 }
 
+/// Asserts the one caller error body shape: exactly `{"error": code, "message": sentence}`.
+pub fn assert_error_body(body: &Value) {
+    let object = body.as_object().expect("an error body is a JSON object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["error", "message"], "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|code| !code.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|text| text.ends_with('.')),
+        "{body}"
+    );
+}
+
 impl Outcome {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -60,7 +78,7 @@ impl Outcome {
             Some("Bearer error=\"invalid_token\"")
         );
         assert!(!self.body_text.contains("accessToken"), "{self:#?}");
-        assert!(self.body["error"].is_string(), "{self:#?}");
+        assert_error_body(&self.body);
         assert!(
             self.logs_text().contains(reason),
             "expected the log to name {reason:?}; logs: {:?}",
@@ -197,8 +215,10 @@ impl Outcome {
     /// Asserts a 403 naming `operation` that emits no SignalR item.
     pub fn assert_forbidden(&self, operation: &str) {
         assert_eq!(self.status, 403, "{self:#?}");
+        assert_error_body(&self.body);
         assert_eq!(self.body["error"], "forbidden");
-        assert_eq!(self.body["operation"], operation);
+        let message = self.body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("`{operation}`")), "{self:#?}");
         self.assert_no_signalr_output();
     }
 

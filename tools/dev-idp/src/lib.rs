@@ -4,7 +4,8 @@
 //!
 //! What it serves:
 //! - `GET /.well-known/openid-configuration`: discovery (`issuer` = its own base URL, `jwks_uri`).
-//! - `GET /jwks`: the RS256 public key, generated fresh at every start (nothing is stored).
+//! - `GET /jwks`: the RS256 public key, generated at the first start and kept in the key file
+//!   ([`DevIdpOptions::key_file`]), so restarts keep signed-in tabs valid.
 //! - `POST /token` with JSON `{"sub", "roles"?, "claims"?, "audience"?, "lifetimeSeconds"?}` →
 //!   `{"access_token", "token_type", "expires_in"}`. A negative lifetime gives an already-expired
 //!   token, for tests of refusals.
@@ -42,6 +43,17 @@ pub struct DevIdpOptions {
     pub issuer: Option<String>,
     /// The development managed identity served at `/msi/token`.
     pub managed_identity: ManagedIdentityOptions,
+    /// Where the signing key is kept across restarts (created on first use); `None` keeps a
+    /// fresh key in memory only, as tests that want isolation do.
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// The default key file: in the repository's git-ignored `target/`, found from this crate's
+/// source location rather than the working directory, so `scripts/dev` and a bare
+/// `cargo run -p dev-idp` from any folder share one key.
+pub fn default_key_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/dev-idp/insecure-dev-signing-key.json")
 }
 
 /// A bound issuer.
@@ -67,7 +79,10 @@ impl DevIdp {
             .unwrap_or_else(|| format!("http://localhost:{port}"))
             .trim_end_matches('/')
             .to_owned();
-        let key = keys::InsecureDevSigningKey::generate()?;
+        let key = match &options.key_file {
+            Some(path) => keys::InsecureDevSigningKey::load_or_generate(path)?,
+            None => keys::InsecureDevSigningKey::generate()?,
+        };
         Ok(Self {
             listener,
             port,

@@ -2,9 +2,10 @@
 //! development-only OpenID Connect issuer and managed-identity endpoint. The work is in the library.
 
 use anyhow::{Context, bail};
-use dev_idp::{DEFAULT_AUDIENCE, DevIdp, DevIdpOptions, ManagedIdentityOptions};
+use dev_idp::{DEFAULT_AUDIENCE, DevIdp, DevIdpOptions, ManagedIdentityOptions, default_key_file};
 
 const USAGE: &str = "usage: dev-idp [--port N] [--audience AUD] [--issuer URL]
+               [--key-file PATH | --ephemeral-key]
                [--identity-header VALUE] [--mi-roles ROLES] [--tenant-id ID]
                [--mi-client-id ID] [--mi-object-id ID] [--mi-lifetime-seconds N]
 
@@ -12,6 +13,9 @@ INSECURE, development only: anyone who can reach it gets a token for any user.
   --port N        port on 127.0.0.1 (default 7072; 0 = any free port)
   --audience AUD  default aud of issued tokens (default api://signalr-chat-dev)
   --issuer URL    iss of issued tokens (default http://localhost:PORT)
+  --key-file PATH signing key kept across restarts, created if absent
+                  (default target/dev-idp/insecure-dev-signing-key.json in this repository)
+  --ephemeral-key a new key in memory only (every restart invalidates issued tokens)
 
 Managed identity (GET /msi/token, the IDENTITY_ENDPOINT of a Function app):
   --identity-header VALUE  X-IDENTITY-HEADER callers must send (default: random, printed on start)
@@ -29,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
         managed_identity: ManagedIdentityOptions::default(),
+        key_file: Some(default_key_file()),
     };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
@@ -46,6 +51,8 @@ async fn main() -> anyhow::Result<()> {
             }
             "--audience" => options.audience = value("--audience")?,
             "--issuer" => options.issuer = Some(value("--issuer")?),
+            "--key-file" => options.key_file = Some(value("--key-file")?.into()),
+            "--ephemeral-key" => options.key_file = None,
             "--identity-header" => {
                 options.managed_identity.identity_header = Some(value("--identity-header")?);
             }
@@ -74,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let roles = options.managed_identity.roles.join(", ");
+    let key_file = options.key_file.clone();
     let idp = DevIdp::bind(options)
         .await
         .context("dev-idp cannot start")?;
@@ -86,6 +94,10 @@ async fn main() -> anyhow::Result<()> {
         idp.port(),
         idp.issuer()
     );
+    match &key_file {
+        Some(path) => println!("dev-idp signing key: {}", path.display()),
+        None => println!("dev-idp signing key: in memory only (--ephemeral-key)"),
+    }
     // For the handler's environment, as the platform sets them in a Function app. The header is
     // printed here, once, for the developer to copy; it is never logged.
     println!("IDENTITY_ENDPOINT={}", idp.identity_endpoint());

@@ -25,6 +25,7 @@ async fn spawn_idp_with(managed_identity: ManagedIdentityOptions) -> TestIdp {
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
         managed_identity,
+        key_file: None,
     })
     .await
     .expect("the issuer binds");
@@ -537,6 +538,7 @@ async fn a_negative_managed_identity_lifetime_gives_an_expired_token_and_bad_opt
         port: 0,
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
+        key_file: None,
         managed_identity: ManagedIdentityOptions {
             identity_header: Some("two words".into()),
             ..ManagedIdentityOptions::default()
@@ -546,5 +548,106 @@ async fn a_negative_managed_identity_lifetime_gives_an_expired_token_and_bad_opt
     assert!(
         refused.is_err(),
         "a header with a space is refused at start"
+    );
+}
+
+async fn jwks_of(options: DevIdpOptions) -> (Value, String) {
+    let idp = DevIdp::bind(options).await.expect("the issuer binds");
+    let base = format!("http://127.0.0.1:{}", idp.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(idp.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let jwks: Value = http
+        .get(format!("{base}/jwks"))
+        .send()
+        .await
+        .expect("reachable")
+        .json()
+        .await
+        .expect("json");
+    let token: Value = http
+        .post(format!("{base}/token"))
+        .json(&json!({"sub": "alice"}))
+        .send()
+        .await
+        .expect("reachable")
+        .json()
+        .await
+        .expect("json");
+    let _ = stop.send(());
+    let _ = server.await;
+    (
+        jwks,
+        token["access_token"].as_str().expect("token").to_owned(),
+    )
+}
+
+fn options_with_key_file(key_file: Option<std::path::PathBuf>) -> DevIdpOptions {
+    DevIdpOptions {
+        port: 0,
+        audience: DEFAULT_AUDIENCE.to_owned(),
+        issuer: None,
+        managed_identity: ManagedIdentityOptions::default(),
+        key_file,
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_issuer_with_the_same_key_file_still_verifies_the_tokens_it_issued() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("nested/insecure-dev-signing-key.json");
+    let (first_jwks, token) = jwks_of(options_with_key_file(Some(key_file.clone()))).await;
+    assert!(key_file.exists(), "the first start writes the key file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the key file is the owner's only: {mode:o}"
+        );
+    }
+    let (second_jwks, _) = jwks_of(options_with_key_file(Some(key_file.clone()))).await;
+    assert_eq!(first_jwks, second_jwks);
+
+    // The first run's token verifies with the restarted issuer's published key.
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(second_jwks["keys"][0].clone()).expect("jwk");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[DEFAULT_AUDIENCE]);
+    jsonwebtoken::decode::<Value>(
+        &token,
+        &DecodingKey::from_jwk(&jwk).expect("key"),
+        &validation,
+    )
+    .expect("the token survives the restart");
+}
+
+#[tokio::test]
+async fn without_a_key_file_each_start_has_a_new_key() {
+    let (first, _) = jwks_of(options_with_key_file(None)).await;
+    let (second, _) = jwks_of(options_with_key_file(None)).await;
+    assert_ne!(first["keys"][0]["kid"], second["keys"][0]["kid"]);
+}
+
+#[tokio::test]
+async fn a_key_file_that_is_not_a_key_stops_start_up_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("insecure-dev-signing-key.json");
+    std::fs::write(&key_file, "not json").expect("write");
+    let error = match DevIdp::bind(options_with_key_file(Some(key_file.clone()))).await {
+        Ok(_) => panic!("a broken key file must not be replaced silently"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains(&key_file.display().to_string()), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&key_file).expect("read"),
+        "not json"
     );
 }

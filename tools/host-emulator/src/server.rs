@@ -274,6 +274,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return preflight(&shared, origin, &parts.headers);
     }
     let Some((function, route_values)) = shared.app.route(parts.method.as_str(), &path) else {
+        if let Some(location) = root_redirect(&shared.app, &parts.method, &path) {
+            return Response::builder()
+                .status(StatusCode::FOUND)
+                .header(header::LOCATION, location)
+                .body(axum::body::Body::empty())
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, ""));
+        }
         let mut response = plain(StatusCode::NOT_FOUND, "");
         add_cors(&shared, origin.as_deref(), response.headers_mut());
         return response;
@@ -284,7 +291,16 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     let incoming = incoming_request(&shared, &parts, route_values, body);
     let invocation_id = new_guid();
-    let mut response = match invoke(&shared, function, &incoming, &invocation_id).await {
+    let mut handler_logs = Vec::new();
+    let mut response = match invoke(
+        &shared,
+        function,
+        &incoming,
+        &invocation_id,
+        &mut handler_logs,
+    )
+    .await
+    {
         Ok(response) => response,
         Err(reason) => {
             tracing::error!(
@@ -295,8 +311,15 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
     };
     add_cors(&shared, origin.as_deref(), response.headers_mut());
+    // One line per invocation: the request, its function and status, and what the handler
+    // logged for it (its `Logs`), so a developer reads each call once, in order.
+    let said = if handler_logs.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", handler_logs.join("; "))
+    };
     tracing::info!(
-        "{} {} -> {} {} ({} ms, Id={invocation_id})",
+        "{} {} -> {} {} ({} ms, Id={invocation_id}){said}",
         parts.method,
         path,
         function.name,
@@ -304,6 +327,22 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         started.elapsed().as_millis()
     );
     response
+}
+
+/// Where `GET /` sends a person who typed only the host's address: the demo page
+/// (`/{routePrefix}/app/`), when the app serves it and no function owns `/` itself. The real
+/// host shows its own landing page there; a developer wants the app. Only GET and HEAD, so no
+/// API call is ever redirected.
+fn root_redirect(app: &AppDefinition, method: &Method, path: &str) -> Option<String> {
+    if path != "/" || !(method == Method::GET || method == Method::HEAD) {
+        return None;
+    }
+    let demo = if app.route_prefix.is_empty() {
+        "/app/".to_owned()
+    } else {
+        format!("/{}/app/", app.route_prefix)
+    };
+    app.route("GET", &demo).map(|_| demo)
 }
 
 fn incoming_request(
@@ -380,6 +419,7 @@ async fn invoke(
     function: &FunctionDefinition,
     incoming: &IncomingRequest,
     invocation_id: &str,
+    handler_logs: &mut Vec<String>,
 ) -> Result<Response, String> {
     let data = invocation::binding_data(&function.name, incoming, SystemTime::now());
     let settings = |name: &str| shared.setting(name);
@@ -429,9 +469,7 @@ async fn invoke(
         .map(str::to_owned);
     let bytes = read_capped(response).await?;
     let mut result = invocation::parse_response(status, content_type.as_deref(), &bytes)?;
-    for line in &result.logs {
-        tracing::info!("[{invocation_id}] {}: {line}", function.name);
-    }
+    handler_logs.extend(result.logs.iter().cloned());
     let has_return_binding = function.outputs.iter().any(|output| match output {
         OutputBinding::Http { name } | OutputBinding::SignalR { name, .. } => name == "$return",
     });

@@ -303,11 +303,15 @@ impl Session {
             };
             self.upstream = Some(upstream.open(info, Arc::clone(&self.hub), &self.app.tasks));
         }
-        tracing::debug!(
-            hub = self.hub_name.as_str(),
-            connection_id = %self.connection_id,
-            user = self.user.as_ref().map(UserId::as_str),
-            "client connected"
+        // Connections and disconnections are at info: they are what a developer watches for.
+        tracing::info!(
+            "connected {} to hub {:?} as {}",
+            self.connection_id,
+            self.hub_name.as_str(),
+            self.user.as_ref().map_or_else(
+                || "no user".to_owned(),
+                |user| format!("user {:?}", user.as_str())
+            )
         );
 
         let ending = self.pump(&mut socket, &peer, inbox, buffer).await;
@@ -332,10 +336,10 @@ impl Session {
             };
             let _ = timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
         }
-        tracing::debug!(
-            hub = self.hub_name.as_str(),
-            connection_id = %self.connection_id,
-            "client disconnected"
+        tracing::info!(
+            "disconnected {} from hub {:?}",
+            self.connection_id,
+            self.hub_name.as_str()
         );
     }
 

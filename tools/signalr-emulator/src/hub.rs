@@ -85,6 +85,18 @@ pub(crate) enum Target<'a> {
     Connection(&'a str),
 }
 
+/// How a log line names a target: `group "room-1"`, not the `Debug` form of the enum.
+impl std::fmt::Display for Target<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => formatter.write_str("every connection"),
+            Self::User(user) => write!(formatter, "user {:?}", user.as_str()),
+            Self::Group(group) => write!(formatter, "group {:?}", group.as_str()),
+            Self::Connection(connection) => write!(formatter, "connection {connection:?}"),
+        }
+    }
+}
+
 /// Connections the caller excluded with `?excluded=` (docs/protocol/signalr-service.md §4.1).
 pub(crate) struct Excluded(HashSet<String>);
 

@@ -449,23 +449,18 @@ async fn send(
     let frame = Frame::from(protocol::invocation(&target_method, &arguments));
     // A hub nobody has connected to has nobody to deliver to; it is not created just for this.
     let Some(hub_state) = app.registry.existing_hub(hub) else {
-        tracing::debug!(
-            hub = hub.as_str(),
-            ?target,
-            target_method,
-            delivered = 0,
-            "REST send delivered"
+        tracing::info!(
+            "delivered `{target_method}` to {target} of hub {:?}: 0 connections",
+            hub.as_str()
         );
         return Ok(StatusCode::ACCEPTED);
     };
     let delivery = hub_state.deliver(target, excluded, frame);
     let delivered = delivery.finish(app.config.timings.slow_client_grace).await;
-    tracing::debug!(
-        hub = hub.as_str(),
-        ?target,
-        target_method,
-        delivered,
-        "REST send delivered"
+    // Info, not debug: a developer watching the terminal wants to see each message arrive.
+    tracing::info!(
+        "delivered `{target_method}` to {target} of hub {:?}: {delivered} connection(s)",
+        hub.as_str()
     );
     Ok(StatusCode::ACCEPTED)
 }

@@ -407,3 +407,58 @@ async fn http_outputs_follow_the_expando_rules() {
     );
     let _: Value = json!(null);
 }
+
+#[tokio::test]
+async fn the_root_redirects_to_the_demo_page_and_nothing_else_does() {
+    let (_app, handler, host) =
+        fixture(HandlerAnswer::outputs(json!({"res": {"statusCode": 200}}))).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let root = no_redirects
+        .get(host.url("/"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(root.status(), 302);
+    assert_eq!(
+        root.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("/api/app/")
+    );
+    // Only a person's GET of `/` is redirected: a POST, or another unknown path, stays 404.
+    let post = no_redirects
+        .post(host.url("/"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(post.status(), 404);
+    let other = no_redirects
+        .get(host.url("/nothing"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(other.status(), 404);
+    assert!(
+        handler.received().is_empty(),
+        "no invocation for a redirect"
+    );
+}
+
+#[tokio::test]
+async fn the_root_is_not_redirected_when_the_app_has_no_demo_page() {
+    let app = AppRoot::with_handler("handler", &[]);
+    app.function(
+        "sendToGroup",
+        &http_function("groups/{group}/send", &["post"], json!([])),
+    );
+    let handler = FakeHandler::start(HandlerAnswer::outputs(json!({}))).await;
+    let host = TestHost::start(&app, HandlerLaunch::Attach { port: handler.port }).await;
+    let root = host
+        .http
+        .get(host.url("/"))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(root.status(), 404);
+}

@@ -29,6 +29,7 @@ async fn spawn_idp(roles: &[&str], lifetime_seconds: i64) -> TestIdp {
         port: 0,
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
+        key_file: None,
         managed_identity: ManagedIdentityOptions {
             roles: roles.iter().map(|role| (*role).to_owned()).collect(),
             lifetime_seconds,
