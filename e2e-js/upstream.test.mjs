@@ -8,6 +8,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Inbox } from './emulator-helpers.mjs';
 import { TARGET, callFunction, connection, getToken, startStack } from './stack-helpers.mjs';
 
@@ -61,4 +64,52 @@ test('hub methods are authorized per verified user and answered as the client\'s
   });
   assert.equal(aliceMarker.status, 202, aliceMarker.text);
   assert.equal((await aliceConn.inbox.next()).args[1].text, 'marker for alice');
+});
+
+// Forwarded claims on the upstream path, as the emulator echoes them in X-ASRS-User-Claims (with
+// every other claim of the token: aud, exp, asrs.*): `onConnect` joins `team.{claim:team}`,
+// `invoke` needs a forwarded role. A verified team smuggling `, roles: admin` is left out of the
+// token at negotiate, so it neither joins a team nor gains the admin role.
+test('forwarded claims drive onConnect and invoke; a comma in a claim value grants nothing', { timeout: HANG_GUARD_MS }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'e2e-claims-policy-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const policyFile = join(dir, 'policy.json');
+  writeFileSync(policyFile, JSON.stringify({
+    rules: [
+      { operations: ['join'], groups: ['room-*'] },
+      { operations: ['join'], groups: ['admins'], require: { roles: ['admin'] } },
+      { operations: ['sendToGroup'], groups: ['team.{claim:team}'] },
+      { operations: ['sendToUser'], users: ['**'] },
+    ],
+    invoke: [{ targets: ['joinGroup', 'sendToGroup'], require: { roles: ['member'] } }],
+    onConnect: { groups: ['team.{claim:team}'] },
+  }));
+  const stack = await startStack(t, { POLICY_FILE: policyFile, AUTH_FORWARD_CLAIMS: 'team,roles' });
+  const [alice, bob, mallory] = await Promise.all([
+    getToken(stack, 'alice', { roles: ['member'], claims: { team: 'red' } }),
+    getToken(stack, 'bob', { roles: ['member'], claims: { team: 'red' } }),
+    getToken(stack, 'mallory', { roles: ['member'], claims: { team: 'red, roles: admin' } }),
+  ]);
+  const aliceConn = await connected(t, stack, alice);
+  const bobConn = await connected(t, stack, bob);
+  const malloryConn = await connected(t, stack, mallory);
+  // Each connection's events reach the upstream in order, so once an invocation resolves its
+  // `connected` (and the onConnect joins) has been applied. Resolving also shows the emulator's
+  // whole claims header was trusted: `invoke` needed the forwarded `member` role.
+  for (const [user, conn] of [['alice', aliceConn], ['bob', bobConn], ['mallory', malloryConn]]) {
+    assert.deepEqual(await conn.hub.invoke('joinGroup', 'room-9'), { action: 'add', group: 'room-9', userId: user });
+  }
+
+  const sent = await bobConn.hub.invoke('sendToGroup', 'team.red', TARGET, { text: 'hello team red' });
+  assert.deepEqual(sent, { sent: true, target: TARGET, group: 'team.red' });
+  assert.equal((await aliceConn.inbox.next()).args[1].text, 'hello team red');
+
+  // mallory's team was dropped from her token: no team group, no admin role, no team send.
+  await assert.rejects(malloryConn.hub.invoke('joinGroup', 'admins'), { message: 'forbidden: join' });
+  await assert.rejects(malloryConn.hub.invoke('sendToGroup', 'team.red', TARGET, { text: 'x' }), { message: 'forbidden: sendToGroup' });
+  const marker = await callFunction(stack, 'sendToUser', alice, {
+    userId: 'mallory', target: TARGET, arguments: [{ text: 'marker for mallory' }],
+  });
+  assert.equal(marker.status, 202, marker.text);
+  assert.equal((await malloryConn.inbox.next()).args[1].text, 'marker for mallory', 'mallory received the team message');
 });

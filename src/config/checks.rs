@@ -7,7 +7,9 @@ use secrecy::ExposeSecret;
 use crate::bindings::FunctionBindings;
 use crate::identity::jwt::KeySource;
 use crate::identity::sources::AuthSettings;
+use crate::policy::Policy;
 use crate::settings::{ConfigError, Env};
+use crate::signalr::access_token::{is_renamed_claim, upstream_readable_claims};
 use crate::signalr::connection_string::ConnectionString;
 use crate::webpubsub::WebPubSubSettings;
 
@@ -119,6 +121,39 @@ pub(super) fn keyless_negotiate(
                  remove the signalRConnectionInfo input from {}/function.json and set SIGNALR_HUB_NAME to the hub \
                  (README, \"Keyless: managed identity\")",
                 function.function.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Every claim the policy's upstream sections read (`onConnect` templates, `invoke`
+/// requirements, the `rolesClaim` for `invoke` roles) is one an upstream caller can carry: a
+/// type in `AUTH_FORWARD_CLAIMS` that travels under its own name. Otherwise the section could
+/// never be met on that path, and is refused rather than silently deny.
+pub(super) fn upstream_policy_claims(
+    policy: &Policy,
+    forward_claims: &[String],
+) -> Result<(), ConfigError> {
+    let readable = upstream_readable_claims(forward_claims);
+    for (place, claim) in policy.upstream_claims() {
+        if readable.contains(&claim) {
+            continue;
+        }
+        let why = if is_renamed_claim(&claim) {
+            format!(
+                "is a reserved JWT claim name, which the SignalR token carries renamed as `asrs.u.{claim}` and the upstream does not read back; use another claim"
+            )
+        } else {
+            format!(
+                "is not forwarded into the SignalR token, so a connection's upstream requests never carry it; add `{claim}` to AUTH_FORWARD_CLAIMS or remove it from the policy"
+            )
+        };
+        return Err(ConfigError::new(
+            "AUTH_FORWARD_CLAIMS",
+            format!(
+                "the policy {} reads claim {claim:?} in {place}, which {why}",
+                policy.origin
             ),
         ));
     }

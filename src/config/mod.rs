@@ -141,6 +141,9 @@ impl Settings {
             None
         };
         let policy = Policy::from_env(&env, &app_root)?;
+        if upstream.is_some() {
+            checks::upstream_policy_claims(&policy, &auth.forward_claims)?;
+        }
         let sender_stamp = SenderStamp::from_env(&env)?;
         let auth_expiry = AuthExpiry::from_env(&env)?;
         Ok(Self {

@@ -237,6 +237,18 @@ fn each_missing_or_bad_setting_is_named() {
             "AUTH_FORWARD_CLAIMS",
         ),
         (
+            &[("AUTH_FORWARD_CLAIMS", Some("team,a:b"))],
+            "AUTH_FORWARD_CLAIMS",
+        ),
+        (
+            &[("AUTH_FORWARD_CLAIMS", Some("team lead"))],
+            "AUTH_FORWARD_CLAIMS",
+        ),
+        (
+            &[("AUTH_FORWARD_CLAIMS", Some("team\u{7}"))],
+            "AUTH_FORWARD_CLAIMS",
+        ),
+        (
             &[(
                 "AUTH_HS256_SECRET",
                 Some("INSECURE-TEST-WPS-KEY-0123456789ABCDEFGH"),
@@ -507,6 +519,71 @@ fn secrets_never_appear_in_debug_output() {
     let debug = format!("{settings:?}");
     assert!(!debug.contains(SECRET));
     assert!(!debug.contains("INSECURE-TEST-ACCESS-KEY"));
+}
+
+#[test]
+fn upstream_policy_sections_may_read_only_forwarded_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, policy: serde_json::Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, policy.to_string()).expect("write policy");
+        path.to_string_lossy().into_owned()
+    };
+    let on_connect = write(
+        "on-connect.json",
+        serde_json::json!({"rules": [], "onConnect": {"groups": ["team.{claim:team}"]}}),
+    );
+    let invoke_roles = write(
+        "invoke-roles.json",
+        serde_json::json!({"rolesClaim": "groups", "rules": [],
+            "invoke": [{"targets": ["x"], "require": {"roles": ["admin"]}}]}),
+    );
+    let invoke_claims = write(
+        "invoke-claims.json",
+        serde_json::json!({"rules": [],
+            "invoke": [{"targets": ["x"], "require": {"claims": [{"claim": "nonce", "equals": "n"}]}}]}),
+    );
+    let refused = |policy: &str, forward: Option<&str>, expected: &[&str]| {
+        let error = settings(&[
+            ("POLICY_FILE", Some(policy)),
+            ("AUTH_FORWARD_CLAIMS", forward),
+        ])
+        .expect_err(policy);
+        assert_eq!(error.setting(), "AUTH_FORWARD_CLAIMS", "{error}");
+        let text = error.to_string();
+        for part in expected {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+    };
+    refused(
+        &on_connect,
+        None,
+        &[
+            "on-connect.json",
+            "\"team\"",
+            "onConnect.groups",
+            "add `team` to AUTH_FORWARD_CLAIMS",
+        ],
+    );
+    refused(
+        &invoke_roles,
+        Some("roles"),
+        &["\"groups\"", "invoke[0].require.roles", "rolesClaim"],
+    );
+    refused(&invoke_claims, Some("nonce"), &["asrs.u.nonce"]);
+    for (policy, forward) in [(&on_connect, "team"), (&invoke_roles, "groups, team")] {
+        settings(&[
+            ("POLICY_FILE", Some(policy)),
+            ("AUTH_FORWARD_CLAIMS", Some(forward)),
+        ])
+        .unwrap_or_else(|error| panic!("{policy} with {forward}: {error}"));
+    }
+    // Without the upstream the sections are never read, so nothing to forward.
+    settings(&[
+        ("POLICY_FILE", Some(&on_connect)),
+        ("SIGNALR_UPSTREAM_AUTH", Some("off")),
+    ])
+    .expect("valid with the upstream off");
 }
 
 #[test]

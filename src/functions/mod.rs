@@ -123,6 +123,22 @@ impl InvocationLog {
         self.lines.push(message.into_owned());
     }
 
+    /// A warning: something was left out or not trusted, and the invocation went on.
+    pub fn warn(&mut self, message: &str) {
+        let message = escape_controls(message);
+        tracing::warn!(function = %self.function, invocation_id = %self.invocation_id, "{message}");
+        self.lines.push(format!("{}: {message}", self.function));
+    }
+
+    /// Logs the forwarded claim types left out of a token (never their values), on one line.
+    pub fn dropped_claims(&mut self, dropped: &[String]) {
+        if !dropped.is_empty() {
+            self.warn(&format!(
+                "claims {dropped:?} not forwarded into the SignalR token: only strings (or arrays of strings) without `,`, control characters or surrounding whitespace travel unambiguously in X-ASRS-User-Claims"
+            ));
+        }
+    }
+
     /// A refusal or failure, with its exact reason.
     pub fn refusal(&mut self, error: &HandlerError) {
         let reason = error.to_string();

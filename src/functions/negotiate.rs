@@ -73,6 +73,7 @@ pub async fn run(
             (state.signalr.client_url(hub.as_str()), token)
         }
     };
+    log.dropped_claims(&access_token.dropped_claims);
     log.info(&format!("token issued for user {:?}", user.user_id()));
     // `tokenLifetimeSeconds` is ASP.NET Core 11's negotiate field: newer clients schedule their
     // refresh from it, older ones ignore it. It is the issued token's own `exp - now`.

@@ -85,7 +85,9 @@ pub async fn run(
     }
     let removals = groups_to_leave(state, &hub, &user, &old_claims).await?;
 
-    let claims: Vec<ServiceClaim> = refresh_claims(&user, &state.auth.forward_claims, deadline)
+    let (claims, dropped) = refresh_claims(&user, &state.auth.forward_claims, deadline);
+    log.dropped_claims(&dropped);
+    let claims: Vec<ServiceClaim> = claims
         .into_iter()
         .map(|(claim_type, value)| ServiceClaim { claim_type, value })
         .collect();

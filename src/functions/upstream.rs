@@ -4,8 +4,9 @@
 //!
 //! Every request is first authenticated as the service's (`signalr::upstream::authenticate`,
 //! fail closed) and its hub checked against the `signalR` output's. The caller is then the
-//! connection's user, `X-ASRS-User-Id` (see `identity::service_connection` for why it can be
-//! trusted and why its claims are not); a connection without one is anonymous for the policy.
+//! connection's user, `X-ASRS-User-Id`, with the forwarded claims its token carried, read from
+//! `X-ASRS-User-Claims` (see `identity::service_connection` for exactly which and why they can
+//! be trusted); a connection without a user is anonymous for the policy.
 //!
 //! - `connections/connected`: the user joins the policy's `onConnect` groups (group actions in
 //!   the output binding); 200.
@@ -28,9 +29,11 @@ use crate::error::{BadRequest, ConfigurationError, HandlerError, NotFound};
 use crate::functions::messages::parse_target;
 use crate::functions::{AppState, FunctionOutcome, InvocationLog, authorize, signalr_output};
 use crate::identity::VerifiedUser;
-use crate::invocation::{CallerResponse, InvocationRequest};
+use crate::identity::service_connection::ConnectionClaims;
+use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest};
 use crate::names::{GroupName, HubName, TargetUser};
 use crate::policy::{Denial, Operation, Request};
+use crate::signalr::access_token::upstream_readable_claims;
 use crate::signalr::output::{GroupAction, Message, Recipient, Sender};
 use crate::signalr::upstream::{
     self, HubInvocation, UpstreamEvent, completion_error, completion_result,
@@ -57,9 +60,13 @@ pub async fn run(
     let hub = HubName::parse(output.hub_name.as_deref().unwrap_or_default())
         .map_err(ConfigurationError::OutputHubName)?;
     let authenticated = upstream::authenticate(&settings.auth, &request, &hub)?;
-    let caller = upstream::user_id_header(&request)?
-        .map(VerifiedUser::of_service_connection)
-        .transpose()?;
+    let caller = match upstream::user_id_header(&request)? {
+        Some(user_id) => Some(VerifiedUser::of_service_connection(
+            user_id,
+            connection_claims(state, &request, log),
+        )?),
+        None => None,
+    };
     let who = caller.as_ref().map_or_else(
         || "no user".to_owned(),
         |user| format!("{:?}", user.user_id()),
@@ -120,6 +127,25 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The connection's forwarded claims from `X-ASRS-User-Claims` (see
+/// `identity::service_connection` for which are read and why they can be trusted); a header
+/// that does not parse exactly gives no claims, logged.
+fn connection_claims(
+    state: &AppState,
+    request: &HttpRequestData,
+    log: &mut InvocationLog,
+) -> ConnectionClaims {
+    let readable = upstream_readable_claims(&state.auth.forward_claims);
+    ConnectionClaims::parse(&upstream::user_claims_headers(request), &readable).unwrap_or_else(
+        |reason| {
+            log.warn(&format!(
+                "X-ASRS-User-Claims not trusted, the connection is read without claims: {reason}"
+            ));
+            ConnectionClaims::none()
+        },
+    )
 }
 
 /// Runs one hub method for `caller`: the `invoke` rules, then the method's own operation.

@@ -239,6 +239,20 @@ fn parse_forward_claims(value: Option<String>) -> Result<Vec<String>, ConfigErro
                 ),
             ));
         }
+        // Types are what precedes the first `: ` of an `X-ASRS-User-Claims` item, which the
+        // upstream splits on `, `: a type with `,`, `:` or whitespace could not be read back
+        // exactly, and control characters cannot travel in a header.
+        if name
+            .chars()
+            .any(|c| c == ',' || c == ':' || c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError::new(
+                "AUTH_FORWARD_CLAIMS",
+                format!(
+                    "{name:?} contains `,`, `:`, whitespace or a control character; claim types must not, because X-ASRS-User-Claims joins `type: value` pairs with `, ` (rename the claim at the identity provider, or remove it)"
+                ),
+            ));
+        }
         if !claims.iter().any(|claim| claim == name) {
             claims.push(name.to_owned());
         }

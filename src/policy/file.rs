@@ -64,6 +64,27 @@ pub const DEFAULT_POLICY: &str = r#"{
   ]
 }"#;
 
+/// Each claim requirement of the rule at `at` has exactly one condition.
+pub(super) fn check_claim_requirements(
+    at: &str,
+    claims: &[ClaimRequirement],
+) -> Result<(), String> {
+    for claim in claims {
+        let conditions = [
+            claim.equals.is_some(),
+            claim.one_of.is_some(),
+            claim.ends_with.is_some(),
+        ];
+        if conditions.iter().filter(|set| **set).count() != 1 {
+            return Err(format!(
+                "{at}.require.claims: `{}` needs exactly one of `equals`, `oneOf`, `endsWith`",
+                claim.claim
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Parses and validates policy JSON; the error names the location in the file.
 pub(super) fn parse(text: &str, origin: &str) -> Result<Policy, String> {
     let file: PolicyFile =
@@ -104,19 +125,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Policy, String> {
                 claims: require.claims,
                 sender_is_member: require.sender_is_member,
             });
-        for claim in &require.claims {
-            let conditions = [
-                claim.equals.is_some(),
-                claim.one_of.is_some(),
-                claim.ends_with.is_some(),
-            ];
-            if conditions.iter().filter(|set| **set).count() != 1 {
-                return Err(format!(
-                    "{at}.require.claims: `{}` needs exactly one of `equals`, `oneOf`, `endsWith`",
-                    claim.claim
-                ));
-            }
-        }
+        check_claim_requirements(&at, &require.claims)?;
         if require.sender_is_member
             && rule
                 .operations

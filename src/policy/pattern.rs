@@ -145,10 +145,13 @@ impl Pattern {
             .any(|part| matches!(part, Part::Star | Part::DoubleStar))
     }
 
-    /// True if the pattern reads a claim (`{claim:NAME}`), which a caller known only by its user
-    /// id (a SignalR connection on the upstream path) cannot fill.
-    pub fn uses_claims(&self) -> bool {
-        self.parts.iter().any(|part| matches!(part, Part::Claim(_)))
+    /// The claims the pattern reads (`{claim:NAME}`), so start-up can check that an upstream
+    /// caller carries them (`AUTH_FORWARD_CLAIMS`).
+    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Claim(name) => Some(name.as_str()),
+            _ => None,
+        })
     }
 
     /// True if the pattern has a template at all (`{userId}` or `{claim:NAME}`).

@@ -11,19 +11,21 @@
 //! }
 //! ```
 //!
-//! An upstream caller is known by its user id alone (`X-ASRS-User-Id`, the `asrs.s.uid` our
-//! negotiate signed); it carries no claims the handler can trust (see
-//! `identity::service_connection`). So these sections may use `{userId}` but not
-//! `{claim:NAME}`, and an `invoke` rule may require only `allowAnonymous`: a `roles` or
-//! `claims` requirement, or a claim template, could never be met here and is refused at
-//! start-up rather than silently denying everything.
+//! An upstream caller is its connection's user id (`X-ASRS-User-Id`, the `asrs.s.uid` our
+//! negotiate signed) with the forwarded claims its token carried (`X-ASRS-User-Claims`, read
+//! only for types in `AUTH_FORWARD_CLAIMS`; see `identity::service_connection`). So these
+//! sections may use `{userId}` and `{claim:NAME}`, and an `invoke` rule may require `roles` and
+//! `claims` as the per-operation rules do, as long as every claim they name is forwarded: the
+//! configuration refuses at start-up a section naming one that is not
+//! (`Policy::upstream_claims`), rather than silently deny everything.
 
 use serde::Deserialize;
 
 use crate::identity::VerifiedUser;
 use crate::names::GroupName;
+use crate::policy::file::check_claim_requirements;
 use crate::policy::pattern::Pattern;
-use crate::policy::{Denial, Policy};
+use crate::policy::{ClaimRequirement, Denial, Policy, Requirements};
 
 /// The `invoke` rules and `onConnect` templates, validated.
 #[derive(Debug, Default)]
@@ -35,7 +37,7 @@ pub(super) struct UpstreamPolicy {
 #[derive(Debug)]
 struct InvokeRule {
     targets: Vec<Pattern>,
-    allow_anonymous: bool,
+    require: Requirements,
 }
 
 #[derive(Debug, Default)]
@@ -53,8 +55,8 @@ pub(super) struct InvokeRuleFile {
     require: Option<InvokeRequireFile>,
 }
 
-/// An `invoke` rule's `require`: the usual keys are read so that the ones an upstream caller
-/// cannot meet get a message saying why, not a bare "unknown field".
+/// An `invoke` rule's `require`: the usual keys; `senderIsMember` is read so that it gets a
+/// message saying why it does not belong here, not a bare "unknown field".
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct InvokeRequireFile {
@@ -63,7 +65,7 @@ struct InvokeRequireFile {
     #[serde(default)]
     roles: Vec<String>,
     #[serde(default)]
-    claims: Vec<serde_json::Value>,
+    claims: Vec<ClaimRequirement>,
     #[serde(default)]
     sender_is_member: bool,
 }
@@ -106,11 +108,7 @@ pub(super) fn parse(
             claims: Vec::new(),
             sender_is_member: false,
         });
-        if !require.roles.is_empty() || !require.claims.is_empty() {
-            return Err(format!(
-                "{at}.require: `roles` and `claims` cannot be checked on the upstream path (a SignalR connection carries only its verified user id; X-ASRS-User-Claims is not trusted); put them on the per-operation rules' HTTP functions, or remove them"
-            ));
-        }
+        check_claim_requirements(&at, &require.claims)?;
         if require.sender_is_member {
             return Err(format!(
                 "{at}.require: `senderIsMember` belongs to `sendToGroup` rules, which the `sendToGroup` method is checked by as well"
@@ -118,7 +116,12 @@ pub(super) fn parse(
         }
         rules.push(InvokeRule {
             targets,
-            allow_anonymous: require.allow_anonymous,
+            require: Requirements {
+                allow_anonymous: require.allow_anonymous,
+                roles: require.roles,
+                claims: require.claims,
+                sender_is_member: false,
+            },
         });
     }
     let on_connect = match on_connect {
@@ -131,11 +134,6 @@ pub(super) fn parse(
                 if !pattern.is_concrete() {
                     return Err(format!(
                         "onConnect.groups: `{group}` has a wildcard; connect grants must name concrete groups (templates are fine)"
-                    ));
-                }
-                if pattern.uses_claims() {
-                    return Err(format!(
-                        "onConnect.groups: `{group}` reads a claim; an upstream connection carries only its verified user id (X-ASRS-User-Claims is not trusted), use {{userId}}"
                     ));
                 }
                 if !pattern.has_templates() {
@@ -158,9 +156,9 @@ pub(super) fn parse(
 
 impl Policy {
     /// Whether a connection may call hub method `target` at all; `caller` is `None` for a
-    /// connection without a user. Default deny: only an `invoke` rule whose `targets` match
-    /// allows it. The method's own operation (join, sendToGroup, …) is decided afterwards by
-    /// [`Policy::decide`].
+    /// connection without a user. Default deny: only an `invoke` rule whose `targets` match and
+    /// whose requirements the caller meets (its forwarded claims) allows it. The method's own
+    /// operation (join, sendToGroup, …) is decided afterwards by [`Policy::decide`].
     pub fn decide_invoke(&self, caller: Option<&VerifiedUser>, target: &str) -> Result<(), Denial> {
         let mut reason = Denial::NoInvokeRule(target.chars().take(128).collect());
         for rule in &self.upstream.invoke {
@@ -173,13 +171,56 @@ impl Policy {
             if !matches {
                 continue;
             }
-            let signed_in = caller.is_some_and(VerifiedUser::is_signed_in);
-            if signed_in || rule.allow_anonymous {
-                return Ok(());
+            let met = match caller {
+                Some(user) => self.requirements_met(&rule.require, user),
+                // No user: no claims, so only an anonymous rule without requirements.
+                None if !rule.require.allow_anonymous => Err(Denial::SignedInOnly),
+                None if !rule.require.roles.is_empty() => {
+                    Err(Denial::MissingRole(rule.require.roles.clone()))
+                }
+                None => match rule.require.claims.first() {
+                    Some(condition) => Err(Denial::Claim(condition.claim.clone())),
+                    None => Ok(()),
+                },
+            };
+            match met {
+                Ok(()) => return Ok(()),
+                Err(denial) => reason = denial,
             }
-            reason = Denial::SignedInOnly;
         }
         Err(reason)
+    }
+
+    /// Every claim the upstream sections read, with where: `{claim:X}` in `onConnect.groups`,
+    /// `invoke[i].require.claims`, and the `rolesClaim` for `invoke[i].require.roles`. Start-up
+    /// checks that each is forwarded into the SignalR token, the only claims an upstream caller
+    /// has. (The per-operation rules also serve HTTP functions, whose callers have all their
+    /// claims; on the upstream path a claim they need that is not forwarded is simply unmet.)
+    pub fn upstream_claims(&self) -> Vec<(String, String)> {
+        let mut claims = Vec::new();
+        for pattern in &self.upstream.on_connect.groups {
+            for name in pattern.claim_names() {
+                claims.push((
+                    format!("onConnect.groups `{}`", pattern.as_str()),
+                    name.to_owned(),
+                ));
+            }
+        }
+        for (index, rule) in self.upstream.invoke.iter().enumerate() {
+            if !rule.require.roles.is_empty() {
+                claims.push((
+                    format!("invoke[{index}].require.roles (via rolesClaim)"),
+                    self.roles_claim.clone(),
+                ));
+            }
+            for condition in &rule.require.claims {
+                claims.push((
+                    format!("invoke[{index}].require.claims"),
+                    condition.claim.clone(),
+                ));
+            }
+        }
+        claims
     }
 
     /// The groups a newly connected user joins (`onConnect.groups`, filled from the user; a
@@ -252,20 +293,83 @@ mod tests {
     }
 
     #[test]
-    fn sections_an_upstream_caller_cannot_meet_are_refused() {
+    fn on_connect_fills_claim_templates_from_the_forwarded_claims() {
+        let policy = Policy::parse(
+            r#"{"rules": [], "onConnect": {"groups": ["team.{claim:team}", "user.{userId}"]}}"#,
+            "test",
+        )
+        .expect("valid");
+        let groups = |claims| -> Vec<String> {
+            policy
+                .on_connect_groups(&user("alice", claims))
+                .iter()
+                .map(|group| group.as_str().to_owned())
+                .collect()
+        };
+        assert_eq!(groups(json!({"team": "red"})), ["team.red", "user.alice"]);
+        // No team, several teams, or a value that is not one plain segment: no team group.
+        assert_eq!(groups(json!({})), ["user.alice"]);
+        assert_eq!(groups(json!({"team": ["red", "blue"]})), ["user.alice"]);
+        assert_eq!(groups(json!({"team": "red.admins"})), ["user.alice"]);
+        assert_eq!(
+            policy.upstream_claims(),
+            [(
+                "onConnect.groups `team.{claim:team}`".to_owned(),
+                "team".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn invoke_requirements_read_the_callers_claims() {
+        let policy = Policy::parse(
+            r#"{"rolesClaim": "roles", "rules": [], "invoke": [
+                {"targets": ["admin*"], "require": {"roles": ["admin"]}},
+                {"targets": ["team*"], "require": {"allowAnonymous": true,
+                  "claims": [{"claim": "team", "oneOf": ["red", "blue"]}]}}
+            ]}"#,
+            "test",
+        )
+        .expect("valid");
+        let admin = user("alice", json!({"roles": ["reader", "admin"]}));
+        let reader = user("bob", json!({"roles": "reader", "team": "green"}));
+        let red = user("carol", json!({"team": "red"}));
+        assert!(policy.decide_invoke(Some(&admin), "adminReset").is_ok());
+        assert!(policy.decide_invoke(Some(&reader), "adminReset").is_err());
+        assert!(policy.decide_invoke(None, "adminReset").is_err());
+        assert!(policy.decide_invoke(Some(&red), "teamPing").is_ok());
+        assert!(policy.decide_invoke(Some(&reader), "teamPing").is_err());
+        assert!(
+            policy.decide_invoke(None, "teamPing").is_err(),
+            "no user, no claim"
+        );
+        assert_eq!(
+            policy.upstream_claims(),
+            [
+                (
+                    "invoke[0].require.roles (via rolesClaim)".to_owned(),
+                    "roles".to_owned()
+                ),
+                ("invoke[1].require.claims".to_owned(), "team".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_upstream_sections_are_refused() {
         let cases = [
             (r#"{"rules": [], "invoke": [{"targets": []}]}"#, "empty"),
             (
-                r#"{"rules": [], "invoke": [{"targets": ["x"], "require": {"roles": ["admin"]}}]}"#,
-                "cannot be checked on the upstream path",
+                r#"{"rules": [], "invoke": [{"targets": ["x"], "require": {"claims": [{"claim": "team"}]}}]}"#,
+                "exactly one",
+            ),
+            (
+                r#"{"rules": [], "invoke": [{"targets": ["x"], "require": {"senderIsMember": true}}]}"#,
+                "senderIsMember",
             ),
             (
                 r#"{"rules": [], "invoke": [{"targets": ["{userId}"]}]}"#,
                 "template",
-            ),
-            (
-                r#"{"rules": [], "onConnect": {"groups": ["team.{claim:team}"]}}"#,
-                "reads a claim",
             ),
             (
                 r#"{"rules": [], "onConnect": {"groups": ["room-*"]}}"#,

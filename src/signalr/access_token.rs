@@ -18,6 +18,7 @@ use sha2::Sha256;
 use std::sync::Arc;
 
 use crate::identity::VerifiedUser;
+use crate::identity::service_connection::carries_unambiguously;
 use crate::signalr::connection_string::ConnectionString;
 use crate::signalr::expiry::{AEO_CLAIM, COAE_CLAIM};
 use crate::signalr::service_auth::SigningKey;
@@ -44,6 +45,9 @@ pub struct IssuedToken {
     pub token: String,
     /// Its `exp` (unix seconds).
     pub expires_at: u64,
+    /// Forwarded claim types the user had but the token does not carry, because a value could
+    /// not travel in `X-ASRS-User-Claims` unambiguously (see [`forwarded_claims`]); for the log.
+    pub dropped_claims: Vec<String>,
 }
 
 impl IssuedToken {
@@ -163,7 +167,7 @@ impl<'a> ServiceTokenSigner<'a> {
         let exp = numeric("exp")?
             .min(user.expires_at())
             .min(deadline.unwrap_or(u64::MAX));
-        let mut claims = user_claims(user, forward_claims);
+        let (mut claims, dropped_claims) = user_claims(user, forward_claims);
         insert_deadline(&mut claims, deadline);
         for name in ["nbf"] {
             if let Some(value) = binding.claims.get(name) {
@@ -185,6 +189,7 @@ impl<'a> ServiceTokenSigner<'a> {
         Ok(IssuedToken {
             token: self.sign(&binding.header_segment, &claims)?,
             expires_at: exp,
+            dropped_claims,
         })
     }
 
@@ -201,10 +206,12 @@ impl<'a> ServiceTokenSigner<'a> {
         deadline: Option<u64>,
         now: u64,
     ) -> Result<IssuedToken, ServiceTokenError> {
-        let mut claims = user_claims(user, forward_claims);
+        let (mut claims, dropped_claims) = user_claims(user, forward_claims);
         insert_deadline(&mut claims, deadline);
         let exp = user.expires_at().min(deadline.unwrap_or(u64::MAX));
-        self.mint_claims(hub, claims, exp, now)
+        let mut issued = self.mint_claims(hub, claims, exp, now)?;
+        issued.dropped_claims = dropped_claims;
+        Ok(issued)
     }
 
     /// The client token after a refresh, minted from the claims the service answered
@@ -212,7 +219,9 @@ impl<'a> ServiceTokenSigner<'a> {
     /// `aud`/`exp`/`iat`/`iss`/`nbf`. A claim type given several times becomes an array, as
     /// the service reads arrays. `exp` is no later than `not_after` (the refreshed credential's
     /// end) nor the answer's own `asrs.s.aeo`, so the token never outlives the connection it is
-    /// for.
+    /// for. A value that could not travel in `X-ASRS-User-Claims` unambiguously is left out
+    /// (outside `asrs.*`, which the upstream never reads): the answer should only echo what
+    /// [`refresh_claims`] sent, but this token becomes a connection's token on reconnect.
     pub fn mint_refreshed(
         &self,
         hub: &str,
@@ -223,6 +232,9 @@ impl<'a> ServiceTokenSigner<'a> {
         let mut claims = Map::new();
         for (name, value) in refreshed {
             if TOKEN_ONLY_CLAIMS.contains(&name.as_str()) {
+                continue;
+            }
+            if !name.starts_with("asrs.") && !carries_unambiguously(value) {
                 continue;
             }
             match claims.get_mut(name) {
@@ -268,6 +280,7 @@ impl<'a> ServiceTokenSigner<'a> {
         Ok(IssuedToken {
             token: self.sign(&header, &claims)?,
             expires_at: exp,
+            dropped_claims: Vec::new(),
         })
     }
 
@@ -294,15 +307,15 @@ fn insert_deadline(claims: &mut Map<String, Value>, deadline: Option<u64>) {
 }
 
 /// The claims a refresh sends to the service: `asrs.s.uid`, the forwarded claims (an array as
-/// one claim per item, other non-strings as their JSON text, as the service keeps claims as
-/// text) and the new deadline. Always all of them: `:refreshAuth` without `claims` keeps the old
-/// ones, so the user check would not run.
+/// one claim per item, as the service keeps claims as text; the same values negotiate forwards,
+/// see [`forwarded_claims`]) and the new deadline, with the forwarded types left out. Always all
+/// of them: `:refreshAuth` without `claims` keeps the old ones, so the user check would not run.
 pub fn refresh_claims(
     user: &VerifiedUser,
     forward_claims: &[String],
     deadline: u64,
-) -> Vec<(String, String)> {
-    let mut claims = user_claims(user, forward_claims);
+) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut claims, dropped) = user_claims(user, forward_claims);
     insert_deadline(&mut claims, Some(deadline));
     let mut pairs = Vec::new();
     for (name, value) in claims {
@@ -315,7 +328,7 @@ pub fn refresh_claims(
             other => pairs.push((name, other.to_string())),
         }
     }
-    pairs
+    (pairs, dropped)
 }
 
 /// A REST API token for `audience`, valid for `lifetime_seconds`, signed with the AccessKey
@@ -361,12 +374,62 @@ fn mac(key: &SigningKey) -> Hmac<Sha256> {
         .expect("HMAC takes keys of any length")
 }
 
-/// `asrs.s.uid` plus the forwarded claims, reserved names renamed `asrs.u.<name>` as the SDK does.
-fn user_claims(user: &VerifiedUser, forward_claims: &[String]) -> Map<String, Value> {
+/// Whether a verified claim value is forwarded into a SignalR token: a string, or a non-empty
+/// array of strings (one claim per item on the service), every string one that
+/// [`carries_unambiguously`] in `X-ASRS-User-Claims` (no `,`, no control character, not empty,
+/// no surrounding whitespace).
+///
+/// Why: the service echoes the token's claims to the upstream joined with `, `, and the upstream
+/// policy reads forwarded types from that header. A value with a comma could smuggle a second
+/// claim (`red, roles: admin`); a number, boolean or object has no one text form the service is
+/// known to write. Such a claim is left out whole (never a partial array, so the token holds a
+/// claim exactly as verified or not at all), the request still succeeds, and the caller of
+/// this function logs the type. A policy rule needing it is then unmet on the upstream path:
+/// fail closed.
+pub fn forwarded_value(value: &Value) -> bool {
+    match value {
+        Value::String(text) => carries_unambiguously(text),
+        Value::Array(items) => {
+            !items.is_empty()
+                && items
+                    .iter()
+                    .all(|item| item.as_str().is_some_and(carries_unambiguously))
+        }
+        _ => false,
+    }
+}
+
+/// The forwarded claim types the upstream reads back from `X-ASRS-User-Claims`: those written
+/// under their own name (a reserved name travels as `asrs.u.<name>`, and `asrs.*` is never read).
+pub fn upstream_readable_claims(forward_claims: &[String]) -> Vec<String> {
+    forward_claims
+        .iter()
+        .filter(|name| !RESERVED_CLAIMS.contains(&name.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Whether a forwarded claim type travels renamed (`asrs.u.<name>`), so the upstream cannot read it.
+pub fn is_renamed_claim(name: &str) -> bool {
+    RESERVED_CLAIMS.contains(&name)
+}
+
+/// `asrs.s.uid` plus the forwarded claims (only [`forwarded_value`]s), reserved names renamed
+/// `asrs.u.<name>` as the SDK does; and the forwarded types the user had but whose value was
+/// left out.
+fn user_claims(
+    user: &VerifiedUser,
+    forward_claims: &[String],
+) -> (Map<String, Value>, Vec<String>) {
     let mut claims = Map::new();
+    let mut dropped = Vec::new();
     claims.insert(USER_ID_CLAIM.into(), user.user_id().into());
     for name in forward_claims {
         if let Some(value) = user.claim(name) {
+            if !forwarded_value(value) {
+                dropped.push(name.clone());
+                continue;
+            }
             let key = if RESERVED_CLAIMS.contains(&name.as_str()) {
                 format!("asrs.u.{name}")
             } else {
@@ -375,7 +438,7 @@ fn user_claims(user: &VerifiedUser, forward_claims: &[String]) -> Map<String, Va
             claims.insert(key, value.clone());
         }
     }
-    claims
+    (claims, dropped)
 }
 
 fn decode_segment(segment: &str) -> Result<Map<String, Value>, ServiceTokenError> {
@@ -464,22 +527,88 @@ mod tests {
     fn refresh_claims_always_name_the_user_and_the_deadline_as_text() {
         let user = VerifiedUser::for_tests(
             "alice",
-            json!({"roles": ["a", "b"], "level": 3, "team": "red"}),
+            json!({"roles": ["a", "b"], "level": 3, "team": "red", "bio": "red, roles: admin"}),
         );
-        let forward = ["roles".to_owned(), "level".to_owned(), "team".to_owned()];
-        let claims = refresh_claims(&user, &forward, 1700);
+        let forward = [
+            "roles".to_owned(),
+            "level".to_owned(),
+            "team".to_owned(),
+            "bio".to_owned(),
+        ];
+        let (claims, dropped) = refresh_claims(&user, &forward, 1700);
         assert_eq!(
             claims,
             [
                 pair("asrs.s.uid", "alice"),
                 pair("roles", "a"),
                 pair("roles", "b"),
-                pair("level", "3"),
                 pair("team", "red"),
                 pair("asrs.s.coae", "true"),
                 pair("asrs.s.aeo", "1700"),
             ]
         );
-        assert_eq!(refresh_claims(&user, &[], 1700).len(), 3);
+        assert_eq!(dropped, ["level", "bio"]);
+        assert_eq!(refresh_claims(&user, &[], 1700).0.len(), 3);
+    }
+
+    #[test]
+    fn only_values_the_upstream_header_carries_unambiguously_are_forwarded() {
+        for good in [json!("red"), json!(["a", "b c"]), json!("a: b")] {
+            assert!(forwarded_value(&good), "{good}");
+        }
+        for bad in [
+            json!("red, roles: admin"),
+            json!("a,b"),
+            json!(["a", "b, roles: admin"]),
+            json!(["a", 1]),
+            json!([]),
+            json!(""),
+            json!(" red"),
+            json!("r\ned"),
+            json!(3),
+            json!(true),
+            json!({"a": "b"}),
+        ] {
+            assert!(!forwarded_value(&bad), "{bad}");
+        }
+        let connection = ConnectionString::parse(
+            "Endpoint=https://x.service.signalr.net;AccessKey=INSECURE-UNIT-TEST-KEY-0123456789;Version=1.0;",
+        )
+        .expect("valid");
+        let user = VerifiedUser::for_tests(
+            "alice",
+            json!({"team": "red, roles: admin", "roles": ["reader", "x,y"], "name": "Alice"}),
+        );
+        let forward = ["team".to_owned(), "roles".to_owned(), "name".to_owned()];
+        let key = Arc::new(SigningKey::access_key_for_tests(
+            "INSECURE-UNIT-TEST-KEY-0123456789",
+        ));
+        let issued = ServiceTokenSigner::new(&connection, Arc::clone(&key))
+            .mint("chat", &user, &forward, None, 1000)
+            .expect("minted");
+        assert_eq!(issued.dropped_claims, ["team", "roles"]);
+        let claims = payload(&issued.token);
+        assert_eq!(claims.get("name"), Some(&json!("Alice")));
+        assert!(!claims.contains_key("team") && !claims.contains_key("roles"));
+        // A refreshed token leaves such a value out as well.
+        let refreshed = ServiceTokenSigner::new(&connection, key)
+            .mint_refreshed(
+                "chat",
+                &[
+                    pair("asrs.s.uid", "alice"),
+                    pair("team", "red, roles: admin"),
+                ],
+                2000,
+                1000,
+            )
+            .expect("minted");
+        assert!(!payload(&refreshed.token).contains_key("team"));
+    }
+
+    #[test]
+    fn reserved_names_are_not_read_back_by_the_upstream() {
+        let forward = ["team".to_owned(), "nonce".to_owned(), "aud".to_owned()];
+        assert_eq!(upstream_readable_claims(&forward), ["team"]);
+        assert!(is_renamed_claim("nonce") && !is_renamed_claim("team"));
     }
 }

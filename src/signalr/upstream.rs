@@ -260,6 +260,12 @@ pub fn user_id_header(request: &HttpRequestData) -> Result<Option<&str>, Upstrea
     }
 }
 
+/// Every `X-ASRS-User-Claims` header of the request, for
+/// `identity::service_connection::ConnectionClaims::parse` (which trusts exactly one).
+pub fn user_claims_headers(request: &HttpRequestData) -> Vec<&str> {
+    request.header_values("X-ASRS-User-Claims")
+}
+
 /// A client's hub-method call (hub protocol type 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HubInvocation {

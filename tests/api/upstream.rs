@@ -412,9 +412,11 @@ async fn connected_without_a_user_or_for_a_visitor_joins_nothing() {
 #[tokio::test]
 async fn user_claims_with_commas_and_duplicate_types_do_not_change_the_decision() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // This app forwards no claims (no AUTH_FORWARD_CLAIMS), so the upstream reads none: every
+    // type below is ignored.
     let app = app(&dir).await;
-    // `join admins` needs the admin role. A forwarded claim whose value smuggles `, roles:
-    // admin`, and a duplicated roles claim, would grant it to a parser of this header.
+    // `join admins` needs the admin role. A claim value smuggling `, roles: admin`, and a
+    // duplicated roles claim, would grant it to a naive parser of this header.
     let forged = [
         "asrs.s.uid: alice, name: x, roles: admin",
         "asrs.s.uid: alice, roles: reader, roles: admin",
@@ -490,5 +492,191 @@ async fn malformed_requests_are_refused_before_anything_is_emitted() {
         let outcome = app.upstream(&call).await;
         assert_eq!(outcome.status, status, "{description}: {outcome:#?}");
         assert!(outcome.signalr_items().is_empty(), "{description}");
+    }
+}
+
+/// Forwards `team` and `roles`: `onConnect` joins `team.{claim:team}`, `invoke` needs the
+/// `member` role for `joinGroup`, and the per-operation rules read `team` and `roles`.
+async fn claims_app(dir: &tempfile::TempDir) -> TestApp {
+    let path = dir.path().join("claims-policy.json");
+    std::fs::write(
+        &path,
+        json!({
+            "rules": [
+                {"operations": ["join"], "groups": ["room-*", "team.{claim:team}"]},
+                {"operations": ["join"], "groups": ["admins"], "require": {"roles": ["admin"]}}
+            ],
+            "invoke": [
+                {"targets": ["joinGroup"], "require": {"roles": ["member"]}}
+            ],
+            "onConnect": {"groups": ["user.{userId}", "team.{claim:team}"]}
+        })
+        .to_string(),
+    )
+    .expect("write policy");
+    let mut config = AppConfig::hs256();
+    config
+        .set("POLICY_FILE", &path.to_string_lossy())
+        .set("AUTH_FORWARD_CLAIMS", "team, roles");
+    spawn_app(config).await
+}
+
+/// `joinGroup(group)` by alice, with `claims` as `X-ASRS-User-Claims`.
+fn join_with_claims(group: &str, claims: &str) -> UpstreamCall {
+    UpstreamCall::invocation(
+        "conn-1",
+        Some("alice"),
+        Some("1"),
+        "joinGroup",
+        json!([group]),
+    )
+    .with_header("X-ASRS-User-Claims", Some(claims))
+}
+
+/// `X-ASRS-User-Claims` as the service builds it from a connection token's claims: each
+/// claim (one per array item) as `Claim.ToString()`, `type: value`, joined with `, `
+/// (docs/protocol/signalr-service.md §6).
+fn header_the_service_would_send(token: &str) -> String {
+    let (_, payload) = decode_service_token(token);
+    let mut pairs = Vec::new();
+    for (claim_type, value) in &payload {
+        let items = match value {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        for item in items {
+            let text = item
+                .as_str()
+                .map_or_else(|| item.to_string(), str::to_owned);
+            pairs.push(format!("{claim_type}: {text}"));
+        }
+    }
+    pairs.join(", ")
+}
+
+#[tokio::test]
+async fn connected_joins_the_team_from_the_forwarded_claims() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = claims_app(&dir).await;
+    let call = UpstreamCall::connected("conn-1", Some("alice")).with_header(
+        "X-ASRS-User-Claims",
+        Some("asrs.s.uid: alice, team: red, aud: http://localhost:8888/client/?hub=chat, exp: 1"),
+    );
+    let outcome = app.upstream(&call).await;
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    assert_eq!(
+        outcome.signalr_items(),
+        vec![
+            json!({"action": "add", "userId": "alice", "groupName": "user.alice"}),
+            json!({"action": "add", "userId": "alice", "groupName": "team.red"}),
+        ]
+    );
+    // No team claim, or an untrusted header: the user's own group only.
+    for claims in [None, Some("team: red,roles: admin")] {
+        let call = UpstreamCall::connected("conn-1", Some("alice"))
+            .with_header("X-ASRS-User-Claims", claims);
+        let outcome = app.upstream(&call).await;
+        assert_eq!(
+            outcome.signalr_items(),
+            vec![json!({"action": "add", "userId": "alice", "groupName": "user.alice"})],
+            "{claims:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicate_types_are_arrays_and_invoke_requires_the_forwarded_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = claims_app(&dir).await;
+    let allowed = [
+        ("room-1", "asrs.s.uid: alice, roles: reader, roles: member"),
+        ("admins", "roles: member, roles: admin"),
+        ("team.red", "roles: member, team: red"),
+    ];
+    for (group, claims) in allowed {
+        let outcome = app.upstream(&join_with_claims(group, claims)).await;
+        assert_eq!(
+            completion(&outcome)["result"]["group"],
+            group,
+            "{claims}: {outcome:#?}"
+        );
+    }
+    let denied = [
+        ("room-1", "roles: reader", "forbidden: invoke"),
+        ("room-1", "", "forbidden: invoke"),
+        ("admins", "roles: member", "forbidden: join"),
+        ("team.red", "roles: member, team: blue", "forbidden: join"),
+        // Types not in AUTH_FORWARD_CLAIMS are ignored, whatever they say.
+        (
+            "room-1",
+            "role: member, groups: member, asrs.u.roles: member, \
+             http://schemas.microsoft.com/ws/2008/06/identity/claims/role: member",
+            "forbidden: invoke",
+        ),
+    ];
+    for (group, claims, error) in denied {
+        let outcome = app.upstream(&join_with_claims(group, claims)).await;
+        assert_eq!(
+            completion(&outcome)["error"],
+            error,
+            "{claims}: {outcome:#?}"
+        );
+        assert!(outcome.signalr_items().is_empty(), "{claims}");
+    }
+}
+
+#[tokio::test]
+async fn a_value_with_a_comma_never_reaches_the_header_and_a_malformed_header_grants_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = claims_app(&dir).await;
+    // A verified team whose value smuggles `, roles: admin`: negotiate leaves it out of the
+    // token (logging the type, not the value), so the header the service builds from that
+    // token carries no such pair, and `join admins` stays forbidden.
+    let mut user_claims = claims("alice");
+    user_claims.insert("team".into(), json!("red, roles: admin"));
+    user_claims.insert("roles".into(), json!(["member"]));
+    let negotiated = app.negotiate(&hs256_token(&user_claims)).await;
+    assert_eq!(negotiated.status, 200, "{negotiated:#?}");
+    let token = negotiated.body["accessToken"].as_str().expect("token");
+    let (_, payload) = decode_service_token(token);
+    assert!(!payload.contains_key("team"), "{payload:?}");
+    assert_eq!(payload["roles"], json!(["member"]));
+    let logs = negotiated.logs_text();
+    assert!(logs.contains(r#"["team"]"#), "{logs}");
+    assert!(
+        !logs.contains("roles: admin"),
+        "never logs the value: {logs}"
+    );
+    let header = header_the_service_would_send(token);
+    assert!(!header.contains("admin"), "{header}");
+    let outcome = app.upstream(&join_with_claims("admins", &header)).await;
+    assert_eq!(
+        completion(&outcome)["error"],
+        "forbidden: join",
+        "{outcome:#?}"
+    );
+
+    // Headers that cannot come from a token negotiate signed are not trusted at all: even the
+    // genuine-looking `roles: member` beside them is dropped, so `invoke` is refused.
+    for claims in [
+        "roles: member, team: red,roles: admin",
+        "roles: member, team: red, roles, roles: admin",
+        "roles: member, team: ",
+        "roles: member, team:  red",
+    ] {
+        let outcome = app.upstream(&join_with_claims("admins", claims)).await;
+        assert_eq!(
+            completion(&outcome)["error"],
+            "forbidden: invoke",
+            "{claims}: {outcome:#?}"
+        );
+        assert!(outcome.signalr_items().is_empty(), "{claims}");
+        assert!(
+            outcome
+                .logs_text()
+                .contains("X-ASRS-User-Claims not trusted"),
+            "{claims}: {:?}",
+            outcome.logs
+        );
     }
 }
