@@ -236,28 +236,6 @@ pub enum CrossSiteRefusal {
     ForeignOrigin(String),
 }
 
-/// Why an upstream request's `X-ASRS-User-Claims` is not trusted at all (the connection is then
-/// read with no claims, and the reason logged). Never carries a claim value, only positions and
-/// operator-set claim types.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UntrustedClaims {
-    /// More than one `X-ASRS-User-Claims` header.
-    #[error("the header is repeated")]
-    Repeated,
-    /// A `, `-separated item that is not `type: value`.
-    #[error("item {0} is not `type: value`")]
-    NotAPair(usize),
-    /// A forwarded type whose value negotiate never puts in a token (empty, surrounding
-    /// whitespace, `,` or a control character): the header is not what our token carried.
-    #[error("item {index} (forwarded claim {claim_type:?}) has a value negotiate never forwards")]
-    UnforwardableValue {
-        /// The item's position.
-        index: usize,
-        /// Its claim type, one of `AUTH_FORWARD_CLAIMS`.
-        claim_type: String,
-    },
-}
-
 /// What was not found (404).
 #[derive(Debug, thiserror::Error)]
 pub enum NotFound {

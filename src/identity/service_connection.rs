@@ -29,9 +29,30 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::UntrustedClaims;
 use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
 use crate::names::UserId;
+
+/// Why an upstream request's `X-ASRS-User-Claims` is not trusted at all (the connection is then
+/// read with no claims, and the reason logged). Never carries a claim value, only positions and
+/// operator-set claim types.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UntrustedClaims {
+    /// More than one `X-ASRS-User-Claims` header.
+    #[error("the header is repeated")]
+    Repeated,
+    /// A `, `-separated item that is not `type: value`.
+    #[error("item {0} is not `type: value`")]
+    NotAPair(usize),
+    /// A forwarded type whose value negotiate never puts in a token (empty, surrounding
+    /// whitespace, `,` or a control character): the header is not what our token carried.
+    #[error("item {index} (forwarded claim {claim_type:?}) has a value negotiate never forwards")]
+    UnforwardableValue {
+        /// The item's position.
+        index: usize,
+        /// Its claim type, one of `AUTH_FORWARD_CLAIMS`.
+        claim_type: String,
+    },
+}
 
 /// Whether a claim value survives `X-ASRS-User-Claims` exactly: not empty, no surrounding
 /// whitespace (a header's ends are trimmed), no `,` (the pair separator) and no control
