@@ -82,6 +82,8 @@ function makeAppRoot({ connectionString, issuer, serviceUri, settings = {} }) {
         : { AzureSignalRConnectionString: connectionString }),
       AUTH_ISSUER: issuer,
       AUTH_AUDIENCE: AUDIENCE,
+      // The demo page is off unless asked for; the stack tests drive it.
+      DEMO_PAGE_ENABLED: 'true',
       ...settings,
     },
     Host: { CORS: '*' },
