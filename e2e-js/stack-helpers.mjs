@@ -82,6 +82,8 @@ function makeAppRoot({ connectionString, issuer, serviceUri, settings = {} }) {
         : { AzureSignalRConnectionString: connectionString }),
       AUTH_ISSUER: issuer,
       AUTH_AUDIENCE: AUDIENCE,
+      // The demo page is off unless asked for; the stack tests drive it.
+      DEMO_PAGE_ENABLED: 'true',
       ...settings,
     },
     Host: { CORS: '*' },
@@ -108,7 +110,8 @@ async function freePort() {
  */
 export async function startStack(t, settings = {}) {
   const hostPort = await freePort();
-  const emulator = await startEmulator(['--upstream', `http://127.0.0.1:${hostPort}/api/upstream`]);
+  const upstream = ['--upstream', `http://127.0.0.1:${hostPort}/api/upstream`];
+  let emulator = await startEmulator(upstream);
   t.after(() => emulator.stop());
   const idp = await startProcess('dev-idp', ['--port', '0', '--audience', AUDIENCE],
     /dev-idp listening on (http:\/\/localhost:\d+) \(issuer (\S+)\)/);
@@ -124,7 +127,22 @@ export async function startStack(t, settings = {}) {
     /host-emulator listening on http:\/\/localhost:(\d+)/, { env });
   t.after(() => host.stop());
   const appUrl = `http://127.0.0.1:${host.match[1]}`;
-  return { emulator, idp, idpUrl, host, appUrl, root };
+  const stack = {
+    emulator, idp, idpUrl, host, appUrl, root,
+    /**
+     * Stops the SignalR emulator and starts a new one on the same port with the same upstream (and
+     * the same well-known development key), as when a service restarts: clients lose their
+     * connections, and the app's settings stay right.
+     */
+    async restartEmulator() {
+      const { port } = emulator;
+      await emulator.stop();
+      emulator = await startEmulator([...upstream, '--port', String(port)]);
+      stack.emulator = emulator;
+      return emulator;
+    },
+  };
+  return stack;
 }
 
 /**

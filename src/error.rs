@@ -248,6 +248,9 @@ pub enum NotFound {
     /// `connect` without Web PubSub configured.
     #[error("the Web PubSub connect handler is off (WEBPUBSUB_CONNECTION_STRING is not set)")]
     ConnectOff,
+    /// `index` while the demo page is off (the default, for deployments).
+    #[error("the demo page is off (DEMO_PAGE_ENABLED is not true)")]
+    DemoPageOff,
     /// `upstream` with no way to authenticate the service configured.
     #[error("the SignalR upstream is off (SIGNALR_UPSTREAM_AUTH is `off`)")]
     UpstreamOff,

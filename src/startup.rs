@@ -67,6 +67,11 @@ impl Application {
                 "MESSAGE_SENDER_STAMP=false: messages carry only the caller's arguments, so receivers cannot tell who sent them"
             );
         }
+        if settings.function(Function::Index).is_some() && !settings.demo_page {
+            tracing::info!(
+                "the demo page (index) is off: DEMO_PAGE_ENABLED is not true, so /api/app/ answers 404"
+            );
+        }
         let listener = TcpListener::bind(("127.0.0.1", settings.port))?;
         let port = listener.local_addr()?.port();
         let Settings {
@@ -83,6 +88,7 @@ impl Application {
             sender_stamp,
             auth_expiry,
             app_root,
+            demo_page,
         } = settings;
         let state = web::Data::new(AppState {
             functions,
@@ -97,6 +103,7 @@ impl Application {
             sender_stamp,
             auth_expiry,
             app_root,
+            demo_page,
             authenticator,
             service,
             service_auth,

@@ -58,6 +58,10 @@ pub struct Settings {
     pub auth_expiry: AuthExpiry,
     /// The function app root (static files of the `index` function live under `www/`).
     pub app_root: PathBuf,
+    /// `DEMO_PAGE_ENABLED`: whether the `index` function serves the demo page (default: no).
+    /// Off unless asked for, because a deployed app should not hand every visitor a page that
+    /// signs in at a development issuer; `scripts/dev` and the sample settings turn it on.
+    pub demo_page: bool,
 }
 
 impl Settings {
@@ -146,6 +150,7 @@ impl Settings {
         }
         let sender_stamp = SenderStamp::from_env(&env)?;
         let auth_expiry = AuthExpiry::from_env(&env)?;
+        let demo_page = env.bool("DEMO_PAGE_ENABLED", false)?;
         Ok(Self {
             port,
             functions,
@@ -160,6 +165,7 @@ impl Settings {
             sender_stamp,
             auth_expiry,
             app_root,
+            demo_page,
         })
     }
 

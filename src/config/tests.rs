@@ -266,6 +266,7 @@ fn each_missing_or_bad_setting_is_named() {
             &[("MESSAGE_SENDER_STAMP", Some("off"))],
             "MESSAGE_SENDER_STAMP",
         ),
+        (&[("DEMO_PAGE_ENABLED", Some("yes"))], "DEMO_PAGE_ENABLED"),
         (
             &[("SIGNALR_CLOSE_ON_AUTH_EXPIRY", Some("maybe"))],
             "SIGNALR_CLOSE_ON_AUTH_EXPIRY",

@@ -4,6 +4,9 @@
 //! Only text files are served (the `http` output carries a string body, written as is), from a
 //! fixed list of extensions, with paths checked segment by segment so nothing outside `www/`
 //! can be named.
+//!
+//! Off unless `DEMO_PAGE_ENABLED=true`: the page signs in at whatever issuer its URL names and is
+//! a teaching aid, not part of a deployed app, so a deployment that forgets about it serves 404.
 
 use crate::bindings::FunctionBindings;
 use crate::error::{HandlerError, NotFound};
@@ -24,6 +27,9 @@ pub async fn run(
     bindings: &FunctionBindings,
     invocation: &InvocationRequest,
 ) -> Result<FunctionOutcome, HandlerError> {
+    if !state.demo_page {
+        return Err(HandlerError::NotFound(NotFound::DemoPageOff));
+    }
     let request = invocation.http_request(&bindings.trigger)?;
     let requested = request
         .params

@@ -65,6 +65,8 @@ pub struct AppState {
     pub auth_expiry: AuthExpiry,
     /// The function app root (static files of the `index` function live under `www/`).
     pub app_root: PathBuf,
+    /// `DEMO_PAGE_ENABLED`: whether `index` serves the demo page; off, it answers 404.
+    pub demo_page: bool,
     /// Caller verification.
     pub authenticator: Authenticator,
     /// REST reads against the SignalR Service (membership checks).

@@ -4,8 +4,9 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn index_serves_files_from_www_and_refuses_everything_else() {
+/// An app root with the `negotiate` and `index` folders and a small `www/`, plus a file beside
+/// `www/` that must never be served.
+fn demo_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("temp dir");
     for function in ["negotiate", "index"] {
         std::fs::create_dir(root.path().join(function)).expect("mkdir");
@@ -22,22 +23,50 @@ async fn index_serves_files_from_www_and_refuses_everything_else() {
     .expect("write");
     std::fs::write(root.path().join("www/lib/app.js"), "console.log(1)").expect("write");
     std::fs::write(root.path().join("secret.txt"), "do not serve").expect("write");
+    root
+}
+
+/// The host's invocation of `index` for a GET of `/api/app/<path>`.
+fn get(path: &str) -> serde_json::Value {
+    let mut payload = function_payload("index", None, &json!({}));
+    let request = &mut payload["Data"]["req"];
+    request["Method"] = json!("GET");
+    request.as_object_mut().expect("req").remove("Body");
+    request["Params"] = if path.is_empty() {
+        json!({})
+    } else {
+        json!({"path": path})
+    };
+    payload
+}
+
+#[tokio::test]
+async fn the_demo_page_is_off_unless_demo_page_enabled_is_true() {
+    let root = demo_root();
     let mut config = AppConfig::hs256();
     config.app_root = root.path().to_path_buf();
     let app = spawn_app(config).await;
+    for path in ["", "index.html", "lib/app.js"] {
+        let response = app.invoke("index", &get(path)).await;
+        assert_eq!(response.status, 404, "{path:?}: {response:#?}");
+        assert!(!response.body_text.contains("demo"), "{response:#?}");
+    }
+    let logged = app.invoke("index", &get("")).await;
+    assert!(
+        logged.logs_text().contains("DEMO_PAGE_ENABLED"),
+        "the log names the setting: {:?}",
+        logged.logs
+    );
+}
 
-    let get = |path: &str| {
-        let mut payload = function_payload("index", None, &json!({}));
-        let request = &mut payload["Data"]["req"];
-        request["Method"] = json!("GET");
-        request.as_object_mut().expect("req").remove("Body");
-        request["Params"] = if path.is_empty() {
-            json!({})
-        } else {
-            json!({"path": path})
-        };
-        payload
-    };
+#[tokio::test]
+async fn index_serves_files_from_www_and_refuses_everything_else() {
+    let root = demo_root();
+    let mut config = AppConfig::hs256();
+    config.app_root = root.path().to_path_buf();
+    config.set("DEMO_PAGE_ENABLED", "true");
+    let app = spawn_app(config).await;
+
     let page = app.invoke("index", &get("")).await;
     assert_eq!(page.status, 200, "{page:#?}");
     assert_eq!(page.body_text, "<!doctype html><title>demo</title>");

@@ -110,7 +110,9 @@ async fn a_json_body_with_a_multipart_boundary_parameter_is_read_as_text_not_bas
 
 #[tokio::test]
 async fn an_absent_optional_route_parameter_sent_as_null_serves_the_index_page() {
-    let app = spawn_app(AppConfig::hs256()).await;
+    let mut config = AppConfig::hs256();
+    config.set("DEMO_PAGE_ENABLED", "true");
+    let app = spawn_app(config).await;
     let mut payload = function_payload("index", None, &json!({}));
     let request = &mut payload["Data"]["req"];
     request["Method"] = json!("GET");
