@@ -17,7 +17,8 @@ use crate::invocation::InvocationError;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
-use crate::webpubsub::{EventAuth, EventTokenVerifier};
+use crate::identity::service_identity::ServiceTokenVerifier;
+use crate::webpubsub::EventAuth;
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
 /// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
@@ -40,7 +41,7 @@ impl Application {
         let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
         let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;
         let web_pubsub_events = match settings.web_pubsub.as_ref().map(|wps| &wps.event_auth) {
-            Some(EventAuth::ManagedIdentity(identity)) => Some(EventTokenVerifier::new(
+            Some(EventAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
                 identity,
                 &settings.signalr.service_audience(),
             )?),

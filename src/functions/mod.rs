@@ -32,7 +32,8 @@ use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
 use crate::signalr::upstream::UpstreamSettings;
 use crate::telemetry::escape_controls;
-use crate::webpubsub::{EventTokenVerifier, WebPubSubSettings};
+use crate::identity::service_identity::ServiceTokenVerifier;
+use crate::webpubsub::WebPubSubSettings;
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -56,7 +57,7 @@ pub struct AppState {
     /// The SignalR upstream (`upstream`), when the app has it and it is not off.
     pub upstream: Option<UpstreamSettings>,
     /// Keyless Web PubSub: the verifier of the service's bearer token on event requests.
-    pub web_pubsub_events: Option<EventTokenVerifier>,
+    pub web_pubsub_events: Option<ServiceTokenVerifier>,
     /// Who may do what to which group.
     pub policy: Policy,
     /// Whether messages carry their verified sender.
