@@ -271,7 +271,9 @@ pub enum NotFound {
     #[error("the Web PubSub connect handler is off (WEBPUBSUB_CONNECTION_STRING is not set)")]
     ConnectOff,
     /// `upstream` with no way to authenticate the service configured.
-    #[error("the SignalR upstream is off (SIGNALR_UPSTREAM_AUTH is `off`)")]
+    #[error(
+        "the SignalR upstream is off (SIGNALR_UPSTREAM_AUTH is `off`, or keyless without `managedIdentity`)"
+    )]
     UpstreamOff,
 }
 

@@ -13,11 +13,12 @@ use crate::error::HandlerError;
 use crate::function::Function;
 use crate::functions::{self, AppState};
 use crate::identity::Authenticator;
+use crate::identity::service_identity::ServiceTokenVerifier;
 use crate::invocation::InvocationError;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
-use crate::identity::service_identity::ServiceTokenVerifier;
+use crate::signalr::upstream::ServiceAuth as UpstreamAuth;
 use crate::webpubsub::EventAuth;
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
@@ -47,6 +48,13 @@ impl Application {
             )?),
             _ => None,
         };
+        let upstream_service = match settings.upstream.as_ref().map(|upstream| &upstream.auth) {
+            Some(UpstreamAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
+                identity,
+                &settings.signalr.service_audience(),
+            )?),
+            _ => None,
+        };
         if service_auth.is_keyless() {
             tracing::info!(
                 setting = %settings.signalr_setting,
@@ -61,6 +69,12 @@ impl Application {
         if settings.function(Function::Connect).is_some() && settings.web_pubsub.is_none() {
             tracing::info!(
                 "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
+            );
+        }
+        if settings.function(Function::Upstream).is_some() && settings.upstream.is_none() {
+            tracing::info!(
+                "the SignalR upstream is off (404): SIGNALR_UPSTREAM_AUTH is `off`, or the connection is keyless and \
+                 SIGNALR_UPSTREAM_AUTH is not `managedIdentity`"
             );
         }
         if settings.sender_stamp == SenderStamp::Off {
@@ -94,6 +108,7 @@ impl Application {
             web_pubsub,
             upstream,
             web_pubsub_events,
+            upstream_service,
             policy,
             sender_stamp,
             auth_expiry,

@@ -178,11 +178,10 @@ impl ServiceTokenVerifier {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or(ServiceTokenRefused("Authorization is not a Bearer token"))?;
-        let caller = self
-            .jwt
-            .verify(token)
-            .await
-            .map_err(|_| ServiceTokenRefused("the bearer token is not a valid service token"))?;
+        let caller =
+            self.jwt.verify(token).await.map_err(|_| {
+                ServiceTokenRefused("the bearer token is not a valid service token")
+            })?;
         let is_identity = |claim: &str| {
             caller
                 .claim(claim)
@@ -206,7 +205,16 @@ mod tests {
     fn tenant_ids_cannot_reshape_the_issuer() {
         assert!(is_tenant_id("11111111-1111-4111-8111-111111111111"));
         assert!(is_tenant_id("contoso.onmicrosoft.com"));
-        for bad in ["", "..", "a/b", "x?y", "x#y", "https://evil", "a b", "..%2f"] {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "x?y",
+            "x#y",
+            "https://evil",
+            "a b",
+            "..%2f",
+        ] {
             assert!(!is_tenant_id(bad), "{bad}");
         }
     }
