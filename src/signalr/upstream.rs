@@ -86,13 +86,14 @@ impl UpstreamSettings {
             .get("SIGNALR_SECONDARY_ACCESS_KEY")
             .map(SecretString::from);
         let mode = env.get(SETTING);
-        if mode.as_deref() != Some("managedIdentity") {
-            if let Some(name) = MANAGED_IDENTITY_SETTINGS.first_set(env) {
-                return Err(ConfigError::new(
-                    name,
-                    "is set, but SIGNALR_UPSTREAM_AUTH is not `managedIdentity`, so nothing reads it; set SIGNALR_UPSTREAM_AUTH=managedIdentity or remove this setting",
-                ));
-            }
+        if let Some(name) = MANAGED_IDENTITY_SETTINGS
+            .first_set(env)
+            .filter(|_| mode.as_deref() != Some("managedIdentity"))
+        {
+            return Err(ConfigError::new(
+                name,
+                "is set, but SIGNALR_UPSTREAM_AUTH is not `managedIdentity`, so nothing reads it; set SIGNALR_UPSTREAM_AUTH=managedIdentity or remove this setting",
+            ));
         }
         match (mode.as_deref(), connection.access_key()) {
             // Keyless without a mode: off (see above).

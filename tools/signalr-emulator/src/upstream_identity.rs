@@ -127,10 +127,11 @@ impl IdentityTokens {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs();
-        if let Some(current) = cached.as_ref() {
-            if current.expires_on > now + REFRESH_MARGIN_SECONDS {
-                return Ok(current.token.clone());
-            }
+        if let Some(current) = cached
+            .as_ref()
+            .filter(|current| current.expires_on > now + REFRESH_MARGIN_SECONDS)
+        {
+            return Ok(current.token.clone());
         }
         let fresh = self.fetch().await?;
         let token = fresh.token.clone();
