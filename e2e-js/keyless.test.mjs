@@ -65,3 +65,33 @@ test('keyless: negotiate, connect, group and user delivery with no access key', 
   assert.ok(logs.includes('SignalR temporary key fetched'), 'the start-up check succeeded');
   assert.ok(!logs.includes('eyJ'), 'no token in the host or handler log');
 });
+
+// Hub-method calls in keyless mode: the emulator authenticates its upstream requests with its
+// managed-identity bearer (no signature: there is no key), and the handler checks that token
+// (SIGNALR_UPSTREAM_AUTH=managedIdentity) before it runs joinGroup / sendToGroup.
+test('keyless: invoke("joinGroup") over the WebSocket and group delivery, authenticated by the managed-identity bearer', { timeout: HANG_GUARD_MS }, async (t) => {
+  const stack = await startKeylessStack(t);
+  const [alice, bob] = await Promise.all(['alice', 'bob'].map((user) => getToken(stack, user)));
+  const ready = await negotiateWhenReady(stack, alice);
+  assert.equal(ready.status, 200, ready.text);
+
+  const aliceHub = connection(stack, alice);
+  const aliceInbox = new Inbox(aliceHub, [TARGET]);
+  await aliceHub.start();
+  t.after(() => aliceHub.stop());
+  const bobHub = connection(stack, bob);
+  await bobHub.start();
+  t.after(() => bobHub.stop());
+
+  const joined = await aliceHub.invoke('joinGroup', 'room-7');
+  assert.deepEqual(joined, { action: 'add', group: 'room-7', userId: 'alice' });
+  const sent = await bobHub.invoke('sendToGroup', 'room-7', TARGET, { text: 'hello keyless room-7' });
+  assert.deepEqual(sent, { sent: true, target: TARGET, group: 'room-7' });
+  const received = await aliceInbox.next();
+  assert.deepEqual(received.args[0], { sender: 'bob', source: 'signalr-connection' });
+  assert.equal(received.args[1].text, 'hello keyless room-7');
+
+  await assert.rejects(aliceHub.invoke('joinGroup', 'staff'), { message: 'forbidden: join' });
+  const logs = `${stack.host.output()}\n${stack.emulator.output()}`;
+  assert.ok(!logs.includes('eyJ'), 'no token in any log');
+});

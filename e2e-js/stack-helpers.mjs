@@ -145,29 +145,54 @@ export async function startStack(t, settings = {}) {
   return stack;
 }
 
+/** The resource the keyless emulator requests its upstream token for (`auth: ManagedIdentity`). */
+export const UPSTREAM_RESOURCE = 'api://signalr-upstream-e2e';
+/** dev-idp's managed identity (its default client id): the service identity the handler expects. */
+export const MI_CLIENT_ID = '22222222-2222-4222-8222-222222222222';
+
 /**
  * The stack with no access key anywhere: dev-idp also serves the managed-identity endpoint, the
  * emulator trusts its stand-in Entra issuer with local auth disabled, and the host emulator (and
- * through it the handler) gets IDENTITY_ENDPOINT/IDENTITY_HEADER as on Azure.
+ * through it the handler) gets IDENTITY_ENDPOINT/IDENTITY_HEADER as on Azure. The emulator's
+ * upstream is the app's `upstream` function with `auth: ManagedIdentity`: it sends its
+ * managed-identity token for UPSTREAM_RESOURCE, which the handler checks
+ * (SIGNALR_UPSTREAM_AUTH=managedIdentity). dev-idp has one identity, so here the service and the
+ * app share it.
  */
 export async function startKeylessStack(t) {
+  const hostPort = await freePort();
   const idp = await startProcess('dev-idp', ['--port', '0', '--audience', AUDIENCE],
     /managed identity: issuer (\S+) /);
   t.after(() => idp.stop());
   const printed = (name) => new RegExp(`^${name}=(\\S+)$`, 'm').exec(idp.output())[1];
   const listening = /dev-idp listening on (http:\/\/localhost:\d+) \(issuer (\S+)\)/.exec(idp.output());
+  const identityEndpoint = printed('IDENTITY_ENDPOINT');
+  const identityHeader = printed('IDENTITY_HEADER');
   const emulator = await startProcess('signalr-emulator',
-    ['--port', '0', '--entra-issuer', idp.match[1], '--disable-local-auth'],
+    ['--port', '0', '--entra-issuer', idp.match[1], '--disable-local-auth',
+      '--upstream', `http://127.0.0.1:${hostPort}/api/upstream`,
+      '--upstream-identity-endpoint', identityEndpoint,
+      '--upstream-identity-header', identityHeader,
+      '--upstream-token-resource', UPSTREAM_RESOURCE],
     /^Endpoint=(http:\/\/localhost:\d+);AuthType=azure\.msi;Version=1\.0;$/);
   t.after(() => emulator.stop());
-  const root = makeAppRoot({ serviceUri: emulator.match[1], issuer: listening[2] });
+  const root = makeAppRoot({
+    serviceUri: emulator.match[1],
+    issuer: listening[2],
+    settings: {
+      SIGNALR_UPSTREAM_AUTH: 'managedIdentity',
+      SIGNALR_UPSTREAM_ISSUER: idp.match[1],
+      SIGNALR_UPSTREAM_AUDIENCE: UPSTREAM_RESOURCE,
+      SIGNALR_UPSTREAM_IDENTITY: MI_CLIENT_ID,
+    },
+  });
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const env = Object.fromEntries(Object.keys(process.env)
     .filter((name) => name.startsWith('AUTH_') || name.startsWith('Azure') || name.startsWith('WEBPUBSUB_'))
     .map((name) => [name, '']));
-  env.IDENTITY_ENDPOINT = printed('IDENTITY_ENDPOINT');
-  env.IDENTITY_HEADER = printed('IDENTITY_HEADER');
-  const host = await startProcess('host-emulator', [root, '--port', '0'],
+  env.IDENTITY_ENDPOINT = identityEndpoint;
+  env.IDENTITY_HEADER = identityHeader;
+  const host = await startProcess('host-emulator', [root, '--port', String(hostPort)],
     /host-emulator listening on http:\/\/localhost:(\d+)/, { env });
   t.after(() => host.stop());
   const appUrl = `http://127.0.0.1:${host.match[1]}`;

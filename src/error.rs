@@ -252,7 +252,9 @@ pub enum NotFound {
     #[error("the demo page is off (DEMO_PAGE_ENABLED is not true)")]
     DemoPageOff,
     /// `upstream` with no way to authenticate the service configured.
-    #[error("the SignalR upstream is off (SIGNALR_UPSTREAM_AUTH is `off`)")]
+    #[error(
+        "the SignalR upstream is off (SIGNALR_UPSTREAM_AUTH is `off`, or keyless without `managedIdentity`)"
+    )]
     UpstreamOff,
 }
 

@@ -13,11 +13,13 @@ use crate::error::HandlerError;
 use crate::function::Function;
 use crate::functions::{self, AppState};
 use crate::identity::Authenticator;
+use crate::identity::service_identity::ServiceTokenVerifier;
 use crate::invocation::InvocationError;
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
-use crate::webpubsub::{EventAuth, EventTokenVerifier};
+use crate::signalr::upstream::ServiceAuth as UpstreamAuth;
+use crate::webpubsub::EventAuth;
 
 /// Largest invocation payload read from the host. The caller's body travels inside it; our
 /// functions take small JSON bodies, so a few MiB leaves ample room for the envelope.
@@ -40,7 +42,14 @@ impl Application {
         let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
         let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;
         let web_pubsub_events = match settings.web_pubsub.as_ref().map(|wps| &wps.event_auth) {
-            Some(EventAuth::ManagedIdentity(identity)) => Some(EventTokenVerifier::new(
+            Some(EventAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
+                identity,
+                &settings.signalr.service_audience(),
+            )?),
+            _ => None,
+        };
+        let upstream_service = match settings.upstream.as_ref().map(|upstream| &upstream.auth) {
+            Some(UpstreamAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
                 identity,
                 &settings.signalr.service_audience(),
             )?),
@@ -60,6 +69,12 @@ impl Application {
         if settings.function(Function::Connect).is_some() && settings.web_pubsub.is_none() {
             tracing::info!(
                 "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
+            );
+        }
+        if settings.function(Function::Upstream).is_some() && settings.upstream.is_none() {
+            tracing::info!(
+                "the SignalR upstream is off (404): SIGNALR_UPSTREAM_AUTH is `off`, or the connection is keyless and \
+                 SIGNALR_UPSTREAM_AUTH is not `managedIdentity`"
             );
         }
         if settings.sender_stamp == SenderStamp::Off {
@@ -99,6 +114,7 @@ impl Application {
             web_pubsub,
             upstream,
             web_pubsub_events,
+            upstream_service,
             policy,
             sender_stamp,
             auth_expiry,

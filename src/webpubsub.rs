@@ -14,7 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::identity::jwt::{JwtSettings, JwtVerifier, KeySource, ServiceAudience};
+use crate::identity::service_identity::{
+    ServiceIdentitySettingNames, ServiceIdentitySettings, ServiceTokenVerifier,
+};
 use crate::invocation::{HttpRequestData, header_values_in};
 use crate::settings::{ConfigError, Env};
 use crate::signalr::connection_string::ConnectionString;
@@ -145,7 +147,7 @@ pub struct AuthenticatedEvent {
 /// `ce-signature`; a missing verifier refuses (fail closed).
 pub async fn authenticate_event(
     settings: &WebPubSubSettings,
-    verifier: Option<&EventTokenVerifier>,
+    verifier: Option<&ServiceTokenVerifier>,
     request: &HttpRequestData,
 ) -> Result<AuthenticatedEvent, WebPubSubError> {
     let origin = single_header(request, REQUEST_ORIGIN_HEADER).ok_or(
@@ -181,7 +183,8 @@ pub async fn authenticate_event(
                     "no verifier for the service's token",
                 ))?
                 .verify(request)
-                .await?;
+                .await
+                .map_err(|refused| WebPubSubError::NotAuthenticated(refused.0))?;
         }
     }
     let event_type = single_header(request, "ce-type")
@@ -301,66 +304,6 @@ pub enum EventAuth {
     ManagedIdentity(Box<ServiceIdentitySettings>),
 }
 
-/// `WEBPUBSUB_EVENT_HANDLER_*`: who may call the event handler when there is no key.
-#[derive(Debug, Clone)]
-pub struct ServiceIdentitySettings {
-    /// Issuer, audience and keys (OpenID discovery from the issuer), RS256 only.
-    pub jwt: JwtSettings,
-    /// The Web PubSub identity's `appid` or `oid`.
-    pub identity: String,
-}
-
-/// Verifies the service's managed-identity token on event requests (keyless mode).
-pub struct EventTokenVerifier {
-    jwt: JwtVerifier,
-    identity: String,
-}
-
-impl EventTokenVerifier {
-    /// Builds the verifier (its JWKS cache) for `settings`.
-    pub fn new(
-        settings: &ServiceIdentitySettings,
-        service: &ServiceAudience,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            jwt: JwtVerifier::new(&settings.jwt, service)?,
-            identity: settings.identity.clone(),
-        })
-    }
-
-    /// Checks the request's single `Authorization: Bearer` token: signature, issuer, audience,
-    /// expiry, and `appid` or `oid` equal to the configured identity.
-    async fn verify(&self, request: &HttpRequestData) -> Result<(), WebPubSubError> {
-        let header = single_header(request, "Authorization").ok_or(
-            WebPubSubError::NotAuthenticated("no single Authorization header (keyless mode)"),
-        )?;
-        let token = header
-            .get(..7)
-            .filter(|scheme| scheme.eq_ignore_ascii_case("Bearer "))
-            .and_then(|_| header.get(7..))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(WebPubSubError::NotAuthenticated(
-                "Authorization is not a Bearer token",
-            ))?;
-        let caller = self.jwt.verify(token).await.map_err(|_| {
-            WebPubSubError::NotAuthenticated("the bearer token is not a valid service token")
-        })?;
-        let is_identity = |claim: &str| {
-            caller
-                .claim(claim)
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|value| value.eq_ignore_ascii_case(&self.identity))
-        };
-        if !(is_identity("appid") || is_identity("oid")) {
-            return Err(WebPubSubError::NotAuthenticated(
-                "the bearer token is not the configured Web PubSub identity's",
-            ));
-        }
-        Ok(())
-    }
-}
-
 impl WebPubSubSettings {
     /// The connect handler is an optional feature: off (the function answers 404) unless
     /// `WEBPUBSUB_CONNECTION_STRING` is set, so an app that ships the `connect` folder but does
@@ -374,11 +317,10 @@ impl WebPubSubSettings {
             "WEBPUBSUB_SECONDARY_ACCESS_KEY",
             "WEBPUBSUB_REQUIRE_CLIENT_CERT",
             "WEBPUBSUB_CONNECT_JWT",
-            "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
-            "WEBPUBSUB_EVENT_HANDLER_ISSUER",
-            "WEBPUBSUB_EVENT_HANDLER_AUDIENCE",
-            "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
-        ] {
+        ]
+        .into_iter()
+        .chain(EVENT_HANDLER_SETTINGS.all())
+        {
             if env.get(name).is_some() {
                 return Err(ConfigError::new(
                     name,
@@ -444,82 +386,34 @@ impl WebPubSubSettings {
     }
 }
 
+/// The `WEBPUBSUB_EVENT_HANDLER_*` settings.
+const EVENT_HANDLER_SETTINGS: ServiceIdentitySettingNames = ServiceIdentitySettingNames {
+    tenant_id: "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
+    issuer: "WEBPUBSUB_EVENT_HANDLER_ISSUER",
+    audience: "WEBPUBSUB_EVENT_HANDLER_AUDIENCE",
+    identity: "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
+    service: "the Web PubSub identity",
+    resource_hint: "the event handler's auth setting",
+};
+
 /// The `WEBPUBSUB_EVENT_HANDLER_*` settings: required with an identity-based connection string,
 /// refused with an access key (they would be ignored, which hides a mistake).
 fn event_auth(env: &Env, connection: &ConnectionString) -> Result<EventAuth, ConfigError> {
-    const NAMES: [&str; 4] = [
-        "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
-        "WEBPUBSUB_EVENT_HANDLER_ISSUER",
-        "WEBPUBSUB_EVENT_HANDLER_AUDIENCE",
-        "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
-    ];
     if connection.access_key().is_some() {
-        if let Some(name) = NAMES.iter().find(|name| env.get(name).is_some()) {
+        if let Some(name) = EVENT_HANDLER_SETTINGS.first_set(env) {
             return Err(ConfigError::new(
-                *name,
+                name,
                 "is set, but WEBPUBSUB_CONNECTION_STRING has an AccessKey, so events are checked by ce-signature; remove it, or use `AuthType=azure.msi`",
             ));
         }
         return Ok(EventAuth::Signature);
     }
-    let issuer = match (
-        env.get("WEBPUBSUB_EVENT_HANDLER_ISSUER"),
-        env.get("WEBPUBSUB_EVENT_HANDLER_TENANT_ID"),
-    ) {
-        (Some(issuer), None) => issuer,
-        (None, Some(tenant)) if !tenant.contains(['/', '?', '#']) => {
-            format!("https://sts.windows.net/{tenant}/")
-        }
-        (None, Some(_)) => {
-            return Err(ConfigError::new(
-                "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
-                "must be a tenant id (a GUID), not a URL",
-            ));
-        }
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "WEBPUBSUB_EVENT_HANDLER_ISSUER",
-                "and WEBPUBSUB_EVENT_HANDLER_TENANT_ID are both set; set only the tenant id (the issuer is for local stand-ins)",
-            ));
-        }
-        (None, None) => {
-            return Err(ConfigError::new(
-                "WEBPUBSUB_EVENT_HANDLER_TENANT_ID",
-                "is not set; WEBPUBSUB_CONNECTION_STRING is identity-based, so events carry the service's managed-identity token, and the handler needs the tenant whose keys sign it",
-            ));
-        }
-    };
-    let issuer_url = url::Url::parse(&issuer)
-        .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
-        .ok_or_else(|| {
-            ConfigError::new(
-                "WEBPUBSUB_EVENT_HANDLER_ISSUER",
-                format!("`{issuer}` is not an absolute http(s) URL"),
-            )
-        })?;
-    let audience = env.require(
-        "WEBPUBSUB_EVENT_HANDLER_AUDIENCE",
-        "set it to the resource the Web PubSub identity requests tokens for (the event handler's auth setting)",
-    )?;
-    let identity = env.require(
-        "WEBPUBSUB_EVENT_HANDLER_IDENTITY",
-        "set it to the Web PubSub managed identity's client (appid) or object (oid) id",
-    )?;
-    Ok(EventAuth::ManagedIdentity(Box::new(
-        ServiceIdentitySettings {
-            jwt: JwtSettings {
-                issuers: vec![issuer],
-                audiences: vec![audience],
-                key_source: KeySource::OidcDiscovery(issuer_url),
-                algorithms: vec![jsonwebtoken::Algorithm::RS256],
-                user_id_claim: "oid".to_owned(),
-                clock_skew: std::time::Duration::from_secs(300),
-                jwks_refresh_interval: std::time::Duration::from_secs(30),
-            },
-            identity,
-        },
-    )))
+    ServiceIdentitySettings::from_env(
+        env,
+        &EVENT_HANDLER_SETTINGS,
+        "WEBPUBSUB_CONNECTION_STRING is identity-based",
+    )
+    .map(|settings| EventAuth::ManagedIdentity(Box::new(settings)))
 }
 
 #[cfg(test)]

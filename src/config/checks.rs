@@ -92,7 +92,10 @@ pub(super) fn identity_secrets(
 
 /// The upstream's settings without the `upstream` function are a mistake (nothing reads them).
 pub(super) fn upstream_settings_unused(env: &Env) -> Result<(), ConfigError> {
-    for name in ["SIGNALR_UPSTREAM_AUTH", "SIGNALR_SECONDARY_ACCESS_KEY"] {
+    for name in ["SIGNALR_UPSTREAM_AUTH", "SIGNALR_SECONDARY_ACCESS_KEY"]
+        .into_iter()
+        .chain(crate::signalr::upstream::MANAGED_IDENTITY_SETTINGS.all())
+    {
         if env.get(name).is_some() {
             return Err(ConfigError::new(
                 name,

@@ -599,11 +599,42 @@ fn the_upstream_authenticates_with_the_access_key_unless_turned_off() {
     ));
     let off = settings(&[("SIGNALR_UPSTREAM_AUTH", Some("off"))]).expect("valid");
     assert!(off.upstream.is_none());
+    // The service's managed-identity token works with a key too (the service supports it).
+    let identity = settings(&[
+        ("SIGNALR_UPSTREAM_AUTH", Some("managedIdentity")),
+        (
+            "SIGNALR_UPSTREAM_TENANT_ID",
+            Some("11111111-1111-4111-8111-111111111111"),
+        ),
+        ("SIGNALR_UPSTREAM_AUDIENCE", Some("api://upstream")),
+        ("SIGNALR_UPSTREAM_IDENTITY", Some("client-id")),
+    ])
+    .expect("valid");
+    let Some(crate::signalr::upstream::ServiceAuth::ManagedIdentity(identity)) =
+        identity.upstream.as_ref().map(|upstream| &upstream.auth)
+    else {
+        panic!("managed identity mode");
+    };
+    assert_eq!(
+        identity.jwt.issuers,
+        ["https://sts.windows.net/11111111-1111-4111-8111-111111111111/"]
+    );
     type Overrides<'a> = &'a [(&'a str, Option<&'a str>)];
-    let cases: [(Overrides, &str); 3] = [
+    let cases: [(Overrides, &str); 5] = [
         (
             &[("SIGNALR_UPSTREAM_AUTH", Some("managedIdentity"))],
-            "SIGNALR_UPSTREAM_AUTH",
+            "SIGNALR_UPSTREAM_TENANT_ID",
+        ),
+        (
+            &[("SIGNALR_UPSTREAM_IDENTITY", Some("client-id"))],
+            "SIGNALR_UPSTREAM_IDENTITY",
+        ),
+        (
+            &[
+                ("SIGNALR_UPSTREAM_AUTH", Some("managedIdentity")),
+                ("SIGNALR_SECONDARY_ACCESS_KEY", Some("INSECURE-TEST-SECOND")),
+            ],
+            "SIGNALR_SECONDARY_ACCESS_KEY",
         ),
         (
             &[("SIGNALR_UPSTREAM_AUTH", Some("none"))],

@@ -4,7 +4,7 @@
 //!   the host of `WEBPUBSUB_CONNECTION_STRING`.
 //! - `POST`: the origin and `ce-signature` are checked first (primary and secondary key), for
 //!   every event; with an identity-based `WEBPUBSUB_CONNECTION_STRING` (no key), the service's
-//!   managed-identity bearer token instead (`webpubsub::EventTokenVerifier`). `azure.webpubsub.sys.connect` then identifies the caller: the client
+//!   managed-identity bearer token instead (`identity::service_identity::ServiceTokenVerifier`). `azure.webpubsub.sys.connect` then identifies the caller: the client
 //!   certificate from `clientCertificates` against `CLIENT_CERT_THUMBPRINTS` (required unless
 //!   `WEBPUBSUB_REQUIRE_CLIENT_CERT=false`) and, per `WEBPUBSUB_CONNECT_JWT`, an app JWT from the
 //!   `app_token` query parameter or the `X-App-Token` header. The answer is

@@ -20,6 +20,7 @@ use crate::bindings::{FunctionBindings, SignalRBinding};
 use crate::error::{BadRequest, ConfigurationError, HandlerError, JsonFault};
 use crate::function::Function;
 use crate::identity::credential::QueryToken;
+use crate::identity::service_identity::ServiceTokenVerifier;
 use crate::identity::sources::AuthSettings;
 use crate::identity::{Authenticator, VerifiedUser};
 use crate::invocation::{CallerResponse, HttpRequestData, InvocationRequest, InvocationResponse};
@@ -32,7 +33,7 @@ use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
 use crate::signalr::upstream::UpstreamSettings;
 use crate::telemetry::escape_controls;
-use crate::webpubsub::{EventTokenVerifier, WebPubSubSettings};
+use crate::webpubsub::WebPubSubSettings;
 
 /// Largest caller body accepted by the group and message functions.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -56,7 +57,10 @@ pub struct AppState {
     /// The SignalR upstream (`upstream`), when the app has it and it is not off.
     pub upstream: Option<UpstreamSettings>,
     /// Keyless Web PubSub: the verifier of the service's bearer token on event requests.
-    pub web_pubsub_events: Option<EventTokenVerifier>,
+    pub web_pubsub_events: Option<ServiceTokenVerifier>,
+    /// Keyless SignalR upstream (`SIGNALR_UPSTREAM_AUTH=managedIdentity`): the verifier of the
+    /// service's bearer token on upstream requests.
+    pub upstream_service: Option<ServiceTokenVerifier>,
     /// Who may do what to which group.
     pub policy: Policy,
     /// Whether messages carry their verified sender.

@@ -3,7 +3,7 @@
 //! signature check the trigger skips in identity mode).
 //!
 //! Every request is first authenticated as the service's (`signalr::upstream::authenticate`,
-//! fail closed) and its hub checked against the `signalR` output's. The caller is then the
+//! fail closed: the signature, or in keyless mode the service's managed-identity token) and its hub checked against the `signalR` output's. The caller is then the
 //! connection's user, `X-ASRS-User-Id`, with the forwarded claims its token carried, read from
 //! `X-ASRS-User-Claims` (see `identity::service_connection` for exactly which and why they can
 //! be trusted); a connection without a user is anonymous for the policy.
@@ -59,7 +59,13 @@ pub async fn run(
     // Checked at start-up (`bindings::check_signalr_outputs`); parsed again for the type.
     let hub = HubName::parse(output.hub_name.as_deref().unwrap_or_default())
         .map_err(ConfigurationError::OutputHubName)?;
-    let authenticated = upstream::authenticate(&settings.auth, &request, &hub)?;
+    let authenticated = upstream::authenticate(
+        &settings.auth,
+        state.upstream_service.as_ref(),
+        &request,
+        &hub,
+    )
+    .await?;
     let caller = match upstream::user_id_header(&request)? {
         Some(user_id) => Some(VerifiedUser::of_service_connection(
             user_id,

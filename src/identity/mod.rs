@@ -25,6 +25,7 @@ pub mod easy_auth;
 pub mod jwks;
 pub mod jwt;
 pub mod service_connection;
+pub mod service_identity;
 pub mod sources;
 
 use serde_json::{Map, Value};

@@ -3,6 +3,10 @@
 //! hub, connection and event, the client's invocation message, and the hub-protocol Completion
 //! the service forwards raw to the client (§5.5). **API boundary** with the service.
 //!
+//! With a managed identity instead of a key, the service sends its identity's bearer token
+//! (`identity::service_identity`), which binds nothing of the request at all; either way the
+//! hub, event and body are trusted only as far as the service is.
+//!
 //! The signature binds only the connection id (no body, no timestamp), so it proves the request
 //! came from a holder of the access key about *that* connection; the hub, event and body are
 //! trusted no further, and the hub is checked against the app's own.
@@ -11,6 +15,9 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::identity::service_identity::{
+    ServiceIdentitySettingNames, ServiceIdentitySettings, ServiceTokenVerifier,
+};
 use crate::invocation::HttpRequestData;
 use crate::names::HubName;
 use crate::settings::{ConfigError, Env};
@@ -42,10 +49,22 @@ pub enum ServiceAuth {
         /// `SIGNALR_SECONDARY_ACCESS_KEY`.
         secondary: Option<SecretString>,
     },
-    // Seam for keyless mode (the service's managed-identity bearer token): a
-    // `ManagedIdentityBearer` variant here, its settings in `UpstreamSettings::from_env`, and its
-    // arm in `authenticate`. Not built in this change.
+    /// Keyless: the service's upstream setting has `auth: ManagedIdentity` with a resource, so
+    /// each request carries `Authorization: Bearer` with the service identity's v1 token for
+    /// that resource, checked by the shared `ServiceTokenVerifier` (the signature is not read:
+    /// without a key there is nothing to check it with).
+    ManagedIdentity(Box<ServiceIdentitySettings>),
 }
+
+/// The `SIGNALR_UPSTREAM_*` settings of `managedIdentity` mode.
+pub const MANAGED_IDENTITY_SETTINGS: ServiceIdentitySettingNames = ServiceIdentitySettingNames {
+    tenant_id: "SIGNALR_UPSTREAM_TENANT_ID",
+    issuer: "SIGNALR_UPSTREAM_ISSUER",
+    audience: "SIGNALR_UPSTREAM_AUDIENCE",
+    identity: "SIGNALR_UPSTREAM_IDENTITY",
+    service: "the SignalR Service's managed identity",
+    resource_hint: "the resource of the upstream setting's `auth: ManagedIdentity`",
+};
 
 /// The `upstream` function's settings.
 #[derive(Debug, Clone)]
@@ -55,24 +74,33 @@ pub struct UpstreamSettings {
 }
 
 impl UpstreamSettings {
-    /// `SIGNALR_UPSTREAM_AUTH`: `signature` (the default; the connection string's AccessKey,
-    /// plus `SIGNALR_SECONDARY_ACCESS_KEY` when set) or `off` (the function answers 404).
-    /// `managedIdentity` is refused until keyless mode lands, so no deployment believes it has a
-    /// check it does not have.
+    /// `SIGNALR_UPSTREAM_AUTH`: `signature` (the default with an AccessKey; plus
+    /// `SIGNALR_SECONDARY_ACCESS_KEY` when set), `managedIdentity` (the service's bearer token;
+    /// `SIGNALR_UPSTREAM_TENANT_ID` or `_ISSUER`, `_AUDIENCE`, `_IDENTITY`), or `off` (the function
+    /// answers 404). Keyless without a mode is off: there is no key for a signature, and the
+    /// handler cannot guess which identity and resource the service uses. Settings that the
+    /// chosen mode would not read stop start-up, so no deployment believes in a check it lacks.
     pub fn from_env(env: &Env, connection: &ConnectionString) -> Result<Option<Self>, ConfigError> {
         const SETTING: &str = "SIGNALR_UPSTREAM_AUTH";
         let secondary = env
             .get("SIGNALR_SECONDARY_ACCESS_KEY")
             .map(SecretString::from);
         let mode = env.get(SETTING);
+        if let Some(name) = MANAGED_IDENTITY_SETTINGS
+            .first_set(env)
+            .filter(|_| mode.as_deref() != Some("managedIdentity"))
+        {
+            return Err(ConfigError::new(
+                name,
+                "is set, but SIGNALR_UPSTREAM_AUTH is not `managedIdentity`, so nothing reads it; set SIGNALR_UPSTREAM_AUTH=managedIdentity or remove this setting",
+            ));
+        }
         match (mode.as_deref(), connection.access_key()) {
-            // Keyless (a managed identity, no AccessKey): there is no key to check the signature
-            // with, and the managed-identity check is not built yet, so the function stays off
-            // unless the operator asked for a signature, which cannot work.
+            // Keyless without a mode: off (see above).
             (None, None) => Ok(None),
             (Some("signature"), None) => Err(ConfigError::new(
                 SETTING,
-                "is `signature`, but the SignalR connection has no AccessKey (managed identity), so there is no key to check X-ASRS-Signature with; set it to `off`",
+                "is `signature`, but the SignalR connection has no AccessKey (managed identity), so there is no key to check X-ASRS-Signature with; use `managedIdentity` (with SIGNALR_UPSTREAM_TENANT_ID, SIGNALR_UPSTREAM_AUDIENCE, SIGNALR_UPSTREAM_IDENTITY) or `off`",
             )),
             (None | Some("signature"), Some(primary)) => Ok(Some(Self {
                 auth: ServiceAuth::Signature {
@@ -80,26 +108,39 @@ impl UpstreamSettings {
                     secondary,
                 },
             })),
-            _ => Self::other_mode(mode.as_deref(), secondary.is_some()),
+            _ => Self::other_mode(env, mode.as_deref(), secondary.is_some()),
         }
     }
 
     /// The modes other than `signature`.
-    fn other_mode(mode: Option<&str>, secondary: bool) -> Result<Option<Self>, ConfigError> {
+    fn other_mode(
+        env: &Env,
+        mode: Option<&str>,
+        secondary: bool,
+    ) -> Result<Option<Self>, ConfigError> {
         const SETTING: &str = "SIGNALR_UPSTREAM_AUTH";
         match mode {
-            Some("off") if secondary => Err(ConfigError::new(
+            Some("off" | "managedIdentity") if secondary => Err(ConfigError::new(
                 "SIGNALR_SECONDARY_ACCESS_KEY",
-                "is set, but SIGNALR_UPSTREAM_AUTH is `off`, so nothing reads it; remove it or turn the upstream on",
+                "is set, but SIGNALR_UPSTREAM_AUTH is not `signature`, so nothing reads it; remove it or use `signature`",
             )),
             Some("off") => Ok(None),
-            Some("managedIdentity") => Err(ConfigError::new(
-                SETTING,
-                "`managedIdentity` (the service's managed-identity bearer token) is not available in this build; use `signature` or `off`",
-            )),
+            Some("managedIdentity") => {
+                let identity = ServiceIdentitySettings::from_env(
+                    env,
+                    &MANAGED_IDENTITY_SETTINGS,
+                    "SIGNALR_UPSTREAM_AUTH is `managedIdentity`",
+                )?;
+                Ok(Some(Self {
+                    auth: ServiceAuth::ManagedIdentity(Box::new(identity)),
+                }))
+            }
             Some(other) => Err(ConfigError::new(
                 SETTING,
-                format!("`{other}` is not a mode; use signature or off"),
+                format!(
+                    "`{}` is not a mode; use signature, managedIdentity or off",
+                    other.chars().take(64).collect::<String>()
+                ),
             )),
             None => Ok(None),
         }
@@ -185,8 +226,11 @@ pub struct AuthenticatedUpstream {
 
 /// Authenticates `request` as coming from the service (fail closed), then checks its hub
 /// against `hub` (case-insensitively: the SDKs lowercase hub names) and reads its event.
-pub fn authenticate(
+/// `ServiceAuth::ManagedIdentity` needs `verifier` (built at start-up from the same settings);
+/// without one the request is refused.
+pub async fn authenticate(
     auth: &ServiceAuth,
+    verifier: Option<&ServiceTokenVerifier>,
     request: &HttpRequestData,
     hub: &HubName,
 ) -> Result<AuthenticatedUpstream, UpstreamError> {
@@ -216,6 +260,15 @@ pub fn authenticate(
                     "X-ASRS-Signature matches no access key for this connection id",
                 ));
             }
+        }
+        ServiceAuth::ManagedIdentity(_) => {
+            verifier
+                .ok_or(UpstreamError::NotAuthenticated(
+                    "no verifier for the service's token",
+                ))?
+                .verify(request)
+                .await
+                .map_err(|refused| UpstreamError::NotAuthenticated(refused.0))?;
         }
     }
     let request_hub = single_header(request, "X-ASRS-Hub")

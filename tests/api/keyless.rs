@@ -553,3 +553,272 @@ async fn keyless_web_pubsub_without_the_event_handler_settings_stops_start_up() 
         "{stderr}"
     );
 }
+
+// ---- The SignalR upstream in keyless mode: the service's managed-identity bearer token ----
+
+const UPSTREAM_RESOURCE: &str = "api://insecure-test-signalr-upstream";
+
+/// A dev-idp whose managed-identity tokens live `lifetime_seconds` (negative: already expired).
+async fn spawn_idp_with_lifetime(lifetime_seconds: i64) -> Idp {
+    let idp = DevIdp::bind(DevIdpOptions {
+        port: 0,
+        audience: DEFAULT_AUDIENCE.to_owned(),
+        issuer: None,
+        key_file: None,
+        managed_identity: ManagedIdentityOptions {
+            identity_header: Some(IDENTITY_HEADER.to_owned()),
+            lifetime_seconds,
+            ..ManagedIdentityOptions::default()
+        },
+    })
+    .await
+    .expect("dev-idp binds");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let spawned = Idp {
+        identity_endpoint: idp.identity_endpoint(),
+        tenant_issuer: idp.tenant_issuer(),
+        _stop: stop,
+    };
+    tokio::spawn(idp.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    spawned
+}
+
+/// An app root with a minting negotiate and the repository's `upstream` function.
+fn upstream_app_root() -> tempfile::TempDir {
+    let root = minting_app_root();
+    std::fs::create_dir(root.path().join("upstream")).expect("mkdir");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/upstream/function.json"),
+        root.path().join("upstream/function.json"),
+    )
+    .expect("copy upstream/function.json");
+    std::fs::write(
+        root.path().join("upstream-policy.json"),
+        serde_json::json!({
+            "rules": [{"operations": ["join"], "groups": ["room-*"]}],
+            "invoke": [{"targets": ["joinGroup"]}]
+        })
+        .to_string(),
+    )
+    .expect("write policy");
+    root
+}
+
+/// The keyless handler with `SIGNALR_UPSTREAM_AUTH=managedIdentity` trusting `idp`'s tenant
+/// for `UPSTREAM_RESOURCE` from `identity`.
+fn keyless_upstream_config(
+    root: &tempfile::TempDir,
+    service: &Service,
+    idp: &Idp,
+    identity: &str,
+) -> AppConfig {
+    let mut config = keyless_config(root, service, &idp.identity_endpoint);
+    config.set("SIGNALR_UPSTREAM_AUTH", "managedIdentity");
+    config.set("SIGNALR_UPSTREAM_ISSUER", &idp.tenant_issuer);
+    config.set("SIGNALR_UPSTREAM_AUDIENCE", UPSTREAM_RESOURCE);
+    config.set("SIGNALR_UPSTREAM_IDENTITY", identity);
+    config.set(
+        "POLICY_FILE",
+        &root.path().join("upstream-policy.json").to_string_lossy(),
+    );
+    config
+}
+
+/// `alice` joins `room-1` over the upstream, with `authorization` instead of a signature.
+fn keyless_join(authorization: Option<&str>) -> UpstreamCall {
+    UpstreamCall::invocation(
+        "conn-keyless-1",
+        Some("alice"),
+        Some("1"),
+        "joinGroup",
+        serde_json::json!(["room-1"]),
+    )
+    .with_header("X-ASRS-Signature", None)
+    .with_header("Authorization", authorization)
+}
+
+#[tokio::test]
+async fn keyless_upstream_accepts_the_service_identitys_token_and_refuses_every_other_with_401() {
+    let idp = spawn_idp(0, &[ROLE_APP_SERVER]).await;
+    let other_idp = spawn_idp(0, &[]).await;
+    let expiring_idp = spawn_idp_with_lifetime(-3600).await;
+    let service = spawn_service(&idp.tenant_issuer).await;
+    let root = upstream_app_root();
+    let service_identity = ManagedIdentityOptions::default().client_id;
+    let app = spawn_app(keyless_upstream_config(
+        &root,
+        &service,
+        &idp,
+        &service_identity,
+    ))
+    .await;
+    let token = mi_token(&idp, UPSTREAM_RESOURCE).await;
+
+    let accepted = app
+        .upstream(&keyless_join(Some(&format!("Bearer {token}"))))
+        .await;
+    assert_eq!(accepted.status, 200, "{accepted:#?}");
+    let completion: Value = serde_json::from_str(
+        accepted
+            .body_text
+            .strip_suffix('\u{1e}')
+            .unwrap_or_else(|| panic!("a Completion frame: {accepted:#?}")),
+    )
+    .expect("JSON");
+    assert_eq!(completion["invocationId"], "1", "{completion}");
+    assert!(completion.get("error").is_none(), "{completion}");
+    assert_eq!(accepted.signalr_items().len(), 1, "{accepted:#?}");
+
+    let other_audience = mi_token(&idp, "api://another-app").await;
+    let other_issuer = mi_token(&other_idp, UPSTREAM_RESOURCE).await;
+    let expired = mi_token(&expiring_idp, UPSTREAM_RESOURCE).await;
+    let signed = UpstreamCall::invocation(
+        "conn-keyless-1",
+        Some("alice"),
+        Some("1"),
+        "joinGroup",
+        serde_json::json!(["room-1"]),
+    );
+    let cases = [
+        (keyless_join(None), "no token"),
+        (signed, "a signature with the test key instead of the token"),
+        (
+            keyless_join(Some(&format!("Bearer {other_audience}"))),
+            "a token for another audience",
+        ),
+        (
+            keyless_join(Some(&format!("Bearer {other_issuer}"))),
+            "a token from another issuer",
+        ),
+        (
+            keyless_join(Some(&format!("Bearer {expired}"))),
+            "an expired token",
+        ),
+        (
+            keyless_join(Some(&format!("Basic {token}"))),
+            "not a bearer token",
+        ),
+        (keyless_join(Some("Bearer ")), "an empty bearer token"),
+        (
+            keyless_join(Some(&format!("Bearer {token}")))
+                .with_header("X-ASRS-Connection-Id", None),
+            "no connection id",
+        ),
+    ];
+    for (call, case) in cases {
+        let refused = app.upstream(&call).await;
+        assert_eq!(refused.status, 401, "{case}: {refused:#?}");
+        assert!(
+            refused.body["error"].is_string() && refused.body["message"].is_string(),
+            "{case}: {refused:#?}"
+        );
+        assert!(
+            refused.signalr_items().is_empty(),
+            "{case}: nothing emitted"
+        );
+    }
+    // The same token, but the handler expects another identity.
+    let strict = spawn_app(keyless_upstream_config(
+        &root,
+        &service,
+        &idp,
+        "99999999-9999-4999-8999-999999999999",
+    ))
+    .await;
+    let refused = strict
+        .upstream(&keyless_join(Some(&format!("Bearer {token}"))))
+        .await;
+    assert_eq!(refused.status, 401, "{refused:#?}");
+    assert!(refused.signalr_items().is_empty());
+    for app in [&app, &strict] {
+        let logs = format!("{}{}", app.stdout(), app.stderr());
+        assert!(!logs.contains(&token), "no token in any log line");
+    }
+}
+
+#[tokio::test]
+async fn keyless_upstream_without_managed_identity_settings_is_off() {
+    let idp = spawn_idp(0, &[ROLE_APP_SERVER]).await;
+    let service = spawn_service(&idp.tenant_issuer).await;
+    let root = upstream_app_root();
+    let app = spawn_app(keyless_config(&root, &service, &idp.identity_endpoint)).await;
+    let token = mi_token(&idp, UPSTREAM_RESOURCE).await;
+    let outcome = app
+        .upstream(&keyless_join(Some(&format!("Bearer {token}"))))
+        .await;
+    assert_eq!(outcome.status, 404, "{outcome:#?}");
+    assert!(outcome.signalr_items().is_empty());
+}
+
+#[test]
+fn keyless_upstream_configuration_errors_name_the_setting() {
+    let root = upstream_app_root();
+    let base = || {
+        let mut config = AppConfig::hs256();
+        config.app_root = root.path().to_path_buf();
+        config.unset("AzureSignalRConnectionString");
+        config.set(
+            "AzureSignalRConnectionString",
+            "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;Version=1.0;",
+        );
+        config.set("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token");
+        config.set("IDENTITY_HEADER", IDENTITY_HEADER);
+        config.set("SIGNALR_HUB_NAME", "chat");
+        config
+    };
+    let tenant = "11111111-1111-4111-8111-111111111111";
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (
+            &[("SIGNALR_UPSTREAM_AUTH", "managedIdentity")],
+            "SIGNALR_UPSTREAM_TENANT_ID",
+        ),
+        (
+            &[
+                ("SIGNALR_UPSTREAM_AUTH", "managedIdentity"),
+                ("SIGNALR_UPSTREAM_TENANT_ID", tenant),
+            ],
+            "SIGNALR_UPSTREAM_AUDIENCE",
+        ),
+        (
+            &[
+                ("SIGNALR_UPSTREAM_AUTH", "managedIdentity"),
+                ("SIGNALR_UPSTREAM_TENANT_ID", tenant),
+                ("SIGNALR_UPSTREAM_AUDIENCE", UPSTREAM_RESOURCE),
+            ],
+            "SIGNALR_UPSTREAM_IDENTITY",
+        ),
+        (
+            &[
+                ("SIGNALR_UPSTREAM_AUTH", "managedIdentity"),
+                ("SIGNALR_UPSTREAM_TENANT_ID", "https://evil.example/"),
+            ],
+            "SIGNALR_UPSTREAM_TENANT_ID",
+        ),
+        (
+            &[
+                ("SIGNALR_UPSTREAM_AUTH", "managedIdentity"),
+                ("SIGNALR_UPSTREAM_TENANT_ID", tenant),
+                ("SIGNALR_UPSTREAM_ISSUER", "http://localhost:9/x/"),
+            ],
+            "SIGNALR_UPSTREAM_ISSUER",
+        ),
+        (
+            &[("SIGNALR_UPSTREAM_AUDIENCE", UPSTREAM_RESOURCE)],
+            "SIGNALR_UPSTREAM_AUDIENCE",
+        ),
+        (
+            &[("SIGNALR_UPSTREAM_AUTH", "signature")],
+            "SIGNALR_UPSTREAM_AUTH",
+        ),
+    ];
+    for (settings, named) in cases {
+        let mut config = base();
+        for (name, value) in settings {
+            config.set(name, value);
+        }
+        let stderr = start_expecting_failure(&config);
+        assert!(stderr.contains(named), "{settings:?} → {stderr}");
+    }
+}

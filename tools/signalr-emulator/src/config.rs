@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::entra::EntraConfig;
 use crate::keys::DEFAULT_TEMPORARY_KEY_LIFETIME;
 use crate::upstream::UpstreamTemplate;
+use crate::upstream_identity::UpstreamIdentity;
 
 /// The access key Microsoft's emulator prints, reused so that existing local connection strings keep working.
 ///
@@ -120,6 +121,10 @@ pub struct Config {
     /// Where connection events and client invocations go (docs/protocol/signalr-service.md §6); `None` keeps the emulator without an
     /// upstream: invocations with an id get an error completion, the rest are dropped.
     pub upstream: Option<UpstreamTemplate>,
+    /// The upstream setting's `auth: ManagedIdentity`: upstream requests carry the emulator's own
+    /// managed-identity token for this resource as `Authorization: Bearer`. With local auth
+    /// disabled they carry no `X-ASRS-Signature` (there is no key the app could check it with).
+    pub upstream_identity: Option<UpstreamIdentity>,
     /// The Microsoft Entra ID stand-in whose tokens the REST API and `/api/v1/auth/accessKey` take;
     /// `None` refuses Entra tokens, as a resource without identity access would.
     pub entra: Option<EntraConfig>,
@@ -138,6 +143,7 @@ impl Config {
             max_connections: 100_000,
             outbound_queue_capacity: 1024,
             upstream: None,
+            upstream_identity: None,
             entra: None,
             local_auth_disabled: false,
             temporary_key_lifetime: DEFAULT_TEMPORARY_KEY_LIFETIME,

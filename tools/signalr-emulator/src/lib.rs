@@ -37,6 +37,7 @@ mod protocol;
 mod refresh;
 mod rest;
 mod upstream;
+mod upstream_identity;
 
 use std::future::Future;
 use std::io;
@@ -60,6 +61,7 @@ pub use crate::keys::DEFAULT_TEMPORARY_KEY_LIFETIME;
 pub use crate::lifetime::AUTH_EXPIRED_CLOSE_REASON;
 pub use crate::names::{GroupName, HubName, NameError, UserId};
 pub use crate::upstream::{UpstreamTemplate, UpstreamTemplateError};
+pub use crate::upstream_identity::{UpstreamIdentity, UpstreamIdentityError};
 
 /// How long stopping waits for open WebSockets to receive their close message.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use signalr_emulator::{AccessKey, Config, DEFAULT_PORT, Emulator, EntraConfig, UpstreamTemplate};
+use signalr_emulator::{
+    AccessKey, Config, DEFAULT_PORT, Emulator, EntraConfig, UpstreamIdentity, UpstreamTemplate,
+};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "\
@@ -16,6 +18,7 @@ USAGE:
     signalr-emulator [--port PORT] [--bind ADDRESS] [--access-key KEY]... [--upstream URL_TEMPLATE]
                      [--entra-issuer URL [--entra-jwks-url URL]] [--temporary-key-lifetime-seconds N]
                      [--disable-local-auth]
+                     [--upstream-identity-endpoint URL --upstream-identity-header H --upstream-token-resource R]
 
 OPTIONS:
     --port PORT         Port to listen on (default 8888; 0 picks a free port, printed on start)
@@ -35,6 +38,12 @@ OPTIONS:
                         How long a temporary access key verifies client tokens (default 7200, the SDK's)
     --disable-local-auth  Like disableLocalAuth=true: access-key tokens get 401 and the connection string
                         printed is identity-based (AuthType=azure.msi). Needs --entra-issuer.
+    --upstream-identity-endpoint URL, --upstream-identity-header H, --upstream-token-resource R
+                        The upstream setting's auth: ManagedIdentity. Upstream requests carry
+                        Authorization: Bearer with this emulator's managed-identity token for resource R,
+                        got from URL (IDENTITY_ENDPOINT shape, e.g. dev-idp's http://localhost:7072/msi/token)
+                        with X-IDENTITY-HEADER: H. All three together, and only with an upstream. With
+                        --disable-local-auth, requests carry no X-ASRS-Signature.
     -h, --help          Show this help
 
 On start, the connection string is printed as the only line on stdout. Logs go to stderr; set
@@ -50,6 +59,9 @@ struct Flags {
     entra_jwks_url: Option<String>,
     temporary_key_lifetime_seconds: Option<u64>,
     disable_local_auth: bool,
+    upstream_identity_endpoint: Option<String>,
+    upstream_identity_header: Option<String>,
+    upstream_token_resource: Option<String>,
 }
 
 fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option<Flags>> {
@@ -62,6 +74,9 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
         entra_jwks_url: None,
         temporary_key_lifetime_seconds: None,
         disable_local_auth: false,
+        upstream_identity_endpoint: None,
+        upstream_identity_header: None,
+        upstream_token_resource: None,
     };
     let mut arguments = arguments.peekable();
     while let Some(argument) = arguments.next() {
@@ -109,6 +124,15 @@ fn parse_flags(arguments: impl Iterator<Item = String>) -> anyhow::Result<Option
                 })?);
             }
             "--disable-local-auth" if inline_value.is_none() => flags.disable_local_auth = true,
+            "--upstream-identity-endpoint" => {
+                flags.upstream_identity_endpoint = Some(value("--upstream-identity-endpoint")?);
+            }
+            "--upstream-identity-header" => {
+                flags.upstream_identity_header = Some(value("--upstream-identity-header")?);
+            }
+            "--upstream-token-resource" => {
+                flags.upstream_token_resource = Some(value("--upstream-token-resource")?);
+            }
             other => bail!("unknown argument {other:?}; see --help"),
         }
     }
@@ -172,6 +196,20 @@ fn config_from(flags: &Flags) -> anyhow::Result<Config> {
         }
         config.local_auth_disabled = true;
     }
+    config.upstream_identity = match (
+        &flags.upstream_identity_endpoint,
+        &flags.upstream_identity_header,
+        &flags.upstream_token_resource,
+    ) {
+        (None, None, None) => None,
+        (Some(endpoint), Some(header), Some(resource)) => Some(
+            UpstreamIdentity::new(endpoint, header, resource)
+                .context("--upstream-identity-endpoint / --upstream-identity-header / --upstream-token-resource")?,
+        ),
+        _ => bail!(
+            "--upstream-identity-endpoint, --upstream-identity-header and --upstream-token-resource go together"
+        ),
+    };
     Ok(config)
 }
 
@@ -214,6 +252,13 @@ async fn main() -> anyhow::Result<()> {
     let mut config = config_from(&flags)?;
     let environment = std::env::var(UPSTREAM_ENV).ok();
     config.upstream = upstream_template(flags.upstream.as_deref(), environment.as_deref())?;
+    if config.upstream_identity.is_some() && config.upstream.is_none() {
+        bail!("--upstream-identity-endpoint needs an upstream (--upstream or {UPSTREAM_ENV})");
+    }
+    let upstream_resource = config
+        .upstream_identity
+        .as_ref()
+        .map(|identity| identity.resource().to_owned());
     let config_summary = config.entra.as_ref().map(|entra| entra.issuer().to_owned());
     let address = SocketAddr::new(flags.bind, flags.port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -237,6 +282,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(upstream) = &config_upstream_origin {
         tracing::info!(origin = upstream.as_str(), "sending upstream events");
+        if let Some(resource) = &upstream_resource {
+            tracing::info!(resource = %resource, "upstream requests carry the managed-identity token");
+        }
     }
     tracing::info!(port = emulator.port(), "SignalR emulator listening");
     emulator

@@ -23,6 +23,8 @@ use crate::hub::{Excluded, Frame, Hub, Target};
 use crate::lifetime::{Claim, ConnectionAuth};
 use crate::names::{HubName, UserId};
 use crate::protocol::{self, RECORD_SEPARATOR};
+use crate::upstream_identity::IdentityTokens;
+use secrecy::ExposeSecret;
 
 /// What `Uri.EscapeDataString` leaves alone: the unreserved characters of RFC 3986.
 const ESCAPE_DATA: &AsciiSet = &NON_ALPHANUMERIC
@@ -139,6 +141,10 @@ pub(crate) struct Upstream {
     template: UpstreamTemplate,
     http: reqwest::Client,
     keys: Vec<AccessKey>,
+    /// Whether requests carry `X-ASRS-Signature` (not with local auth disabled).
+    sign: bool,
+    /// `auth: ManagedIdentity`: the bearer token every request carries.
+    identity: Option<IdentityTokens>,
     /// How long a full queue of this connection's completions is waited for (as REST sends do).
     delivery_grace: Duration,
 }
@@ -191,10 +197,16 @@ impl Upstream {
             .no_proxy()
             .build()
             .map_err(std::io::Error::other)?;
+        let identity = config
+            .upstream_identity
+            .clone()
+            .map(|identity| IdentityTokens::new(identity, http.clone()));
         Ok(Some(Arc::new(Self {
             template,
             http,
             keys: config.access_keys.clone(),
+            sign: !config.local_auth_disabled,
+            identity,
             delivery_grace: config.timings.slow_client_grace,
         })))
     }
@@ -342,7 +354,17 @@ impl Upstream {
             .ok_or(Failure::Unsendable(
                 "the event name does not fit into the URL",
             ))?;
-        let headers = self.headers(info, category, event)?;
+        let mut headers = self.headers(info, category, event)?;
+        if let Some(identity) = &self.identity {
+            let token = identity.token().await.map_err(|reason| {
+                tracing::warn!(reason, "no managed-identity token for the upstream");
+                Failure::Unsendable("the managed-identity token")
+            })?;
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| Failure::Unsendable("the managed-identity token"))?;
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
         let mut response = self
             .http
             .post(url)
@@ -411,11 +433,13 @@ impl Upstream {
             &info.client_query,
             "the client query",
         )?;
-        put(
-            "x-asrs-signature",
-            &self.signature(&info.connection_id),
-            "the signature",
-        )?;
+        if self.sign {
+            put(
+                "x-asrs-signature",
+                &self.signature(&info.connection_id),
+                "the signature",
+            )?;
+        }
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),

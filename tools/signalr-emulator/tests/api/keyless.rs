@@ -693,3 +693,77 @@ async fn an_explicit_jwks_url_is_used_without_discovery() {
     temporary_key(&app, &token).await;
     app.stop().await;
 }
+
+/// The upstream setting's `auth: ManagedIdentity`, keyless: every upstream request carries the
+/// emulator's own managed-identity token for the configured resource (issuer, audience and
+/// identity as dev-idp issued it), the same cached token on later requests, and no signature.
+#[tokio::test]
+async fn keyless_upstream_requests_carry_the_managed_identity_bearer_and_no_signature() {
+    const RESOURCE: &str = "api://insecure-test-upstream";
+    let idp = spawn_idp(&[ROLE_SERVICE_OWNER], 3600).await;
+    let upstream = crate::upstream::FakeUpstream::start().await;
+    let issuer = idp.tenant_issuer.clone();
+    let template = format!(
+        "http://127.0.0.1:{}/hooks/{{hub}}/{{category}}/{{event}}",
+        upstream.port
+    );
+    let identity = signalr_emulator::UpstreamIdentity::new(
+        &idp.identity_endpoint,
+        &idp.identity_header,
+        RESOURCE,
+    )
+    .expect("valid identity settings");
+    let app = spawn_app_with(move |config| {
+        config.entra = Some(EntraConfig::new(&issuer, None).expect("a valid issuer"));
+        config.local_auth_disabled = true;
+        config.upstream =
+            Some(signalr_emulator::UpstreamTemplate::parse(&template).expect("a valid template"));
+        config.upstream_identity = Some(identity);
+    })
+    .await;
+    let owner = idp.mi_token(SIGNALR_RESOURCE).await;
+    let (key_id, access_key) = temporary_key(&app, &owner).await;
+    let token = temporary_client_token("chat", "alice", &key_id, &access_key);
+    let mut client = connect_with(&app, "chat", &token).await;
+
+    let connected = upstream.next().await;
+    assert_eq!(connected.header("x-asrs-event"), Some("connected"));
+    assert_eq!(
+        connected.header("x-asrs-signature"),
+        None,
+        "no key, no signature"
+    );
+    let bearer = connected
+        .header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .expect("a bearer token")
+        .to_owned();
+    let claims = payload(&bearer);
+    let defaults = ManagedIdentityOptions::default();
+    assert_eq!(claims["aud"], RESOURCE);
+    assert_eq!(claims["iss"], idp.tenant_issuer.as_str());
+    assert_eq!(claims["appid"], defaults.client_id.as_str());
+    assert_eq!(claims["oid"], defaults.object_id.as_str());
+    assert_eq!(claims["tid"], DEV_TENANT_ID);
+
+    client
+        .send_text("{\"type\":1,\"target\":\"hello\",\"arguments\":[]}\u{1e}")
+        .await;
+    let message = upstream.next().await;
+    assert_eq!(message.header("x-asrs-event"), Some("hello"));
+    assert_eq!(
+        message.header("authorization"),
+        Some(format!("Bearer {bearer}").as_str()),
+        "the cached token is reused"
+    );
+}
+
+/// The claims of a JWT, unverified (the app verifies it; here only what was sent is read).
+fn payload(token: &str) -> Value {
+    use base64::Engine;
+    let segment = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}

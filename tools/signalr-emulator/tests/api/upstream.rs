@@ -20,27 +20,27 @@ const SECOND_KEY: &str = "a-secondary-key-for-rotation";
 
 /// One request the fake upstream received.
 #[derive(Debug)]
-struct Received {
+pub(crate) struct Received {
     path: String,
     query: String,
-    headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     body: String,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
 }
 
 /// A function app stand-in: records every request and answers by the invocation target.
-struct FakeUpstream {
-    port: u16,
+pub(crate) struct FakeUpstream {
+    pub(crate) port: u16,
     received: Mutex<mpsc::UnboundedReceiver<Received>>,
 }
 
 impl FakeUpstream {
-    async fn start() -> Arc<Self> {
+    pub(crate) async fn start() -> Arc<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding a loopback port works");
@@ -56,7 +56,7 @@ impl FakeUpstream {
         })
     }
 
-    async fn next(&self) -> Received {
+    pub(crate) async fn next(&self) -> Received {
         tokio::time::timeout(HANG_GUARD, self.received.lock().await.recv())
             .await
             .expect("hang guard: no upstream request")
