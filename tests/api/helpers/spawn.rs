@@ -194,6 +194,11 @@ pub fn start_expecting_failure(config: &AppConfig) -> String {
 }
 
 impl TestApp {
+    /// The handler's process id, for `/proc` samples (the soak bench, RELIABILITY.md).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
