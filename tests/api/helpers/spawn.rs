@@ -198,7 +198,10 @@ impl TestApp {
     /// RELIABILITY.md).
     // `allow`, not `expect`: the benches use it and the api tests do not, so an `expect` would be
     // unfulfilled in one of the two binaries that include these helpers.
-    #[allow(dead_code, reason = "used by benches/soak.rs and benches/drills.rs only")]
+    #[allow(
+        dead_code,
+        reason = "used by benches/soak.rs and benches/drills.rs only"
+    )]
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
