@@ -24,6 +24,11 @@ pub mod config;
 mod error;
 mod function;
 mod functions;
+// The fuzz targets' entry points (fuzz/, RELIABILITY.md): thin wrappers over the private
+// decoders, absent from every normal build.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod identity;
 mod invocation;
 mod names;

@@ -140,7 +140,9 @@ impl VerifiedUser {
     }
 }
 
-#[cfg(test)]
+// Also for the fuzz targets' pattern wrapper (`fuzzing`), which needs a user to fill `{claim:X}`
+// with fuzzed values; the `fuzzing` feature is never enabled in the handler's own builds.
+#[cfg(any(test, feature = "fuzzing"))]
 impl VerifiedUser {
     /// A user for unit tests of code that consumes `VerifiedUser` (never compiled into the
     /// handler itself).

@@ -206,6 +206,18 @@ pub fn start_expecting_failure(config: &AppConfig) -> String {
 }
 
 impl TestApp {
+    /// The handler's process id, for `/proc` samples and signals (the soak and drill benches,
+    /// RELIABILITY.md).
+    // `allow`, not `expect`: the benches use it and the api tests do not, so an `expect` would be
+    // unfulfilled in one of the two binaries that include these helpers.
+    #[allow(
+        dead_code,
+        reason = "used by benches/soak.rs and benches/drills.rs only"
+    )]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

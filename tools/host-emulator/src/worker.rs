@@ -196,29 +196,93 @@ async fn run_once(
     })?;
     let pid = child.id().unwrap_or(0);
     forward_output(&mut child);
+    // Disarmed on every path below before the handler is reaped, so it can never kill a reused pid.
+    let watchdog = Watchdog::start(pid).map_err(|error| {
+        format!("cannot start the watchdog that stops the handler if the host dies: {error}")
+    });
+    let watchdog = match watchdog {
+        Ok(watchdog) => watchdog,
+        Err(reason) => {
+            stop(&mut child).await;
+            return Err(reason);
+        }
+    };
     tracing::info!("handler started (pid {pid}, port {port})");
     let deadline = Instant::now() + INITIALIZATION_TIMEOUT;
+    // `child.wait()` reaps the handler, so the select arms that see it exit leave the watchdog
+    // armed only for as long as it takes to disarm it (no await in between).
     let ready = tokio::select! {
         ready = wait_ready(probe, port, deadline) => ready,
         status = child.wait() => Err(format!("the handler exited during start-up ({})", describe(status))),
         _ = shutdown.changed() => {
+            watchdog.disarm().await;
             stop(&mut child).await;
             return Ok(());
         }
     };
     if let Err(reason) = ready {
+        watchdog.disarm().await;
         stop(&mut child).await;
         return Err(reason);
     }
     state.send_replace(WorkerState::Ready { port });
     tracing::info!("handler ready (pid {pid}) on 127.0.0.1:{port}");
     tokio::select! {
-        status = child.wait() => Err(format!("the handler (pid {pid}) exited ({})", describe(status))),
+        status = child.wait() => {
+            watchdog.disarm().await;
+            Err(format!("the handler (pid {pid}) exited ({})", describe(status)))
+        }
         _ = shutdown.changed() => {
             state.send_replace(WorkerState::Stopped { reason: "the host stopped".into() });
+            watchdog.disarm().await;
             stop(&mut child).await;
             Ok(())
         }
+    }
+}
+
+/// Stops the handler when the host emulator dies without stopping it (SIGKILL, the OOM killer):
+/// the real host's handler never outlives it, and a handler left running keeps its port and
+/// answers a stale configuration to whoever connects next.
+///
+/// It is a `/bin/sh` that waits for end-of-file on its stdin, a pipe whose only writer is this
+/// process, and then sends SIGKILL to the handler's pid. The kernel closes the pipe however this
+/// process ends, so the shell wakes up exactly when nobody is left to stop the handler.
+/// Alternatives and why not: `PR_SET_PDEATHSIG` must be set in the child between fork and exec
+/// (`pre_exec`, which is `unsafe`, forbidden by the workspace lints); a process group does not
+/// help, because a SIGKILL sent to the host's pid does not reach its group; and `kill_on_drop`
+/// runs only when the host unwinds normally.
+struct Watchdog {
+    // Declared before `pipe`: fields drop in order, so on drop the shell is killed (by
+    // `kill_on_drop`) before its stdin closes, and a dropped watchdog never fires.
+    shell: Child,
+    pipe: Option<tokio::process::ChildStdin>,
+}
+
+impl Watchdog {
+    fn start(handler_pid: u32) -> std::io::Result<Self> {
+        let mut shell = Command::new("/bin/sh")
+            .args([
+                "-c",
+                // `read` returns only at end-of-file: nothing is ever written to the pipe.
+                "read -r _; kill -KILL \"$1\" 2>/dev/null",
+                "host-emulator-watchdog",
+                &handler_pid.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pipe = shell.stdin.take();
+        Ok(Self { shell, pipe })
+    }
+
+    /// Ends the watchdog without letting it fire: SIGKILL first, then the pipe closes.
+    async fn disarm(mut self) {
+        let _ = self.shell.start_kill();
+        let _ = self.shell.wait().await;
+        drop(self.pipe.take());
     }
 }
 

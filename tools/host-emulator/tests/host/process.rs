@@ -126,6 +126,15 @@ impl Drop for HostProcess {
     }
 }
 
+/// True while `pid` is a live process (a zombie waiting for its reaper counts as ended).
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name, which may itself contain spaces.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+    })
+}
+
 fn number_after(line: &str, marker: &str) -> u32 {
     let start = line.find(marker).expect("marker present") + marker.len();
     line[start..]
@@ -243,4 +252,36 @@ async fn without_managed_identity_variables_the_handler_gets_none() {
     let host = TestHost::start(&app, HandlerLaunch::Spawn).await;
     host.ended().await.expect_err("the recording handler exits");
     assert_eq!(recorded_identity(&app), "unset|unset");
+}
+
+/// A host killed with SIGKILL cannot stop its handler itself; its watchdog does, so no handler
+/// outlives the host (RELIABILITY.md, drill "host emulator killed").
+#[test]
+fn a_host_killed_with_sigkill_leaves_no_handler_running() {
+    // Never ready (it serves nothing), so the host keeps it in start-up until it is killed.
+    let app = AppRoot::with_handler("/bin/sleep", &["300"]);
+    let mut host = HostProcess::start_with_env(&app, &[]);
+    let started = host.wait_for("handler started (pid ");
+    let handler_pid = number_after(&started, "handler started (pid ");
+    assert!(
+        process_running(handler_pid),
+        "the handler runs under the host"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-KILL", &host.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let _ = host.child.wait();
+
+    // Polled at the watchdog's pace, with a cap so a regression fails instead of hanging.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process_running(handler_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !process_running(handler_pid),
+        "the handler (pid {handler_pid}) outlived its SIGKILLed host"
+    );
 }
