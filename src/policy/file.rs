@@ -34,17 +34,18 @@ struct RuleFile {
     require: Option<RequireFile>,
 }
 
-#[derive(Deserialize)]
+/// A rule's `require` object, shared by the operation rules and the `invoke` rules.
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RequireFile {
+pub(super) struct RequireFile {
     #[serde(default)]
-    allow_anonymous: bool,
+    pub(super) allow_anonymous: bool,
     #[serde(default)]
-    roles: Vec<String>,
+    pub(super) roles: Vec<String>,
     #[serde(default)]
-    claims: Vec<ClaimRequirement>,
+    pub(super) claims: Vec<ClaimRequirement>,
     #[serde(default)]
-    sender_is_member: bool,
+    pub(super) sender_is_member: bool,
 }
 
 #[derive(Deserialize)]

@@ -23,9 +23,9 @@ use serde::Deserialize;
 
 use crate::identity::VerifiedUser;
 use crate::names::GroupName;
-use crate::policy::file::check_claim_requirements;
+use crate::policy::file::{RequireFile, check_claim_requirements};
 use crate::policy::pattern::Pattern;
-use crate::policy::{ClaimRequirement, Denial, Policy, Requirements};
+use crate::policy::{Denial, Policy, Requirements};
 
 /// The `invoke` rules and `onConnect` templates, validated.
 #[derive(Debug, Default)]
@@ -52,24 +52,11 @@ struct OnConnect {
 pub(super) struct InvokeRuleFile {
     targets: Vec<String>,
     #[serde(default)]
-    require: Option<InvokeRequireFile>,
+    require: Option<RequireFile>,
 }
 
 /// An `invoke` rule's `require`: the usual keys; `senderIsMember` is read so that it gets a
 /// message saying why it does not belong here, not a bare "unknown field".
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct InvokeRequireFile {
-    #[serde(default)]
-    allow_anonymous: bool,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    claims: Vec<ClaimRequirement>,
-    #[serde(default)]
-    sender_is_member: bool,
-}
-
 /// The file's `onConnect` object.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -102,12 +89,7 @@ pub(super) fn parse(
             }
             targets.push(pattern);
         }
-        let require = rule.require.unwrap_or(InvokeRequireFile {
-            allow_anonymous: false,
-            roles: Vec::new(),
-            claims: Vec::new(),
-            sender_is_member: false,
-        });
+        let require = rule.require.unwrap_or_default();
         check_claim_requirements(&at, &require.claims)?;
         if require.sender_is_member {
             return Err(format!(
