@@ -7,6 +7,8 @@
 //! `Metadata` is built from binding data that a JSON request body can override
 //! (docs/protocol/functions-host.md §1.4).
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -67,13 +69,23 @@ pub struct InvocationRequest {
 impl InvocationRequest {
     /// Parses the raw body the host sent.
     pub fn parse(body: &[u8]) -> Result<Self, InvocationError> {
-        let value: Value = serde_json::from_slice(body).map_err(|_| InvocationError::NotJson)?;
-        let Value::Object(mut envelope) = value else {
-            return Err(InvocationError::NotAnObject);
+        // Only `Data` becomes a tree; every other member (`Metadata` is deliberately dropped:
+        // nothing in it can be trusted, docs/protocol/functions-host.md §1.4) is checked for
+        // syntax and skipped without allocating. Building the whole envelope as a `Value` was the
+        // largest single cost of an invocation (BENCHMARKS.md, "Negotiate against the floor").
+        let data = match serde_json::from_slice::<Envelope>(body) {
+            Ok(Envelope(data)) => data,
+            // Rare: classify the failure exactly as a full parse would.
+            Err(_) => {
+                return Err(
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                        Err(_) => InvocationError::NotJson,
+                        Ok(_) => InvocationError::NotAnObject,
+                    },
+                );
+            }
         };
-        // `Metadata` is deliberately dropped: nothing in it can be trusted
-        // (docs/protocol/functions-host.md §1.4).
-        let data = match envelope.remove("Data") {
+        let data = match data {
             Some(Value::Object(data)) => data,
             Some(_) => return Err(InvocationError::DataNotAnObject),
             None => Map::new(),
@@ -91,26 +103,68 @@ impl InvocationRequest {
     }
 
     /// An input binding's value, decoded from its once- or twice-encoded JSON form.
-    pub fn input(&self, name: &str) -> Option<Result<Value, InvocationError>> {
-        self.data.get(name).map(decode_embedded_json)
+    /// Decoded once and borrowed when the host sent an object, so the caller deserializes its
+    /// typed view straight from it.
+    pub fn input(&self, name: &str) -> Option<Result<Cow<'_, Value>, InvocationError>> {
+        self.data.get(name).map(decode_embedded_json_borrowed)
     }
 }
 
-/// Decodes a value the host may have JSON-encoded once or twice: an object stays as it is, a
-/// string is parsed as JSON, and a string that parses to a string is parsed again.
-pub fn decode_embedded_json(value: &Value) -> Result<Value, InvocationError> {
-    let mut current = value.clone();
-    // Two rounds cover the host's double encoding; a third layer is not something it produces.
-    for _ in 0..2 {
-        match current {
-            Value::String(text) => {
-                current =
-                    serde_json::from_str(&text).map_err(|_| InvocationError::EmbeddedNotJson)?;
+/// The envelope's top level: the last `Data` member as a tree (as a `Value` map would keep the
+/// last of duplicate keys), every other member skipped. Anything but an object is an error.
+struct Envelope(Option<Value>);
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Envelope;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("an invocation object")
             }
-            other => return Ok(other),
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Envelope, A::Error> {
+                let mut data = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "Data" {
+                        data = Some(map.next_value::<Value>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Envelope(data))
+            }
         }
+        deserializer.deserialize_map(Visitor)
     }
-    Ok(current)
+}
+
+/// [`decode_embedded_json_borrowed`], owned: the form the unit tests compare and the fuzz
+/// target calls.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn decode_embedded_json(value: &Value) -> Result<Value, InvocationError> {
+    decode_embedded_json_borrowed(value).map(Cow::into_owned)
+}
+
+/// Decodes a value the host may have JSON-encoded once or twice: an object stays as it is, a
+/// string is parsed as JSON, and a string that parses to a string is parsed again. Borrowed
+/// when nothing needs decoding, so the usual object-shaped request is never copied whole.
+fn decode_embedded_json_borrowed(value: &Value) -> Result<Cow<'_, Value>, InvocationError> {
+    let Value::String(text) = value else {
+        return Ok(Cow::Borrowed(value));
+    };
+    let once: Value = serde_json::from_str(text).map_err(|_| InvocationError::EmbeddedNotJson)?;
+    // Two rounds cover the host's double encoding; a third layer is not something it produces.
+    match once {
+        Value::String(text) => serde_json::from_str(&text)
+            .map(Cow::Owned)
+            .map_err(|_| InvocationError::EmbeddedNotJson),
+        other => Ok(Cow::Owned(other)),
+    }
 }
 
 /// The caller's HTTP request as the host describes it (docs/protocol/functions-host.md §1.3).
@@ -131,12 +185,17 @@ impl HttpRequestData {
     /// Reads `Data.req`, accepting the shapes different host versions produce.
     pub fn from_value(value: &Value) -> Result<Self, InvocationError> {
         let bad = InvocationError::Request;
+        // Borrowed when the host sent an object (the usual case): only what is kept is copied.
+        let decoded;
         let request = match value {
-            Value::Object(object) => object.clone(),
-            Value::String(_) => match decode_embedded_json(value)? {
-                Value::Object(object) => object,
-                _ => return Err(bad(RequestFault::NotAnObject)),
-            },
+            Value::Object(object) => object,
+            Value::String(_) => {
+                decoded = decode_embedded_json_borrowed(value)?;
+                match &*decoded {
+                    Value::Object(object) => object,
+                    _ => return Err(bad(RequestFault::NotAnObject)),
+                }
+            }
             _ => return Err(bad(RequestFault::NotAnObject)),
         };
         let field = |name: &str| {
@@ -154,25 +213,25 @@ impl HttpRequestData {
 
         let query = match field("Query") {
             None | Some(Value::Null) => Vec::new(),
-            Some(value) => match decode_embedded_json(value)? {
+            Some(value) => match &*decode_embedded_json_borrowed(value)? {
                 Value::Object(object) => object
-                    .into_iter()
-                    .map(|(key, value)| (key, scalar_to_string(&value)))
+                    .iter()
+                    .map(|(key, value)| (key.clone(), scalar_to_string(value)))
                     .collect(),
                 _ => return Err(bad(RequestFault::Query)),
             },
         };
         let headers = match field("Headers") {
             None | Some(Value::Null) => Vec::new(),
-            Some(value) => match decode_embedded_json(value)? {
+            Some(value) => match &*decode_embedded_json_borrowed(value)? {
                 Value::Object(object) => object
-                    .into_iter()
+                    .iter()
                     .map(|(name, value)| {
                         let values = match value {
                             Value::Array(items) => items.iter().map(scalar_to_string).collect(),
-                            other => vec![scalar_to_string(&other)],
+                            other => vec![scalar_to_string(other)],
                         };
-                        (name, values)
+                        (name.clone(), values)
                     })
                     .collect(),
                 _ => return Err(bad(RequestFault::Headers)),

@@ -18,7 +18,11 @@
 //!   `webpubsub`: the Web PubSub event-handler protocol.
 //! - `functions`: one module per function folder, dispatched by `Function`; `error`: errors →
 //!   caller responses.
+//! - `bench_api` (cargo feature `bench`, hidden): the pure parts of negotiate for `benches/pure.rs`.
 
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench_api;
 mod bindings;
 pub mod config;
 mod error;

@@ -174,8 +174,10 @@ async fn invoke(
         .and_then(|value| value.parse::<usize>().ok());
     let body = read_capped(payload, declared_length).await;
     let envelope = functions::invoke(&state, &function, body, &invocation_id).await;
-    match serde_json::to_string(&envelope) {
-        Ok(json) => HttpResponse::Ok()
+    // Sized for a typical answer (negotiate's is ≈550 bytes) so the buffer is not regrown.
+    let mut json = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut json, &envelope) {
+        Ok(()) => HttpResponse::Ok()
             .content_type("application/json")
             .body(json),
         // Serializing a map of JSON values cannot fail; answer an empty envelope regardless.

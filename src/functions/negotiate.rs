@@ -7,6 +7,7 @@
 //! the handler mints the token itself from the connection string; with a managed identity this
 //! is the only style (config refuses the input), and the key is the cached temporary key.
 
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::bindings::FunctionBindings;
@@ -35,7 +36,7 @@ pub async fn run(
                 .input(&binding.name)
                 .ok_or_else(|| ConfigurationError::InputMissing(binding.name.clone()))?
                 .map_err(|_| ConfigurationError::InputNotJson(binding.name.clone()))?;
-            let info: ConnectionInfo = serde_json::from_value(value)
+            let info = ConnectionInfo::deserialize(&*value)
                 .map_err(|_| ConfigurationError::InputIncomplete(binding.name.clone()))?;
             let base = signer
                 .verify_binding_token(&info.access_token)

@@ -36,7 +36,12 @@ enum Keys {
 /// Verifies tokens from one issuer with one key source.
 pub struct JwtVerifier {
     keys: Keys,
+    /// The shared checks (the refusals read its leeway).
     validation: Validation,
+    /// One `Validation` per allowed algorithm, built here once: jsonwebtoken wants one key
+    /// family per `Validation`, and cloning one per request (its issuer, audience and
+    /// required-claim sets) was a measurable share of negotiate's allocations (BENCHMARKS.md).
+    per_algorithm: Vec<(Algorithm, Validation)>,
     user_id_claim: String,
     service: ServiceAudience,
     issuers: Vec<String>,
@@ -68,9 +73,19 @@ impl JwtVerifier {
         validation.leeway = settings.clock_skew.as_secs();
         validation.set_issuer(&settings.issuers);
         validation.set_audience(&settings.audiences);
+        let per_algorithm = validation
+            .algorithms
+            .iter()
+            .map(|&algorithm| {
+                let mut only = validation.clone();
+                only.algorithms = vec![algorithm];
+                (algorithm, only)
+            })
+            .collect();
         Ok(Self {
             keys,
             validation,
+            per_algorithm,
             user_id_claim: settings.user_id_claim.clone(),
             service: service.clone(),
             issuers: settings.issuers.clone(),
@@ -93,25 +108,25 @@ impl JwtVerifier {
         }
         // Checked before any key lookup, so a token with a foreign algorithm cannot make the
         // JWKS cache refetch.
-        if !self.validation.algorithms.contains(&header.alg) {
+        let Some(validation) = self
+            .per_algorithm
+            .iter()
+            .find_map(|(algorithm, validation)| (*algorithm == header.alg).then_some(validation))
+        else {
             return Err(IdentityError::Rejected(
                 jsonwebtoken::errors::ErrorKind::InvalidAlgorithm,
             ));
-        }
+        };
         if self.names_the_signalr_service(token) {
             return Err(IdentityError::ServiceTokenReplayed);
         }
         // jsonwebtoken wants one key family per `Validation`; the header's algorithm is already
         // known to be allowed, so validate against exactly that one.
-        let mut validation = self.validation.clone();
-        validation.algorithms = vec![header.alg];
         let data = match &self.keys {
-            Keys::Secret(key) => {
-                jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
-            }
+            Keys::Secret(key) => jsonwebtoken::decode::<Map<String, Value>>(token, key, validation),
             Keys::Jwks(cache) => {
                 let key = cache.key_for(header.kid.as_deref(), header.alg).await?;
-                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key, validation)
             }
         }
         .map_err(|error| self.explain(error.into_kind(), token))?;

@@ -113,8 +113,8 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// An AccessKey as a signing key, for unit tests elsewhere in the crate.
-    #[cfg(test)]
+    /// An AccessKey as a signing key, for unit tests elsewhere in the crate and `bench_api`.
+    #[cfg(any(test, feature = "bench"))]
     pub(crate) fn access_key_for_tests(secret: &str) -> Self {
         Self {
             secret: SecretString::from(secret),

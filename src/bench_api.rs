@@ -1,0 +1,94 @@
+//! The pure parts of negotiate, for `benches/pure.rs` only (cargo feature `bench`, never enabled
+//! in a build that ships): the modules are private, and a micro-benchmark shows a regression in
+//! envelope parsing, JWT verification or token re-issue without a load generator
+//! (BENCHMARKS.md, "Negotiate against the floor"). Nothing here skips a check: each function
+//! runs the handler's own code path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+
+use crate::identity::jwt::{JwtSettings, JwtVerifier};
+use crate::invocation::InvocationRequest;
+use crate::settings::Env;
+use crate::signalr::access_token::{ConnectionInfo, ServiceTokenSigner};
+use crate::signalr::connection_string::ConnectionString;
+use crate::signalr::service_auth::SigningKey;
+
+/// Parses a host envelope as negotiate does: the envelope, the `req` trigger and the
+/// `connectionInfo` binding. Returns the binding token's length, so nothing is optimised away.
+pub fn parse_negotiate(body: &[u8]) -> usize {
+    let Ok(invocation) = InvocationRequest::parse(body) else {
+        return 0;
+    };
+    let headers = invocation
+        .http_request("req")
+        .map_or(0, |request| request.header_values("Authorization").len());
+    let token = invocation
+        .input("connectionInfo")
+        .and_then(Result::ok)
+        .and_then(|value| <ConnectionInfo as serde::Deserialize>::deserialize(&*value).ok())
+        .map_or(0, |info| info.access_token.len());
+    headers + token
+}
+
+/// An HS256 app-token verifier and a service-token signer, built as start-up builds them.
+pub struct Negotiate {
+    verifier: JwtVerifier,
+    connection: ConnectionString,
+    key: Arc<SigningKey>,
+}
+
+impl Negotiate {
+    /// From the app's issuer, audience and HS256 secret, and the service's connection string.
+    pub fn hs256(
+        issuer: &str,
+        audience: &str,
+        secret: &str,
+        connection_string: &str,
+    ) -> anyhow::Result<Self> {
+        let values = [
+            ("AUTH_ISSUER", issuer),
+            ("AUTH_AUDIENCE", audience),
+            ("AUTH_HS256_SECRET", secret),
+        ];
+        let lookup = move |name: &str| {
+            values
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        let settings = JwtSettings::from_env(&Env::new(&lookup), Duration::from_secs(60))
+            .map_err(|error| anyhow::anyhow!("{}: {}", error.setting(), error.message()))?;
+        let connection = ConnectionString::parse(connection_string)?;
+        let verifier = JwtVerifier::new(&settings, &connection.service_audience())?;
+        let access_key = connection
+            .access_key()
+            .ok_or_else(|| anyhow::anyhow!("the bench needs an AccessKey connection string"))?;
+        let key = Arc::new(SigningKey::access_key_for_tests(access_key.expose_secret()));
+        Ok(Self {
+            verifier,
+            connection,
+            key,
+        })
+    }
+
+    /// Verifies `app_token` (HS256 verify, no await happens). True when accepted.
+    pub fn verify(&self, app_token: &str) -> bool {
+        futures_util::FutureExt::now_or_never(self.verifier.verify(app_token))
+            .is_some_and(|result| result.is_ok())
+    }
+
+    /// Verifies the binding's token and re-issues it for the user of `app_token`, as negotiate
+    /// does; `None` if either is refused.
+    pub fn reissue(&self, app_token: &str, binding_token: &str) -> Option<String> {
+        let user = futures_util::FutureExt::now_or_never(self.verifier.verify(app_token))?.ok()?;
+        let signer = ServiceTokenSigner::new(&self.connection, self.key.clone());
+        let base = signer.verify_binding_token(binding_token).ok()?;
+        signer
+            .reissue(&base, &user, &[], None)
+            .ok()
+            .map(|issued| issued.token)
+    }
+}
