@@ -336,7 +336,9 @@ async fn keyless_refusal_by_the_key_endpoint_answers_503_and_names_the_role_once
         for _ in 0..3 {
             assert_service_auth_unavailable(&negotiate(&app, "alice").await);
         }
-        let stderr = app.stderr();
+        // The line is read from the handler's stderr pipe by another thread: wait until it has
+        // arrived before counting.
+        let stderr = app.wait_for_stderr("refusing SignalR tokens").await;
         assert_eq!(
             stderr.matches("refusing SignalR tokens").count(),
             1,
