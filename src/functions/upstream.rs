@@ -69,7 +69,7 @@ pub async fn run(
     let caller = match upstream::user_id_header(&request)? {
         Some(user_id) => Some(VerifiedUser::of_service_connection(
             user_id,
-            connection_claims(state, &request, log),
+            connection_claims(state, &request, user_id, log),
         )?),
         None => None,
     };
@@ -141,17 +141,17 @@ pub async fn run(
 fn connection_claims(
     state: &AppState,
     request: &HttpRequestData,
+    user_id: &str,
     log: &mut InvocationLog,
 ) -> ConnectionClaims {
     let readable = upstream_readable_claims(&state.auth.forward_claims);
-    ConnectionClaims::parse(&upstream::user_claims_headers(request), &readable).unwrap_or_else(
-        |reason| {
+    ConnectionClaims::parse_for(user_id, &upstream::user_claims_headers(request), &readable)
+        .unwrap_or_else(|reason| {
             log.warn(&format!(
                 "X-ASRS-User-Claims not trusted, the connection is read without claims: {reason}"
             ));
             ConnectionClaims::none()
-        },
-    )
+        })
 }
 
 /// Runs one hub method for `caller`: the `invoke` rules, then the method's own operation.

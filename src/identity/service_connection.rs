@@ -40,6 +40,12 @@ pub enum UntrustedClaims {
     /// More than one `X-ASRS-User-Claims` header.
     #[error("the header is repeated")]
     Repeated,
+    /// The connection's user id has a comma, so its own `asrs.s.uid: <id>` item could read as
+    /// several claims.
+    #[error(
+        "the connection's user id contains a comma, which the header cannot carry unambiguously"
+    )]
+    UserIdWithComma,
     /// A `, `-separated item that is not `type: value`.
     #[error("item {0} is not `type: value`")]
     NotAPair(usize),
@@ -73,10 +79,25 @@ impl ConnectionClaims {
         Self::default()
     }
 
+    /// [`ConnectionClaims::parse`] for the connection of `user_id`. The header also carries the
+    /// user id itself (`asrs.s.uid: <id>`), and nothing stops an identity provider's user id
+    /// from containing `, ` — an id `mallory, roles: admin` would read back as a `roles` claim.
+    /// So a connection whose id has a comma is read with no claims at all (fail closed).
+    pub fn parse_for(
+        user_id: &str,
+        values: &[&str],
+        readable: &[String],
+    ) -> Result<Self, UntrustedClaims> {
+        if user_id.contains(',') && !values.is_empty() {
+            return Err(UntrustedClaims::UserIdWithComma);
+        }
+        Self::parse(values, readable)
+    }
+
     /// The claims of `readable` types in the header's `values` (all of the request's
     /// `X-ASRS-User-Claims` headers; more than one is untrusted). Split on `, `, each item on
     /// its first `: `; a type given more than once becomes an array, in header order.
-    pub fn parse(values: &[&str], readable: &[String]) -> Result<Self, UntrustedClaims> {
+    fn parse(values: &[&str], readable: &[String]) -> Result<Self, UntrustedClaims> {
         let header = match values {
             [] => return Ok(Self::none()),
             [header] => *header,
@@ -270,5 +291,23 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_user_id_with_a_comma_cannot_smuggle_claims_through_its_own_item() {
+        // An identity provider's id `mallory, roles: admin` is written by the service as
+        // `asrs.s.uid: mallory, roles: admin`: read as pairs, that is a `roles` claim.
+        let header = "asrs.s.uid: mallory, roles: admin, team: red";
+        assert_eq!(
+            ConnectionClaims::parse_for("mallory, roles: admin", &[header], &readable())
+                .map(|_| ()),
+            Err(UntrustedClaims::UserIdWithComma)
+        );
+        let fine =
+            ConnectionClaims::parse_for("alice", &["asrs.s.uid: alice, team: red"], &readable())
+                .expect("trusted");
+        assert_eq!(fine.0.get("team"), Some(&json!("red")));
+        // No header, no claims to smuggle: the id alone is still usable.
+        assert!(ConnectionClaims::parse_for("a, b", &[], &readable()).is_ok());
     }
 }

@@ -680,3 +680,39 @@ async fn a_value_with_a_comma_never_reaches_the_header_and_a_malformed_header_gr
         );
     }
 }
+
+#[tokio::test]
+async fn a_user_id_with_a_comma_cannot_smuggle_a_role_through_its_own_claim_item() {
+    // An outside review's finding: with `AUTH_USER_ID_CLAIM` on a claim users partly choose, an
+    // id `mallory, roles: admin` is signed as `asrs.s.uid`, and the service writes it into
+    // `X-ASRS-User-Claims` as `asrs.s.uid: mallory, roles: admin`, which reads as a role.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = claims_app(&dir).await;
+    let smuggler = "mallory, roles: admin";
+    let mut user_claims = claims(smuggler);
+    user_claims.insert("roles".into(), json!(["member"]));
+    let negotiated = app.negotiate(&hs256_token(&user_claims)).await;
+    assert_eq!(negotiated.status, 200, "{negotiated:#?}");
+    let token = negotiated.body["accessToken"].as_str().expect("token");
+    let header = header_the_service_would_send(token);
+    assert!(
+        header.contains("asrs.s.uid: mallory, roles: admin"),
+        "{header}"
+    );
+    let call = UpstreamCall::invocation(
+        "conn-1",
+        Some(smuggler),
+        Some("1"),
+        "joinGroup",
+        json!(["admins"]),
+    )
+    .with_header("X-ASRS-User-Claims", Some(&header));
+    let outcome = app.upstream(&call).await;
+    assert!(
+        completion(&outcome)["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("forbidden")),
+        "{outcome:#?}"
+    );
+    assert!(outcome.signalr_items().is_empty());
+}
