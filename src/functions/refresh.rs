@@ -87,26 +87,34 @@ pub async fn run(
 
     let (claims, dropped) = refresh_claims(&user, &state.auth.forward_claims, deadline);
     log.dropped_claims(&dropped);
-    let claims: Vec<ServiceClaim> = claims
-        .into_iter()
-        .map(|(claim_type, value)| ServiceClaim { claim_type, value })
+    let sent: Vec<ServiceClaim> = claims
+        .iter()
+        .map(|(claim_type, value)| ServiceClaim {
+            claim_type: claim_type.clone(),
+            value: value.clone(),
+        })
         .collect();
     let refreshed = match state
         .service
-        .refresh_auth(&hub, &token, &iso8601_utc(deadline), &claims)
+        .refresh_auth(&hub, &token, &iso8601_utc(deadline), &sent)
         .await?
     {
         ConnectionAnswer::Claims(claims) => claims,
         other => return Err(refusal(other)),
     };
-    // A service answer naming anyone else is not one to mint a token from.
-    if connection_user(&refreshed) != Some(user.user_id()) {
+    // A service answer naming anyone else (or anyone besides) is not one to accept.
+    let uids: Vec<&str> = refreshed
+        .iter()
+        .filter(|claim| claim.claim_type == USER_ID_CLAIM)
+        .map(|claim| claim.value.as_str())
+        .collect();
+    if uids != [user.user_id()] {
         return Err(RestError::UnexpectedAnswer(200).into());
     }
-    let pairs: Vec<(String, String)> = refreshed
-        .into_iter()
-        .map(|claim| (claim.claim_type, claim.value))
-        .collect();
+    // The connection now holds exactly the claims sent (`claims` replaces them all), so the new
+    // client token is minted from those, the verified ones: nothing an answer adds (a role, a
+    // second user) can reach a token this handler signs.
+    let pairs = claims;
     // Never waits: the key is the AccessKey or the cached temporary key (503 when there is none).
     let issued = state
         .service_auth

@@ -314,3 +314,30 @@ async fn a_membership_check_that_cannot_be_made_changes_nothing() {
         "no refresh without the check"
     );
 }
+
+#[tokio::test]
+async fn claims_a_service_answer_adds_never_reach_the_refreshed_token() {
+    // An outside review's finding: the token was minted from whatever `:refreshAuth` answered.
+    // It is minted from the verified claims the handler sent; an answer naming a second user is
+    // refused.
+    let service = RefreshStandIn::start().await;
+    service.add_connection(CONNECTION, "alice", &[("team", "red")]);
+    service.answer_refreshes_with_extra(&[("roles", "admin")]);
+    let app = app_with(&service).await;
+    let fresh = token_with("alice", json!({"team": "red"}), now() + 1800);
+    let outcome = refresh(&app, Some(CONNECTION), Some(&fresh)).await;
+    assert_eq!(outcome.status, 200, "{outcome:#?}");
+    let token = outcome.body["accessToken"].as_str().expect("accessToken");
+    let (_, claims) = decode_service_token(token);
+    assert!(claims.get("roles").is_none(), "{claims:?}");
+    assert_eq!(claims["team"], "red");
+
+    let service = RefreshStandIn::start().await;
+    service.add_connection(CONNECTION, "alice", &[]);
+    service.answer_refreshes_with_extra(&[("asrs.s.uid", "mallory")]);
+    let app = app_with(&service).await;
+    let fresh = token_with("alice", json!({}), now() + 1800);
+    let outcome = refresh(&app, Some(CONNECTION), Some(&fresh)).await;
+    assert_eq!(outcome.status, 503, "{outcome:#?}");
+    assert!(outcome.body.get("accessToken").is_none());
+}

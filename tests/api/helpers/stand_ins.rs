@@ -247,6 +247,8 @@ struct RefreshState {
     membership_fails: bool,
     /// `:refreshAuth` answers 403 `ConnectionUserMismatch` whatever it is sent.
     refresh_mismatch: bool,
+    /// Claims a misbehaving service adds to its `:refreshAuth` answer.
+    refresh_extra: Vec<(String, String)>,
 }
 
 /// A real HTTP server standing in for the 2026 connection routes of the SignalR REST API, as
@@ -434,7 +436,9 @@ impl RefreshStandIn {
                     );
                 }
                 connection.claims = new_claims;
-                ("200 OK", "", claims_json(&connection.claims))
+                let mut answer = connection.claims.clone();
+                answer.extend(state.refresh_extra.iter().cloned());
+                ("200 OK", "", claims_json(&answer))
             }
             _ => ("400 Bad Request", "", String::new()),
         }
@@ -471,6 +475,14 @@ impl RefreshStandIn {
             .expect("lock")
             .members
             .push((user.into(), group.into()));
+    }
+
+    /// Makes `:refreshAuth` answer with `extra` claims besides those it was sent.
+    pub fn answer_refreshes_with_extra(&self, extra: &[(&str, &str)]) {
+        self.state.lock().expect("lock").refresh_extra = extra
+            .iter()
+            .map(|(t, v)| ((*t).to_owned(), (*v).to_owned()))
+            .collect();
     }
 
     pub fn refuse_refreshes_as_another_user(&self) {
