@@ -366,8 +366,11 @@ impl Keyless {
                 Err(error) => {
                     if let ServiceAuthError::KeyRefused(_) = error {
                         // The service no longer accepts this identity: a key it gave earlier
-                        // would sign tokens it is about to refuse, so stop using it now.
+                        // would sign tokens it is about to refuse, so stop using it now. The
+                        // identity token goes too: it may be the wrong one (another resource),
+                        // and a fresh one is the only way to find out.
                         self.store_key(None);
+                        *self.token.lock().await = None;
                     }
                     if failures == 0 {
                         tracing::error!("managed identity: {error}; retrying in the background");
@@ -477,6 +480,9 @@ impl Keyless {
                 "access_token is empty".into(),
             ));
         }
+        // Entra's tokens live hours, not years: an absurd `expires_on` must not pin one token
+        // (and whatever is wrong with it) in the cache for good.
+        let expires_on = expires_on.min(now.saturating_add(MAX_IDENTITY_TOKEN_SECONDS));
         // A few minutes before expiry, or halfway for tokens shorter than that.
         let margin = TOKEN_REFRESH_MARGIN_SECONDS.min((expires_on - now) / 2);
         Ok(CachedToken {
@@ -485,6 +491,9 @@ impl Keyless {
         })
     }
 }
+
+/// Longest a managed-identity token is cached, whatever its `expires_on` says.
+const MAX_IDENTITY_TOKEN_SECONDS: u64 = 24 * 3600;
 
 /// 1 s, 2 s, 4 s, … at most [`MAX_RETRY_DELAY`].
 fn retry_delay(failures: u32) -> Duration {
