@@ -331,11 +331,22 @@ impl CallerResponse {
     /// controls and U+2028/U+2029 are written as `\uXXXX` escapes too, so a body that quotes
     /// caller text carries no raw control or line-separator character (they can only occur
     /// inside strings, where the escape means the same).
-    pub fn json(status: u16, body: &Value) -> Self {
+    ///
+    /// `body` is any `Serialize` (a typed answer serializes without building a `Value` first).
+    /// Should it fail to serialize (a map with non-string keys; none of the handler's answers),
+    /// the caller gets a 500 with the one error body shape, never a panic.
+    pub fn json<T: Serialize + ?Sized>(status: u16, body: &T) -> Self {
+        let (status, body) = match serde_json::to_string(body) {
+            Ok(text) => (status, escape_json_text(text)),
+            Err(_) => (
+                500,
+                r#"{"error":"internal","message":"the answer could not be serialized"}"#.to_owned(),
+            ),
+        };
         Self {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
-            body: escape_json_text(body.to_string()),
+            body,
         }
     }
 
@@ -367,25 +378,49 @@ impl CallerResponse {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
+}
 
-    fn to_binding_value(&self) -> Value {
-        let headers: Map<String, Value> = self
-            .headers
-            .iter()
-            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
-            .collect();
-        serde_json::json!({
-            "statusCode": self.status,
-            "headers": headers,
-            "body": self.body,
-        })
+/// The `http` output binding value: `{"statusCode", "headers", "body"}`
+/// (docs/protocol/functions-host.md §3), written straight from the response. A header named
+/// twice is written once, where it first appears, with its last value (as a JSON object built
+/// from the list would hold it).
+impl Serialize for CallerResponse {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Headers<'a>(&'a [(String, String)]);
+        impl Serialize for Headers<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(None)?;
+                for (index, (name, _)) in self.0.iter().enumerate() {
+                    if self.0[..index].iter().any(|(earlier, _)| earlier == name) {
+                        continue;
+                    }
+                    let last = self
+                        .0
+                        .iter()
+                        .rev()
+                        .find(|(other, _)| other == name)
+                        .map_or("", |(_, value)| value.as_str());
+                    map.serialize_entry(name, last)?;
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("statusCode", &self.status)?;
+        map.serialize_entry("headers", &Headers(&self.headers))?;
+        map.serialize_entry("body", &self.body)?;
+        map.end()
     }
 }
 
 /// JSON text with DEL, C1 controls and U+2028/U+2029 written as `\uXXXX` escapes (serde_json
 /// escapes only C0 controls); they can only occur inside strings, where the escape means the same.
 fn escape_json_text(text: String) -> String {
-    if !text.chars().any(is_unsafe_in_log) {
+    // Printable ASCII (the usual answer: URLs, tokens, ids) has nothing to escape; checking bytes
+    // first spares the per-character test.
+    if text.bytes().all(|byte| (0x20..0x7f).contains(&byte)) || !text.chars().any(is_unsafe_in_log)
+    {
         return text;
     }
     let mut escaped = String::with_capacity(text.len() + 12);
@@ -399,39 +434,87 @@ fn escape_json_text(text: String) -> String {
     escaped
 }
 
-/// The handler's answer to the host: `{"Outputs", "Logs", "ReturnValue"}`.
-#[derive(Debug, Serialize)]
+/// The handler's answer to the host: `{"Outputs", "Logs", "ReturnValue"}`, serialized in one
+/// pass from the caller's response and the other outputs (no `Value` tree is built for it).
+#[derive(Debug)]
 pub struct InvocationResponse {
-    #[serde(rename = "Outputs")]
-    outputs: Map<String, Value>,
-    #[serde(rename = "Logs")]
+    /// The caller's response and where it goes.
+    http: (HttpOutput, CallerResponse),
+    /// Other output bindings, by name, in the order they were added; a name is kept once.
+    outputs: Vec<(String, Value)>,
     logs: Vec<String>,
-    #[serde(rename = "ReturnValue")]
-    return_value: Value,
+}
+
+/// Where the caller's response goes.
+#[derive(Debug)]
+enum HttpOutput {
+    /// An output binding of this name.
+    Named(String),
+    /// `ReturnValue` (the binding named `$return`).
+    ReturnValue,
 }
 
 impl InvocationResponse {
     /// An answer that sends `response` to the caller through the `http` output named
     /// `http_output` (`$return` puts it in `ReturnValue`, docs/protocol/functions-host.md §3.4).
-    pub fn new(http_output: &str, response: &CallerResponse, logs: Vec<String>) -> Self {
-        let mut outputs = Map::new();
-        let mut return_value = Value::Null;
-        if http_output == "$return" {
-            return_value = response.to_binding_value();
+    pub fn new(http_output: &str, response: CallerResponse, logs: Vec<String>) -> Self {
+        let target = if http_output == "$return" {
+            HttpOutput::ReturnValue
         } else {
-            outputs.insert(http_output.to_owned(), response.to_binding_value());
-        }
+            HttpOutput::Named(http_output.to_owned())
+        };
         Self {
-            outputs,
+            http: (target, response),
+            outputs: Vec::new(),
             logs,
-            return_value,
         }
     }
 
-    /// Adds a non-http output binding value.
+    /// Adds a non-http output binding value (replacing one added before under the same name).
     pub fn with_output(mut self, name: &str, value: Value) -> Self {
-        self.outputs.insert(name.to_owned(), value);
+        match self
+            .outputs
+            .iter_mut()
+            .find(|(existing, _)| existing == name)
+        {
+            Some((_, existing)) => *existing = value,
+            None => self.outputs.push((name.to_owned(), value)),
+        }
         self
+    }
+}
+
+impl Serialize for InvocationResponse {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Outputs<'a>(&'a InvocationResponse);
+        impl Serialize for Outputs<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(None)?;
+                let (target, response) = &self.0.http;
+                if let HttpOutput::Named(name) = target {
+                    map.serialize_entry(name, response)?;
+                }
+                for (name, value) in &self.0.outputs {
+                    // Binding names are unique per function, so this never skips in practice;
+                    // it keeps the object's keys unique whatever a caller of `with_output` does.
+                    if matches!(target, HttpOutput::Named(http) if http == name) {
+                        continue;
+                    }
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+        let (target, response) = &self.http;
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("Outputs", &Outputs(self))?;
+        map.serialize_entry("Logs", &self.logs)?;
+        match target {
+            HttpOutput::ReturnValue => map.serialize_entry("ReturnValue", response)?,
+            HttpOutput::Named(_) => map.serialize_entry("ReturnValue", &())?,
+        }
+        map.end()
     }
 }
 
@@ -534,12 +617,9 @@ mod tests {
     #[test]
     fn the_response_puts_the_caller_status_in_the_named_output() {
         let response = CallerResponse::json(401, &json!({"error": "invalid_token"}));
-        let envelope = serde_json::to_value(InvocationResponse::new(
-            "res",
-            &response,
-            vec!["why".into()],
-        ))
-        .expect("serializes");
+        let envelope =
+            serde_json::to_value(InvocationResponse::new("res", response, vec!["why".into()]))
+                .expect("serializes");
         assert_eq!(envelope["Outputs"]["res"]["statusCode"], 401);
         assert_eq!(
             envelope["Outputs"]["res"]["body"],
@@ -547,5 +627,28 @@ mod tests {
         );
         assert_eq!(envelope["Logs"], json!(["why"]));
         assert_eq!(envelope["ReturnValue"], Value::Null);
+    }
+
+    /// The envelope is written by hand-rolled `Serialize` impls; these are the exact bytes the
+    /// host gets: key order, `$return`, other outputs after the http one, a header named twice.
+    #[test]
+    fn the_envelope_is_written_exactly() {
+        let response = CallerResponse::json(200, &json!({"url": "u\u{2028}", "n": 1}))
+            .with_header("Cache-Control", "no-store")
+            .with_header("content-type", "text/plain")
+            .with_header("Cache-Control", "no-cache");
+        let named = InvocationResponse::new("res", response.clone(), vec!["a".into()])
+            .with_output("signalR", json!([{"target": "t"}]))
+            .with_output("queue", json!("first"))
+            .with_output("queue", json!("second"));
+        assert_eq!(
+            serde_json::to_string(&named).expect("serializes"),
+            r#"{"Outputs":{"res":{"statusCode":200,"headers":{"Content-Type":"application/json","Cache-Control":"no-cache","content-type":"text/plain"},"body":"{\"url\":\"u\\u2028\",\"n\":1}"},"signalR":[{"target":"t"}],"queue":"second"},"Logs":["a"],"ReturnValue":null}"#
+        );
+        let returned = InvocationResponse::new("$return", CallerResponse::empty(204), Vec::new());
+        assert_eq!(
+            serde_json::to_string(&returned).expect("serializes"),
+            r#"{"Outputs":{},"Logs":[],"ReturnValue":{"statusCode":204,"headers":{},"body":""}}"#
+        );
     }
 }

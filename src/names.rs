@@ -211,7 +211,13 @@ fn check_path_name(value: &str, field: &'static str, max: usize) -> Result<(), N
     if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
         return Err(NameError::SurroundingWhitespace(field));
     }
-    let normalised: String = value.nfkc().collect();
+    // NFKC maps no ASCII character to anything else, so an ASCII name (nearly every one) is
+    // its own normal form and skips the Unicode tables.
+    let normalised: std::borrow::Cow<'_, str> = if value.is_ascii() {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(value.nfkc().collect())
+    };
     if value.contains(PATH_CHARACTERS) || normalised.contains(PATH_CHARACTERS) {
         return Err(NameError::PathCharacter(field));
     }
@@ -276,6 +282,20 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// `check_path_name` skips NFKC for ASCII names: every ASCII character, alone or beside any
+    /// other, is its own normal form (exhaustive over single characters and pairs).
+    #[test]
+    fn ascii_text_is_its_own_nfkc_form() {
+        for a in 0u8..128 {
+            let one = char::from(a).to_string();
+            assert_eq!(one.nfkc().collect::<String>(), one);
+            for b in 0u8..128 {
+                let two: String = [char::from(a), char::from(b)].into_iter().collect();
+                assert_eq!(two.nfkc().collect::<String>(), two);
+            }
+        }
+    }
 
     #[test]
     fn group_names_keep_the_existing_rules() {

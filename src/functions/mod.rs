@@ -176,7 +176,7 @@ pub async fn invoke(
     else {
         let error = HandlerError::UnknownFunction(function_name.to_owned());
         log.refusal(&error);
-        return InvocationResponse::new("res", &error.caller_response(), log.lines);
+        return InvocationResponse::new("res", error.caller_response(), log.lines);
     };
     let parsed = body.and_then(|body| Ok(InvocationRequest::parse(&body)?));
     let result = match parsed {
@@ -215,7 +215,7 @@ pub async fn invoke(
     match result {
         Ok(outcome) => {
             let mut envelope =
-                InvocationResponse::new(&bindings.http_output, &outcome.response, log.lines);
+                InvocationResponse::new(&bindings.http_output, outcome.response, log.lines);
             for (name, value) in outcome.outputs {
                 envelope = envelope.with_output(&name, value);
             }
@@ -223,7 +223,7 @@ pub async fn invoke(
         }
         Err(error) => {
             log.refusal(&error);
-            InvocationResponse::new(&bindings.http_output, &error.caller_response(), log.lines)
+            InvocationResponse::new(&bindings.http_output, error.caller_response(), log.lines)
         }
     }
 }

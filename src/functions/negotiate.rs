@@ -7,8 +7,7 @@
 //! the handler mints the token itself from the connection string; with a managed identity this
 //! is the only style (config refuses the input), and the key is the cached temporary key.
 
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::bindings::FunctionBindings;
 use crate::error::{ConfigurationError, HandlerError};
@@ -78,13 +77,22 @@ pub async fn run(
     log.info(&format!("token issued for user {:?}", user.user_id()));
     // `tokenLifetimeSeconds` is ASP.NET Core 11's negotiate field: newer clients schedule their
     // refresh from it, older ones ignore it. It is the issued token's own `exp - now`.
-    let body = json!({
-        "url": url,
-        "accessToken": access_token.token,
-        "tokenLifetimeSeconds": access_token.lifetime_seconds(now),
-    });
+    let body = NegotiateAnswer {
+        url: &url,
+        access_token: &access_token.token,
+        token_lifetime_seconds: access_token.lifetime_seconds(now),
+    };
     Ok(FunctionOutcome {
         response: CallerResponse::json(200, &body).with_header("Cache-Control", "no-store"),
         outputs: Vec::new(),
     })
+}
+
+/// The negotiate answer the SignalR client reads, in this key order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NegotiateAnswer<'a> {
+    url: &'a str,
+    access_token: &'a str,
+    token_lifetime_seconds: u64,
 }

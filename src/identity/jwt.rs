@@ -117,19 +117,19 @@ impl JwtVerifier {
                 jsonwebtoken::errors::ErrorKind::InvalidAlgorithm,
             ));
         };
-        if self.names_the_signalr_service(token) {
-            return Err(IdentityError::ServiceTokenReplayed);
-        }
         // jsonwebtoken wants one key family per `Validation`; the header's algorithm is already
         // known to be allowed, so validate against exactly that one.
         let data = match &self.keys {
             Keys::Secret(key) => jsonwebtoken::decode::<Map<String, Value>>(token, key, validation),
             Keys::Jwks(cache) => {
-                let key = cache.key_for(header.kid.as_deref(), header.alg).await?;
+                let key = cache
+                    .key_for(header.kid.as_deref(), header.alg)
+                    .await
+                    .map_err(|error| self.replayed_or(token, error))?;
                 jsonwebtoken::decode::<Map<String, Value>>(token, &key, validation)
             }
         }
-        .map_err(|error| self.explain(error.into_kind(), token))?;
+        .map_err(|error| self.replayed_or(token, self.explain(error.into_kind(), token)))?;
         let claims = data.claims;
         // jsonwebtoken accepts an `iss` array that contains the expected issuer; an issuer is one
         // string (RFC 7519 §4.1.1), so anything else is refused.
@@ -184,9 +184,20 @@ impl JwtVerifier {
         }
     }
 
-    /// True when the (unverified) payload's `aud` names the SignalR Service. Used only to refuse
-    /// with a precise reason: a verified token could never carry that audience anyway, since
-    /// `AUTH_AUDIENCE` may not name the service.
+    /// `error`, unless the refused token's (unverified) `aud` names the SignalR Service: then
+    /// the precise reason, a service token replayed at negotiate. Asked only once a token is
+    /// refused: a verified token never carries that audience (its `aud` must be one of
+    /// `AUTH_AUDIENCE`, which may not name the service), so the accepted path does not decode
+    /// the payload a second time for it (BENCHMARKS.md, "Negotiate against the floor").
+    fn replayed_or(&self, token: &str, error: IdentityError) -> IdentityError {
+        if self.names_the_signalr_service(token) {
+            IdentityError::ServiceTokenReplayed
+        } else {
+            error
+        }
+    }
+
+    /// True when the (unverified) payload's `aud` names the SignalR Service.
     fn names_the_signalr_service(&self, token: &str) -> bool {
         let Some(claims) = unverified_claims(token) else {
             return false;

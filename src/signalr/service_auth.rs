@@ -23,8 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use sha2::Sha256;
 use tokio::time::Instant;
 use url::Url;
 
@@ -106,20 +108,32 @@ impl ManagedIdentitySettings {
 }
 
 /// The key that signs client tokens: the AccessKey, or a temporary key and its `KeyId`.
+///
+/// Holds the HMAC with the key already absorbed rather than the key text: every token signed or
+/// checked clones it instead of hashing the key's pads again (BENCHMARKS.md, "Negotiate against
+/// the floor"). Its `Debug` names the `kid` only.
 pub struct SigningKey {
     /// `KeyId` of a temporary key; the token header's `kid`. `None` for the AccessKey.
     kid: Option<String>,
-    secret: SecretString,
+    /// HMAC-SHA256 keyed with the UTF-8 bytes of the key as the service gave it.
+    mac: Hmac<Sha256>,
 }
 
 impl SigningKey {
+    /// A signing key from the key text the service (or the connection string) gave.
+    pub fn new(kid: Option<String>, secret: &SecretString) -> Self {
+        Self {
+            kid,
+            // HMAC accepts keys of any length, so this cannot fail.
+            mac: Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+                .expect("HMAC takes keys of any length"),
+        }
+    }
+
     /// An AccessKey as a signing key, for unit tests elsewhere in the crate and `bench_api`.
     #[cfg(any(test, feature = "bench"))]
     pub(crate) fn access_key_for_tests(secret: &str) -> Self {
-        Self {
-            secret: SecretString::from(secret),
-            kid: None,
-        }
+        Self::new(None, &SecretString::from(secret))
     }
 
     /// The token header's `kid`, if any.
@@ -127,9 +141,18 @@ impl SigningKey {
         self.kid.as_deref()
     }
 
-    /// The HMAC key: the UTF-8 bytes of the key as the service gave it.
-    pub fn secret(&self) -> &SecretString {
-        &self.secret
+    /// A fresh HMAC-SHA256 under this key, ready for the signing input.
+    pub fn mac(&self) -> Hmac<Sha256> {
+        self.mac.clone()
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -220,10 +243,9 @@ impl ServiceAuth {
         identity: Option<&ManagedIdentitySettings>,
     ) -> anyhow::Result<Self> {
         let mode = match (connection.credential(), identity) {
-            (Credential::AccessKey(key), _) => Mode::AccessKey(Arc::new(SigningKey {
-                kid: None,
-                secret: key.clone(),
-            })),
+            (Credential::AccessKey(key), _) => {
+                Mode::AccessKey(Arc::new(SigningKey::new(None, key)))
+            }
             (Credential::ManagedIdentity { client_id }, Some(settings)) => {
                 let mut identity_url = settings.endpoint.clone();
                 identity_url
@@ -420,10 +442,10 @@ impl Keyless {
                 "AccessKey is empty or too long".into(),
             ));
         }
-        Ok(SigningKey {
-            kid: Some(answer.key_id),
-            secret: SecretString::from(answer.access_key),
-        })
+        Ok(SigningKey::new(
+            Some(answer.key_id),
+            &SecretString::from(answer.access_key),
+        ))
     }
 
     /// The managed identity's token for the SignalR resource, cached until a few minutes before
@@ -543,10 +565,12 @@ mod tests {
 
     #[test]
     fn the_signing_key_debug_shows_no_secret() {
-        let key = SigningKey {
-            kid: Some("t-1".into()),
-            secret: SecretString::from("INSECURE-TEST-TEMPORARY-KEY"),
-        };
-        assert!(!format!("{:?}", key.secret).contains("INSECURE"));
+        let key = SigningKey::new(
+            Some("t-1".into()),
+            &SecretString::from("INSECURE-TEST-TEMPORARY-KEY"),
+        );
+        let debug = format!("{key:?}");
+        assert!(debug.contains("t-1"), "{debug}");
+        assert!(!debug.contains("INSECURE"), "{debug}");
     }
 }

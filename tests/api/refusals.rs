@@ -85,6 +85,29 @@ async fn negotiate_returns_401_for_a_wrong_audience() {
         );
 }
 
+/// A client token the SignalR Service would accept (its audience is the service's client URL),
+/// replayed at negotiate: refused with its own reason, whether it was signed with the AccessKey
+/// (as the service's tokens are) or, by a misconfigured issuer, with the app's own secret.
+#[tokio::test]
+async fn negotiate_returns_401_for_a_service_token_replayed_at_the_app() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let mut replayed = claims("mallory");
+    replayed.insert(
+        "aud".into(),
+        json!("http://localhost:8888/client/?hub=chat"),
+    );
+    for secret in [ACCESS_KEY, HS256_SECRET] {
+        let token = sign(
+            Header::new(Algorithm::HS256),
+            &replayed,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        );
+        app.negotiate(&token).await.assert_unauthorized(
+            "its audience is the SignalR Service (a service token replayed at the app)",
+        );
+    }
+}
+
 #[tokio::test]
 async fn negotiate_returns_401_when_exp_iss_or_aud_is_missing() {
     let app = spawn_app(AppConfig::hs256()).await;
