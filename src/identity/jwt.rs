@@ -271,8 +271,38 @@ pub(super) fn names_critical_extensions(token: &str) -> bool {
     let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header) else {
         return false;
     };
-    serde_json::from_slice::<Map<String, Value>>(&bytes)
-        .is_ok_and(|header| header.contains_key("crit"))
+    serde_json::from_slice::<HasCrit>(&bytes).is_ok_and(|HasCrit(found)| found)
+}
+
+/// Whether a JSON object has a `crit` member (escaped spellings included; any number of
+/// them), read without building the object: the answer `Map::contains_key("crit")` gave, for
+/// every input, at a fraction of the cost. Not an object, or not JSON: an error.
+struct HasCrit(bool);
+
+impl<'de> serde::Deserialize<'de> for HasCrit {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = HasCrit;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a JOSE header object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HasCrit, A::Error> {
+                let mut found = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    found |= key == "crit";
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                Ok(HasCrit(found))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// How the caller's JWT is verified.
@@ -459,4 +489,34 @@ fn parse_algorithms(
         ));
     }
     Ok(algorithms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streaming `crit` check answers exactly what building the header as a map did.
+    #[test]
+    fn the_crit_check_agrees_with_a_full_parse() {
+        let headers = [
+            r#"{"alg":"HS256","crit":["b64"]}"#,
+            r#"{"alg":"HS256","cr\u0069t":["b64"]}"#,
+            r#"{"crit":1,"crit":2}"#,
+            r#"{"alg":"HS256","x":{"crit":true}}"#,
+            r#"{"alg":"HS256"}"#,
+            r#"["crit"]"#,
+            r#"{"crit":["b64"]"#,
+            r#"{"alg":"HS256","crit":["b64"]} trailing"#,
+            "not json",
+        ];
+        for header in headers {
+            let token = format!(
+                "{}.e30.sig",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+            );
+            let full = serde_json::from_str::<Map<String, Value>>(header)
+                .is_ok_and(|map| map.contains_key("crit"));
+            assert_eq!(names_critical_extensions(&token), full, "{header}");
+        }
+    }
 }
