@@ -1,10 +1,12 @@
 //! Criterion micro-benchmarks of negotiate's pure parts: envelope parsing, HS256 app-token
-//! verification, and the binding token's verify-and-re-issue. They show a regression without a
-//! load generator (`cargo bench --features bench --bench pure`); they assert nothing about time.
+//! verification, the binding token's verify-and-re-issue, and the RSA-2048 check an RS256 app
+//! token costs (jsonwebtoken's own `decode`, which the handler's JWKS path calls with a cached
+//! key). They show a regression without a load generator
+//! (`cargo bench --features bench --bench pure`); they assert nothing about time.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use handler::bench_api::{Negotiate, parse_negotiate};
-use jsonwebtoken::{EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::json;
 use std::hint::black_box;
 
@@ -62,6 +64,29 @@ fn pure(c: &mut Criterion) {
         "the binding token re-issues"
     );
 
+    let rs256_token = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + 7200}),
+        &EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/insecure-test-rsa-a.pem"))
+            .expect("RSA key"),
+    )
+    .expect("signs");
+    let rsa_public =
+        DecodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/insecure-test-rsa-a.pub.pem"))
+            .expect("RSA public key");
+    let mut rs256 = Validation::new(Algorithm::RS256);
+    rs256.set_issuer(&[ISSUER]);
+    rs256.set_audience(&[AUDIENCE]);
+    assert!(
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            &rs256_token,
+            &rsa_public,
+            &rs256
+        )
+        .is_ok(),
+        "the RS256 token verifies"
+    );
+
     c.bench_function("envelope parse (negotiate)", |b| {
         b.iter(|| parse_negotiate(black_box(&body)))
     });
@@ -70,6 +95,15 @@ fn pure(c: &mut Criterion) {
     });
     c.bench_function("verify + re-issue (binding token)", |b| {
         b.iter(|| negotiate.reissue(black_box(&app_token), black_box(&binding_token)))
+    });
+    c.bench_function("JWT verify (RS256, RSA-2048)", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+                black_box(&rs256_token),
+                &rsa_public,
+                &rs256,
+            )
+        })
     });
 }
 
