@@ -71,9 +71,10 @@ fn pure(c: &mut Criterion) {
             .expect("RSA key"),
     )
     .expect("signs");
-    let rsa_public =
-        DecodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/insecure-test-rsa-a.pub.pem"))
-            .expect("RSA public key");
+    let rsa_public = DecodingKey::from_rsa_pem(include_bytes!(
+        "../tests/fixtures/insecure-test-rsa-a.pub.pem"
+    ))
+    .expect("RSA public key");
     let mut rs256 = Validation::new(Algorithm::RS256);
     rs256.set_issuer(&[ISSUER]);
     rs256.set_audience(&[AUDIENCE]);

@@ -19,7 +19,7 @@ use crate::signalr::service_auth::SigningKey;
 /// Parses a host envelope as negotiate does: the envelope, the `req` trigger and the
 /// `connectionInfo` binding. Returns the binding token's length, so nothing is optimised away.
 pub fn parse_negotiate(body: &[u8]) -> usize {
-    let Ok(invocation) = InvocationRequest::parse(body) else {
+    let Ok(invocation) = InvocationRequest::parse(body, "req") else {
         return 0;
     };
     let headers = invocation

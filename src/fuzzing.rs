@@ -44,7 +44,7 @@ pub const INSECURE_FUZZ_WEBPUBSUB_CONNECTION_STRING: &str =
 /// headers, query, body, media type, and an input binding decoded from its once- or
 /// twice-encoded form). True when the trigger request was read.
 pub fn invocation(body: &[u8]) -> bool {
-    let Ok(envelope) = InvocationRequest::parse(body) else {
+    let Ok(envelope) = InvocationRequest::parse(body, "req") else {
         return false;
     };
     if let Some(Ok(value)) = envelope.input("connectionInfo") {
@@ -62,15 +62,15 @@ pub fn invocation(body: &[u8]) -> bool {
 /// Bearer extraction from a host envelope's trigger request, with the `access_token` query
 /// accepted (negotiate) and refused (every other function). True when a token was found.
 pub fn bearer(body: &[u8]) -> bool {
-    let Some(request) = InvocationRequest::parse(body)
-        .ok()
-        .and_then(|envelope| envelope.http_request("req").ok())
-    else {
+    let Ok(envelope) = InvocationRequest::parse(body, "req") else {
         return false;
     };
-    let _ = credential::bearer_presented(&request);
-    let refused = credential::bearer_token(&request, QueryToken::Refused).map(str::to_owned);
-    let accepted = credential::bearer_token(&request, QueryToken::Accepted);
+    let Ok(request) = envelope.http_request("req") else {
+        return false;
+    };
+    let _ = credential::bearer_presented(request);
+    let refused = credential::bearer_token(request, QueryToken::Refused).map(str::to_owned);
+    let accepted = credential::bearer_token(request, QueryToken::Accepted);
     for token in [refused.as_deref().ok(), accepted.as_ref().ok().copied()]
         .into_iter()
         .flatten()

@@ -61,20 +61,38 @@ pub enum RequestFault {
 }
 
 /// The host's invocation payload, `{"Data": {...}, "Metadata": {...}}`.
+///
+/// Read in one pass for the function it is sent to: the trigger's request is read straight into
+/// [`HttpRequestData`] (the members the handler uses, nothing else kept), the other `Data` members
+/// (input bindings) become values, and `Metadata` is skipped (BENCHMARKS.md, "Negotiate against the
+/// floor").
 #[derive(Debug)]
 pub struct InvocationRequest {
+    /// The trigger's name and its request, or why it could not be read.
+    trigger: (String, Result<HttpRequestData, TriggerFault>),
+    /// `Data`'s other members (a repeated name keeps its last value).
     data: Map<String, Value>,
 }
 
+/// Why the trigger's request could not be read; kept until a function asks for the request, so
+/// a fault surfaces where it did when the request was read on demand.
+#[derive(Debug, Clone)]
+enum TriggerFault {
+    Missing,
+    EmbeddedNotJson,
+    Request(RequestFault),
+}
+
 impl InvocationRequest {
-    /// Parses the raw body the host sent.
-    pub fn parse(body: &[u8]) -> Result<Self, InvocationError> {
-        // Only `Data` becomes a tree; every other member (`Metadata` is deliberately dropped:
-        // nothing in it can be trusted, docs/protocol/functions-host.md §1.4) is checked for
-        // syntax and skipped without allocating. Building the whole envelope as a `Value` was the
-        // largest single cost of an invocation (BENCHMARKS.md, "Negotiate against the floor").
-        let data = match serde_json::from_slice::<Envelope>(body) {
-            Ok(Envelope(data)) => data,
+    /// Parses the raw body the host sent to a function whose HTTP trigger is named `trigger`.
+    pub fn parse(body: &[u8], trigger: &str) -> Result<Self, InvocationError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let parsed =
+            serde::de::DeserializeSeed::deserialize(EnvelopeSeed { trigger }, &mut deserializer)
+                // As `from_slice` does: only whitespace may follow the envelope.
+                .and_then(|data| deserializer.end().map(|()| data));
+        let data = match parsed {
+            Ok(data) => data,
             // Rare: classify the failure exactly as a full parse would.
             Err(_) => {
                 return Err(
@@ -85,21 +103,45 @@ impl InvocationRequest {
                 );
             }
         };
-        let data = match data {
-            Some(Value::Object(data)) => data,
-            Some(_) => return Err(InvocationError::DataNotAnObject),
-            None => Map::new(),
+        let (request, data) = match data {
+            Some(DataMembers::Object { trigger, others }) => (trigger, others),
+            Some(DataMembers::NotAnObject) => return Err(InvocationError::DataNotAnObject),
+            None => (None, Map::new()),
         };
-        Ok(Self { data })
+        let request = match request {
+            None => Err(TriggerFault::Missing),
+            Some(TriggerValue::Object(fields)) => HttpRequestData::from_fields(*fields),
+            // Older hosts (and the emulator's string form) encode the request as JSON text.
+            Some(TriggerValue::Text(text)) => {
+                match decode_embedded_json_borrowed(&Value::String(text)) {
+                    Ok(decoded) => match decoded.into_owned() {
+                        Value::Object(object) => {
+                            HttpRequestData::from_fields(RequestFields::of_object(&object))
+                        }
+                        _ => Err(TriggerFault::Request(RequestFault::NotAnObject)),
+                    },
+                    Err(_) => Err(TriggerFault::EmbeddedNotJson),
+                }
+            }
+            Some(TriggerValue::Other) => Err(TriggerFault::Request(RequestFault::NotAnObject)),
+        };
+        Ok(Self {
+            trigger: (trigger.to_owned(), request),
+            data,
+        })
     }
 
-    /// The HTTP trigger's request, `Data.<trigger>`.
-    pub fn http_request(&self, trigger: &str) -> Result<HttpRequestData, InvocationError> {
-        let value = self
-            .data
-            .get(trigger)
-            .ok_or_else(|| InvocationError::MissingTrigger(trigger.to_owned()))?;
-        HttpRequestData::from_value(value)
+    /// The HTTP trigger's request, `Data.<trigger>` (the trigger named at [`Self::parse`]).
+    pub fn http_request(&self, trigger: &str) -> Result<&HttpRequestData, InvocationError> {
+        let (name, request) = &self.trigger;
+        if name != trigger {
+            return Err(InvocationError::MissingTrigger(trigger.to_owned()));
+        }
+        request.as_ref().map_err(|fault| match fault {
+            TriggerFault::Missing => InvocationError::MissingTrigger(trigger.to_owned()),
+            TriggerFault::EmbeddedNotJson => InvocationError::EmbeddedNotJson,
+            TriggerFault::Request(fault) => InvocationError::Request(*fault),
+        })
     }
 
     /// An input binding's value, decoded from its once- or twice-encoded JSON form.
@@ -110,36 +152,244 @@ impl InvocationRequest {
     }
 }
 
-/// The envelope's top level: the last `Data` member as a tree (as a `Value` map would keep the
-/// last of duplicate keys), every other member skipped. Anything but an object is an error.
-struct Envelope(Option<Value>);
+/// Reads the envelope's top level: the last `Data` member through [`DataSeed`], every other
+/// member skipped. Anything but an object is an error.
+struct EnvelopeSeed<'t> {
+    trigger: &'t str,
+}
 
-impl<'de> serde::Deserialize<'de> for Envelope {
+impl<'de> serde::de::DeserializeSeed<'de> for EnvelopeSeed<'_> {
+    type Value = Option<DataMembers>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeSeed<'_> {
+    type Value = Option<DataMembers>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("an invocation object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if key == "Data" {
+                data = Some(map.next_value_seed(DataSeed {
+                    trigger: self.trigger,
+                })?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// `Data`: the trigger's member read as a request, the others kept as values (the last of a
+/// repeated name wins, as in a JSON object read into a map); or the note that it is no object.
+enum DataMembers {
+    Object {
+        trigger: Option<TriggerValue>,
+        others: Map<String, Value>,
+    },
+    NotAnObject,
+}
+
+struct DataSeed<'t> {
+    trigger: &'t str,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DataSeed<'_> {
+    type Value = DataMembers;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DataSeed<'_> {
+    type Value = DataMembers;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("the invocation's Data")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DataMembers, A::Error> {
+        let mut trigger = None;
+        let mut others = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.trigger {
+                trigger = Some(map.next_value::<TriggerValue>()?);
+            } else {
+                let value = map.next_value::<Value>()?;
+                others.insert(key, value);
+            }
+        }
+        Ok(DataMembers::Object { trigger, others })
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<DataMembers, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(DataMembers::NotAnObject)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<DataMembers, E> {
+        Ok(DataMembers::NotAnObject)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<DataMembers, E> {
+        Ok(DataMembers::NotAnObject)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<DataMembers, E> {
+        Ok(DataMembers::NotAnObject)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<DataMembers, E> {
+        Ok(DataMembers::NotAnObject)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<DataMembers, E> {
+        Ok(DataMembers::NotAnObject)
+    }
+
+    fn visit_unit<E>(self) -> Result<DataMembers, E> {
+        Ok(DataMembers::NotAnObject)
+    }
+}
+
+/// The trigger's member of `Data`: an object read straight into its fields, JSON text (the
+/// request encoded as a string), or anything else (refused as not an object).
+enum TriggerValue {
+    Object(Box<RequestFields>),
+    Text(String),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TriggerValue {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visitor;
         impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Envelope;
+            type Value = TriggerValue;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                formatter.write_str("an invocation object")
+                formatter.write_str("the HTTP trigger's request")
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
-                mut map: A,
-            ) -> Result<Envelope, A::Error> {
-                let mut data = None;
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    if key == "Data" {
-                        data = Some(map.next_value::<Value>()?);
-                    } else {
-                        map.next_value::<serde::de::IgnoredAny>()?;
-                    }
-                }
-                Ok(Envelope(data))
+                map: A,
+            ) -> Result<TriggerValue, A::Error> {
+                RequestFields::read(map).map(|fields| TriggerValue::Object(Box::new(fields)))
+            }
+
+            fn visit_str<E>(self, text: &str) -> Result<TriggerValue, E> {
+                Ok(TriggerValue::Text(text.to_owned()))
+            }
+
+            fn visit_string<E>(self, text: String) -> Result<TriggerValue, E> {
+                Ok(TriggerValue::Text(text))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<TriggerValue, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(TriggerValue::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<TriggerValue, E> {
+                Ok(TriggerValue::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<TriggerValue, E> {
+                Ok(TriggerValue::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<TriggerValue, E> {
+                Ok(TriggerValue::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<TriggerValue, E> {
+                Ok(TriggerValue::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<TriggerValue, E> {
+                Ok(TriggerValue::Other)
             }
         }
-        deserializer.deserialize_map(Visitor)
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The members of a request object the handler reads, each found as a JSON object read into a
+/// map would find it: the first key, in order of first appearance, that equals the field's name
+/// ignoring ASCII case; of that exact key, the last value (a map keeps a repeated key where it
+/// first stood, with its last value). Every other member is skipped unread.
+#[derive(Debug, Default, Clone)]
+struct RequestFields {
+    method: Option<(String, Value)>,
+    query: Option<(String, Value)>,
+    headers: Option<(String, Value)>,
+    params: Option<(String, Value)>,
+    body: Option<(String, Value)>,
+}
+
+impl RequestFields {
+    const NAMES: [&'static str; 5] = ["Method", "Query", "Headers", "Params", "Body"];
+
+    fn slot(&mut self, index: usize) -> &mut Option<(String, Value)> {
+        match index {
+            0 => &mut self.method,
+            1 => &mut self.query,
+            2 => &mut self.headers,
+            3 => &mut self.params,
+            _ => &mut self.body,
+        }
+    }
+
+    /// Streams a request object's members.
+    fn read<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut fields = Self::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let Some(index) = Self::NAMES
+                .iter()
+                .position(|name| key.eq_ignore_ascii_case(name))
+            else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            };
+            let slot = fields.slot(index);
+            match slot {
+                Some((chosen, _)) if *chosen != *key => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                _ => *slot = Some((key.into_owned(), map.next_value::<Value>()?)),
+            }
+        }
+        Ok(fields)
+    }
+
+    /// The same fields of an object already read into a map (the request sent as JSON text).
+    fn of_object(object: &Map<String, Value>) -> Self {
+        let mut fields = Self::default();
+        for (index, name) in Self::NAMES.iter().enumerate() {
+            *fields.slot(index) = object
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(key, value)| (key.clone(), value.clone()));
+        }
+        fields
     }
 }
 
@@ -182,80 +432,84 @@ pub struct HttpRequestData {
 }
 
 impl HttpRequestData {
-    /// Reads `Data.req`, accepting the shapes different host versions produce.
+    /// Reads a request given as a JSON value, accepting the shapes different host versions
+    /// produce: an object, or JSON text of one. Invocations are read by
+    /// [`InvocationRequest::parse`]; this is the same reading for requests built in tests and fuzz
+    /// targets.
     pub fn from_value(value: &Value) -> Result<Self, InvocationError> {
-        let bad = InvocationError::Request;
-        // Borrowed when the host sent an object (the usual case): only what is kept is copied.
-        let decoded;
-        let request = match value {
-            Value::Object(object) => object,
-            Value::String(_) => {
-                decoded = decode_embedded_json_borrowed(value)?;
-                match &*decoded {
-                    Value::Object(object) => object,
-                    _ => return Err(bad(RequestFault::NotAnObject)),
-                }
-            }
-            _ => return Err(bad(RequestFault::NotAnObject)),
+        let decoded = decode_embedded_json_borrowed(value)?;
+        let Value::Object(object) = &*decoded else {
+            return Err(InvocationError::Request(RequestFault::NotAnObject));
         };
-        let field = |name: &str| {
-            request
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value)
-        };
-        let text = |name: &str| {
-            field(name)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+        Self::from_fields(RequestFields::of_object(object)).map_err(|fault| match fault {
+            TriggerFault::Missing => InvocationError::Request(RequestFault::NotAnObject),
+            TriggerFault::EmbeddedNotJson => InvocationError::EmbeddedNotJson,
+            TriggerFault::Request(fault) => InvocationError::Request(fault),
+        })
+    }
 
-        let query = match field("Query") {
+    /// The request from its fields, each taken by value (nothing is copied).
+    fn from_fields(fields: RequestFields) -> Result<Self, TriggerFault> {
+        let bad = TriggerFault::Request;
+        let embedded = |value: Value| match value {
+            Value::String(_) => decode_embedded_json_borrowed(&value)
+                .map(Cow::into_owned)
+                .map_err(|_| TriggerFault::EmbeddedNotJson),
+            other => Ok(other),
+        };
+        let value = |field: Option<(String, Value)>| field.map(|(_, value)| value);
+
+        let query = match value(fields.query) {
             None | Some(Value::Null) => Vec::new(),
-            Some(value) => match &*decode_embedded_json_borrowed(value)? {
+            Some(query) => match embedded(query)? {
                 Value::Object(object) => object
-                    .iter()
-                    .map(|(key, value)| (key.clone(), scalar_to_string(value)))
+                    .into_iter()
+                    .map(|(key, value)| (key, scalar_into_string(value)))
                     .collect(),
                 _ => return Err(bad(RequestFault::Query)),
             },
         };
-        let headers = match field("Headers") {
+        let headers = match value(fields.headers) {
             None | Some(Value::Null) => Vec::new(),
-            Some(value) => match &*decode_embedded_json_borrowed(value)? {
+            Some(headers) => match embedded(headers)? {
                 Value::Object(object) => object
-                    .iter()
+                    .into_iter()
                     .map(|(name, value)| {
                         let values = match value {
-                            Value::Array(items) => items.iter().map(scalar_to_string).collect(),
-                            other => vec![scalar_to_string(other)],
+                            Value::Array(items) => {
+                                items.into_iter().map(scalar_into_string).collect()
+                            }
+                            other => vec![scalar_into_string(other)],
                         };
-                        (name.clone(), values)
+                        (name, values)
                     })
                     .collect(),
                 _ => return Err(bad(RequestFault::Headers)),
             },
         };
-        let params = match field("Params") {
-            Some(Value::Object(object)) => object.clone(),
+        let params = match value(fields.params) {
+            Some(Value::Object(object)) => object,
             _ => Map::new(),
         };
+        let method = match value(fields.method) {
+            Some(Value::String(method)) => method.to_ascii_uppercase(),
+            _ => String::new(),
+        };
         let mut this = Self {
-            method: text("Method").to_ascii_uppercase(),
+            method,
             query,
             headers,
             params,
             body: None,
         };
-        this.body = match field("Body") {
+        this.body = match value(fields.body) {
             None | Some(Value::Null) => None,
             Some(Value::String(body)) if this.body_is_base64() => Some(
                 base64::engine::general_purpose::STANDARD
                     .decode(body)
                     .map_err(|_| bad(RequestFault::BodyNotBase64))?,
             ),
-            Some(Value::String(body)) => Some(body.clone().into_bytes()),
+            Some(Value::String(body)) => Some(body.into_bytes()),
             // Older hosts parsed JSON bodies; keep the caller's JSON as text.
             Some(other) => Some(other.to_string().into_bytes()),
         };
@@ -307,9 +561,9 @@ pub fn header_values_in<'a>(
         .collect()
 }
 
-fn scalar_to_string(value: &Value) -> String {
+fn scalar_into_string(value: Value) -> String {
     match value {
-        Value::String(text) => text.clone(),
+        Value::String(text) => text,
         Value::Null => String::new(),
         other => other.to_string(),
     }
@@ -611,6 +865,118 @@ mod tests {
             "application/multipart",
         ] {
             assert_eq!(body_for(text).as_deref(), Some(&b"aGk="[..]), "{text}");
+        }
+    }
+
+    mod streaming_equals_a_full_parse {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// JSON text of a value a request member might hold: scalars, header-shaped objects
+        /// (with repeated and case-varied names), arrays, and JSON text of an object.
+        fn member_value() -> impl Strategy<Value = String> {
+            let scalar = prop_oneof![
+                Just(r#""GET""#.to_owned()),
+                Just(r#""post""#.to_owned()),
+                Just(r#""aGk=""#.to_owned()),
+                Just(r#""!!not base64""#.to_owned()),
+                Just("1".to_owned()),
+                Just("2.5".to_owned()),
+                Just("true".to_owned()),
+                Just("null".to_owned()),
+                Just(r#""{not json""#.to_owned()),
+            ];
+            let header_value = prop_oneof![
+                Just(r#"["Bearer a"]"#.to_owned()),
+                Just(r#""application/octet-stream""#.to_owned()),
+                Just(r#"["multipart/form-data; boundary=x", "b"]"#.to_owned()),
+                Just(r#"[1, null, "c"]"#.to_owned()),
+                Just("null".to_owned()),
+                Just("{}".to_owned()),
+            ];
+            let header_name = prop_oneof![
+                Just("Authorization"),
+                Just("authorization"),
+                Just("Content-Type"),
+                Just("content-type"),
+                Just("X-One"),
+            ];
+            let object = proptest::collection::vec((header_name, header_value), 0..5).prop_map(
+                |members| {
+                    let members: Vec<String> = members
+                        .into_iter()
+                        .map(|(name, value)| format!("{name:?}: {value}"))
+                        .collect();
+                    format!("{{{}}}", members.join(", "))
+                },
+            );
+            prop_oneof![
+                3 => scalar,
+                3 => object.clone(),
+                1 => object.prop_map(|text| Value::String(text).to_string()),
+                1 => Just("[1, \"a\"]".to_owned()),
+            ]
+        }
+
+        fn request_text() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                Just("Method"),
+                Just("method"),
+                Just("METHOD"),
+                Just("Query"),
+                Just("query"),
+                Just("Headers"),
+                Just("headers"),
+                Just("HEADERS"),
+                Just("Params"),
+                Just("params"),
+                Just("Body"),
+                Just("body"),
+                Just("Url"),
+                Just("Identities"),
+            ];
+            proptest::collection::vec((key, member_value()), 0..9).prop_map(|members| {
+                let members: Vec<String> = members
+                    .into_iter()
+                    .map(|(key, value)| format!("{key:?}: {value}"))
+                    .collect();
+                format!("{{{}}}", members.join(", "))
+            })
+        }
+
+        fn streamed(trigger_text: &str) -> String {
+            let envelope = format!(
+                r#"{{"Data": {{"req": {trigger_text}, "connectionInfo": "x"}}, "Metadata": {{}}}}"#
+            );
+            match InvocationRequest::parse(envelope.as_bytes(), "req") {
+                Ok(invocation) => format!("{:?}", invocation.http_request("req")),
+                Err(error) => format!("envelope: {error:?}"),
+            }
+        }
+
+        fn from_tree(trigger_text: &str) -> String {
+            match serde_json::from_str::<Value>(trigger_text) {
+                Ok(value) => format!("{:?}", HttpRequestData::from_value(&value).as_ref()),
+                Err(_) => "not JSON".to_owned(),
+            }
+        }
+
+        proptest! {
+            /// The streaming read of the trigger finds the same members as a JSON object read
+            /// into a map and searched by name (repeated keys, case variants, every shape).
+            #[test]
+            fn for_any_request_object(text in request_text()) {
+                prop_assert_eq!(streamed(&text), from_tree(&text), "{}", text);
+            }
+
+            /// The request as JSON text of an object, or as something that is no object.
+            #[test]
+            fn for_a_request_sent_as_text_or_not_an_object(value in member_value(), text in request_text()) {
+                let encoded = Value::String(text.clone()).to_string();
+                prop_assert_eq!(streamed(&encoded), from_tree(&encoded), "{}", encoded);
+                prop_assert_eq!(streamed(&value), from_tree(&value), "{}", value);
+            }
         }
     }
 

@@ -178,7 +178,7 @@ pub async fn invoke(
         log.refusal(&error);
         return InvocationResponse::new("res", error.caller_response(), log.lines);
     };
-    let parsed = body.and_then(|body| Ok(InvocationRequest::parse(&body)?));
+    let parsed = body.and_then(|body| Ok(InvocationRequest::parse(&body, &bindings.trigger)?));
     let result = match parsed {
         Ok(request) => match bindings.function {
             Function::Negotiate => negotiate::run(state, bindings, &request, &mut log).await,
@@ -240,11 +240,11 @@ fn query_token(function: Function) -> QueryToken {
 
 /// The HTTP request of an invocation and its verified caller: the first step of every function
 /// that acts for a user and takes no JSON body.
-pub async fn verified_request(
+pub async fn verified_request<'a>(
     state: &AppState,
     bindings: &FunctionBindings,
-    invocation: &InvocationRequest,
-) -> Result<(HttpRequestData, VerifiedUser), HandlerError> {
+    invocation: &'a InvocationRequest,
+) -> Result<(&'a HttpRequestData, VerifiedUser), HandlerError> {
     debug_assert!(
         !bindings.function.needs().json_body,
         "use verified_json_request"
@@ -262,11 +262,11 @@ pub async fn verified_request(
 /// message functions, and any later one of that kind): the content-type rule for every source,
 /// then the caller, then the cross-site rule for ambient credentials (see [`browser`]), then
 /// the body. Calling this is how a function declares itself a JSON-body function.
-pub async fn verified_json_request<T: DeserializeOwned>(
+pub async fn verified_json_request<'a, T: DeserializeOwned>(
     state: &AppState,
     bindings: &FunctionBindings,
-    invocation: &InvocationRequest,
-) -> Result<(HttpRequestData, VerifiedUser, T), HandlerError> {
+    invocation: &'a InvocationRequest,
+) -> Result<(&'a HttpRequestData, VerifiedUser, T), HandlerError> {
     debug_assert!(bindings.function.needs().json_body, "use verified_request");
     let request = invocation.http_request(&bindings.trigger)?;
     browser::require_json_content_type(&request)?;
