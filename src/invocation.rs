@@ -902,15 +902,14 @@ mod tests {
                 Just("content-type"),
                 Just("X-One"),
             ];
-            let object = proptest::collection::vec((header_name, header_value), 0..5).prop_map(
-                |members| {
+            let object =
+                proptest::collection::vec((header_name, header_value), 0..5).prop_map(|members| {
                     let members: Vec<String> = members
                         .into_iter()
                         .map(|(name, value)| format!("{name:?}: {value}"))
                         .collect();
                     format!("{{{}}}", members.join(", "))
-                },
-            );
+                });
             prop_oneof![
                 3 => scalar,
                 3 => object.clone(),

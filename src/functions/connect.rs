@@ -47,7 +47,7 @@ pub async fn run(
     let request = invocation.http_request(&bindings.trigger)?;
     match request.method.as_str() {
         "OPTIONS" => {
-            let host = webpubsub::allowed_origin(settings, &request)?;
+            let host = webpubsub::allowed_origin(settings, request)?;
             log.info(&format!("abuse-protection handshake answered for {host}"));
             Ok(outcome(
                 CallerResponse::empty(200).with_header(webpubsub::ALLOWED_ORIGIN_HEADER, &host),
@@ -55,7 +55,7 @@ pub async fn run(
         }
         "POST" => {
             let event =
-                webpubsub::authenticate_event(settings, state.web_pubsub_events.as_ref(), &request)
+                webpubsub::authenticate_event(settings, state.web_pubsub_events.as_ref(), request)
                     .await?;
             if event.event_type == webpubsub::CONNECT_EVENT {
                 let body = ConnectEvent::parse(request.body.as_deref())?;

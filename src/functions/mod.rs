@@ -253,7 +253,7 @@ pub async fn verified_request<'a>(
     let query_token = query_token(bindings.function);
     let user = state
         .authenticator
-        .authenticate(&request, query_token)
+        .authenticate(request, query_token)
         .await?;
     Ok((request, user))
 }
@@ -269,14 +269,14 @@ pub async fn verified_json_request<'a, T: DeserializeOwned>(
 ) -> Result<(&'a HttpRequestData, VerifiedUser, T), HandlerError> {
     debug_assert!(bindings.function.needs().json_body, "use verified_request");
     let request = invocation.http_request(&bindings.trigger)?;
-    browser::require_json_content_type(&request)?;
+    browser::require_json_content_type(request)?;
     let query_token = query_token(bindings.function);
     let user = state
         .authenticator
-        .authenticate(&request, query_token)
+        .authenticate(request, query_token)
         .await?;
-    browser::refuse_cross_site(&state.auth, &request, &user)?;
-    let body = parse_json_body(&request)?;
+    browser::refuse_cross_site(&state.auth, request, &user)?;
+    let body = parse_json_body(request)?;
     Ok((request, user, body))
 }
 

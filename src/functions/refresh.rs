@@ -52,16 +52,16 @@ pub async fn run(
     if state.auth_expiry.session_on().is_none() {
         return Err(RefreshRefusal::Disabled.into());
     }
-    let token = connection_token(&request)?;
+    let token = connection_token(request)?;
     let user = state
         .authenticator
-        .authenticate(&request, QueryToken::Refused)
+        .authenticate(request, QueryToken::Refused)
         .await
         .map_err(|error| match error {
             IdentityError::KeysUnavailable(_) => HandlerError::Unauthenticated(error),
             other => RefreshRefusal::InvalidToken(other).into(),
         })?;
-    browser::refuse_cross_site(&state.auth, &request, &user)?;
+    browser::refuse_cross_site(&state.auth, request, &user)?;
     let deadline = state
         .auth_expiry
         .deadline(&user, now)

@@ -62,14 +62,14 @@ pub async fn run(
     let authenticated = upstream::authenticate(
         &settings.auth,
         state.upstream_service.as_ref(),
-        &request,
+        request,
         &hub,
     )
     .await?;
-    let caller = match upstream::user_id_header(&request)? {
+    let caller = match upstream::user_id_header(request)? {
         Some(user_id) => Some(VerifiedUser::of_service_connection(
             user_id,
-            connection_claims(state, &request, user_id, log),
+            connection_claims(state, request, user_id, log),
         )?),
         None => None,
     };
@@ -105,7 +105,7 @@ pub async fn run(
             Ok(with_items(CallerResponse::empty(200), output, Vec::new()))
         }
         UpstreamEvent::Message(event) => {
-            let message = HubInvocation::parse(&request, &event)?;
+            let message = HubInvocation::parse(request, &event)?;
             let outcome = call(state, output, caller.as_ref(), &message, log).await;
             let response = match (&message.invocation_id, &outcome) {
                 (Some(id), Ok((result, _))) => {
