@@ -554,7 +554,416 @@ async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU16;
+
+    use serde_json::{Value, json};
+    use tokio::net::{TcpListener, TcpStream};
+
     use super::*;
+
+    const IDENTITY_HEADER: &str = "insecure-test-identity-header";
+    const IDENTITY_PATH: &str = "/identity";
+    const KEY_PATH: &str = "/api/v1/auth/accessKey";
+
+    /// One request the stand-in answered, in arrival order.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        path: String,
+        /// The `Authorization: Bearer` value, if any.
+        bearer: Option<String>,
+        status: u16,
+    }
+
+    #[derive(Default)]
+    struct StandInState {
+        seen: Mutex<Vec<Seen>>,
+        /// The identity endpoint's body; `None`: `mi-token-<n>` (the n-th identity request),
+        /// expiring in an hour.
+        identity_answer: Mutex<Option<Value>>,
+        /// The key endpoint's status: 200 with a key, or anything else with no body.
+        key_status: AtomicU16,
+    }
+
+    /// The identity endpoint and the service's key endpoint over real HTTP on 127.0.0.1, one
+    /// request per connection. Its tasks end with the test's runtime.
+    struct StandIn {
+        base: String,
+        state: Arc<StandInState>,
+    }
+
+    impl StandIn {
+        async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let base = format!("http://{}", listener.local_addr().expect("an address"));
+            let state = Arc::new(StandInState {
+                key_status: AtomicU16::new(200),
+                ..StandInState::default()
+            });
+            let serving = Arc::clone(&state);
+            tokio::spawn(async move {
+                loop {
+                    if let Ok((stream, _)) = listener.accept().await {
+                        tokio::spawn(answer(stream, Arc::clone(&serving)));
+                    }
+                }
+            });
+            Self { base, state }
+        }
+
+        /// The handler's credential for an identity-based connection string to this stand-in,
+        /// built as start-up builds it.
+        fn service_auth(&self, key_refresh: Duration) -> ServiceAuth {
+            let connection =
+                ConnectionString::managed_identity(&self.base, None).expect("a service URI");
+            let settings = ManagedIdentitySettings {
+                endpoint: Url::parse(&format!("{}{IDENTITY_PATH}", self.base)).expect("a URL"),
+                header: SecretString::from(IDENTITY_HEADER),
+                key_refresh,
+            };
+            ServiceAuth::new(&connection, Some(&settings)).expect("a keyless credential")
+        }
+
+        fn answer_identity_with(&self, body: Value) {
+            *self.state.identity_answer.lock().expect("not poisoned") = Some(body);
+        }
+
+        fn answer_keys_with(&self, status: u16) {
+            self.state.key_status.store(status, Ordering::SeqCst);
+        }
+
+        fn seen(&self) -> Vec<Seen> {
+            self.state.seen.lock().expect("not poisoned").clone()
+        }
+    }
+
+    /// The managed-identity state behind `auth`, to read its caches.
+    fn keyless(auth: &ServiceAuth) -> &Keyless {
+        match &auth.mode {
+            Mode::ManagedIdentity(keyless) => keyless,
+            Mode::AccessKey(_) => panic!("an identity-based connection string"),
+        }
+    }
+
+    /// Answers one request as the endpoint its path names and logs it. The identity endpoint
+    /// answers 401 without the right `X-IDENTITY-HEADER`, as the platform's does.
+    async fn answer(stream: TcpStream, state: Arc<StandInState>) {
+        let Some(head) = read_head(&stream).await else {
+            return;
+        };
+        let mut lines = head.split("\r\n");
+        let target = lines
+            .next()
+            .and_then(|line| line.split(' ').nth(1))
+            .unwrap_or_default();
+        let path = target.split('?').next().unwrap_or_default().to_owned();
+        let (mut identity_header, mut bearer) = (None, None);
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':') {
+                let value = value.trim().to_owned();
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "x-identity-header" => identity_header = Some(value),
+                    "authorization" => bearer = value.strip_prefix("Bearer ").map(str::to_owned),
+                    _ => {}
+                }
+            }
+        }
+        let (status, body) = {
+            let mut seen = state.seen.lock().expect("not poisoned");
+            let (status, body) = match path.as_str() {
+                IDENTITY_PATH if identity_header.as_deref() == Some(IDENTITY_HEADER) => {
+                    let n = 1 + seen.iter().filter(|s| s.path == IDENTITY_PATH).count();
+                    let body = state
+                        .identity_answer
+                        .lock()
+                        .expect("not poisoned")
+                        .clone()
+                        .unwrap_or_else(|| {
+                            let expires_on = jsonwebtoken::get_current_timestamp() + 3600;
+                            json!({
+                                "access_token": format!("mi-token-{n}"),
+                                "expires_on": expires_on.to_string(),
+                            })
+                        });
+                    (200, body.to_string())
+                }
+                IDENTITY_PATH => (401, String::new()),
+                KEY_PATH => match state.key_status.load(Ordering::SeqCst) {
+                    200 => {
+                        let n = 1 + seen.iter().filter(|s| s.path == KEY_PATH).count();
+                        let key = json!({
+                            "KeyId": format!("t-{n}"),
+                            "AccessKey": format!("INSECURE-TEST-KEY-{n}"),
+                        });
+                        (200, key.to_string())
+                    }
+                    status => (status, String::new()),
+                },
+                _ => (404, String::new()),
+            };
+            seen.push(Seen {
+                path,
+                bearer,
+                status,
+            });
+            (status, body)
+        };
+        let response = format!(
+            "HTTP/1.1 {status} Stand-in\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        write_all(&stream, response.as_bytes()).await;
+    }
+
+    /// The request line and headers (the requests here have no body).
+    async fn read_head(stream: &TcpStream) -> Option<String> {
+        let mut head = Vec::new();
+        let mut buffer = [0u8; 1024];
+        loop {
+            stream.readable().await.ok()?;
+            match stream.try_read(&mut buffer) {
+                Ok(0) => return None,
+                Ok(n) => {
+                    head.extend_from_slice(&buffer[..n]);
+                    if head.windows(4).any(|window| window == b"\r\n\r\n") {
+                        return String::from_utf8(head).ok();
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn write_all(stream: &TcpStream, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if stream.writable().await.is_err() {
+                return;
+            }
+            match stream.try_write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Waits for the background refresh to reach a state, every 20 ms; the 10 s deadline is a
+    /// hang guard, not a timing assertion.
+    async fn eventually(what: &str, mut reached: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !reached() {
+            assert!(Instant::now() < deadline, "never reached: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Entra's tokens live hours: an identity endpoint answering an absurd `expires_on` (a bug,
+    /// a proxy, a wrong clock) must not pin one token, and whatever is wrong with it, in the
+    /// cache for years. Both forms the endpoint may write are capped; an ordinary lifetime is
+    /// left alone.
+    #[tokio::test]
+    async fn an_absurd_expires_on_is_cached_for_at_most_24_hours() {
+        let stand_in = StandIn::start().await;
+        let ten_years_on = jsonwebtoken::get_current_timestamp() + 10 * 365 * 24 * 3600;
+        let cases = [
+            ("a string", json!(ten_years_on.to_string())),
+            ("a number", json!(ten_years_on)),
+        ];
+        for (case, expires_on) in cases {
+            let auth = stand_in.service_auth(Duration::from_secs(DEFAULT_KEY_REFRESH_SECONDS));
+            let keyless = keyless(&auth);
+            stand_in.answer_identity_with(
+                json!({"access_token": "mi-token", "expires_on": expires_on}),
+            );
+            let before = jsonwebtoken::get_current_timestamp();
+            let token = keyless.identity_token().await.expect("a token");
+            let after = jsonwebtoken::get_current_timestamp();
+            assert_eq!(token.expose_secret(), "mi-token", "{case}");
+            let refresh_after = keyless
+                .token
+                .lock()
+                .await
+                .as_ref()
+                .map(|cached| cached.refresh_after)
+                .expect("the token is cached");
+            assert!(
+                refresh_after <= after + MAX_IDENTITY_TOKEN_SECONDS,
+                "{case}: refreshed at {refresh_after}, more than 24 h after {after}"
+            );
+            // Still a day's use (so more than now), not a fetch per call.
+            assert!(
+                refresh_after >= before + MAX_IDENTITY_TOKEN_SECONDS - TOKEN_REFRESH_MARGIN_SECONDS,
+                "{case}: refreshed at {refresh_after}, before {before} + 24 h - the margin"
+            );
+        }
+
+        let auth = stand_in.service_auth(Duration::from_secs(DEFAULT_KEY_REFRESH_SECONDS));
+        let keyless = keyless(&auth);
+        let in_an_hour = jsonwebtoken::get_current_timestamp() + 3600;
+        stand_in.answer_identity_with(
+            json!({"access_token": "mi-token", "expires_on": in_an_hour.to_string()}),
+        );
+        keyless.identity_token().await.expect("a token");
+        let refresh_after = keyless
+            .token
+            .lock()
+            .await
+            .as_ref()
+            .map(|cached| cached.refresh_after);
+        assert_eq!(
+            refresh_after,
+            Some(in_an_hour - TOKEN_REFRESH_MARGIN_SECONDS)
+        );
+    }
+
+    /// An identity answer whose `expires_on` is past, or no Unix time at all, or whose token is
+    /// empty, would be cached as a token that cannot work (or panic the lifetime arithmetic): it
+    /// is refused as an identity-endpoint error and nothing is cached. A valid answer on the same
+    /// stand-in shows each refusal is of the answer, not of the request.
+    #[tokio::test]
+    async fn an_identity_answer_expired_not_a_time_or_without_a_token_is_refused() {
+        let stand_in = StandIn::start().await;
+        let now = jsonwebtoken::get_current_timestamp();
+        let in_an_hour = (now + 3600).to_string();
+        let cases = [
+            (
+                "past, as a string",
+                json!({"access_token": "mi-token", "expires_on": "1000"}),
+            ),
+            (
+                "past, as a number",
+                json!({"access_token": "mi-token", "expires_on": now - 60}),
+            ),
+            (
+                "not a number",
+                json!({"access_token": "mi-token", "expires_on": "soon"}),
+            ),
+            (
+                "negative",
+                json!({"access_token": "mi-token", "expires_on": -5}),
+            ),
+            (
+                "fractional",
+                json!({"access_token": "mi-token", "expires_on": 1.5e10}),
+            ),
+            (
+                "null",
+                json!({"access_token": "mi-token", "expires_on": null}),
+            ),
+            (
+                "empty access_token",
+                json!({"access_token": "", "expires_on": in_an_hour}),
+            ),
+        ];
+        let refused = cases.len();
+        for (case, answer) in cases {
+            let auth = stand_in.service_auth(Duration::from_secs(DEFAULT_KEY_REFRESH_SECONDS));
+            let keyless = keyless(&auth);
+            stand_in.answer_identity_with(answer);
+            let field = if case.contains("access_token") {
+                "access_token"
+            } else {
+                "expires_on"
+            };
+            match keyless.identity_token().await {
+                Err(ServiceAuthError::IdentityEndpoint(reason)) => {
+                    assert!(reason.contains(field), "{case}: {reason}");
+                }
+                other => panic!("{case}: {:?}", other.map(|_| "a token")),
+            }
+            assert!(keyless.token.lock().await.is_none(), "{case}: cached");
+        }
+        assert_eq!(
+            stand_in.seen().len(),
+            refused,
+            "every case reached the identity endpoint"
+        );
+
+        let auth = stand_in.service_auth(Duration::from_secs(DEFAULT_KEY_REFRESH_SECONDS));
+        stand_in
+            .answer_identity_with(json!({"access_token": "mi-token", "expires_on": in_an_hour}));
+        let token = keyless(&auth)
+            .identity_token()
+            .await
+            .expect("a valid answer");
+        assert_eq!(token.expose_secret(), "mi-token");
+    }
+
+    /// A 401 or 403 from the key endpoint means the service no longer accepts the identity: the
+    /// cached key would sign tokens it is about to refuse (so negotiate must answer 503 at
+    /// once), and the cached identity token may be the wrong one (so the next attempt must get
+    /// a fresh one rather than be refused again for as long as it is cached). While keys are
+    /// given, the identity token is reused, which shows the fetches after a refusal are due to
+    /// the refusal.
+    #[tokio::test]
+    async fn a_refused_key_drops_the_cached_key_and_the_identity_token() {
+        let stand_in = StandIn::start().await;
+        // Short refreshes and retries (a retry waits at most `key_refresh`), so the background
+        // loop goes round many times within the test.
+        let auth = stand_in.service_auth(Duration::from_millis(20));
+        auth.start_refresh();
+        let key_requests = |stand_in: &StandIn, since: usize, status: u16| {
+            stand_in.seen()[since..]
+                .iter()
+                .filter(|seen| seen.path == KEY_PATH && seen.status == status)
+                .count()
+        };
+        for refusal in [403, 401] {
+            let since = stand_in.seen().len();
+            stand_in.answer_keys_with(200);
+            eventually("a key fetched twice", || {
+                auth.signing_key().is_ok() && key_requests(&stand_in, since, 200) >= 2
+            })
+            .await;
+
+            let since = stand_in.seen().len();
+            stand_in.answer_keys_with(refusal);
+            eventually(&format!("no key after {refusal}"), || {
+                matches!(auth.signing_key(), Err(ServiceAuthError::NoUsableKey))
+            })
+            .await;
+            // Three refusals: two of them followed by another key request.
+            eventually(&format!("three {refusal}s"), || {
+                key_requests(&stand_in, since, refusal) >= 3
+            })
+            .await;
+        }
+
+        let seen = stand_in.seen();
+        let keys: Vec<usize> = (0..seen.len())
+            .filter(|&i| seen[i].path == KEY_PATH)
+            .collect();
+        let mut checked = [0usize; 3];
+        for pair in keys.windows(2) {
+            let (previous, next) = (&seen[pair[0]], &seen[pair[1]]);
+            let identity_requests = seen[pair[0] + 1..pair[1]]
+                .iter()
+                .filter(|seen| seen.path == IDENTITY_PATH)
+                .count();
+            let context = || format!("after key request {}: {seen:#?}", pair[0]);
+            assert!(next.bearer.is_some(), "{}", context());
+            match previous.status {
+                200 => {
+                    assert_eq!(identity_requests, 0, "{}", context());
+                    assert_eq!(next.bearer, previous.bearer, "{}", context());
+                    checked[0] += 1;
+                }
+                401 | 403 => {
+                    assert_eq!(identity_requests, 1, "{}", context());
+                    assert_ne!(next.bearer, previous.bearer, "{}", context());
+                    checked[if previous.status == 401 { 1 } else { 2 }] += 1;
+                }
+                other => panic!("key endpoint answered {other}"),
+            }
+        }
+        assert!(
+            checked.iter().all(|&count| count >= 2),
+            "too few of (200, 401, 403) followed by a key request: {checked:?}"
+        );
+    }
 
     #[test]
     fn retries_back_off_and_stay_bounded() {
