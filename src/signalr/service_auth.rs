@@ -157,7 +157,7 @@ impl std::fmt::Debug for SigningKey {
 }
 
 /// Why the handler cannot authenticate to the service right now. No variant carries a token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ServiceAuthError {
     /// No temporary key is cached, or the cached one is past its use (503 to callers).
     #[error(
@@ -202,7 +202,7 @@ struct Keyless {
     key_url: Url,
     key_refresh: Duration,
     key: RwLock<Option<CachedKey>>,
-    token: tokio::sync::Mutex<Option<CachedToken>>,
+    token: tokio::sync::Mutex<TokenCache>,
     /// True while requests are being refused for want of a key, so the refusal is logged once
     /// per outage rather than once per request.
     refusing: AtomicBool,
@@ -213,9 +213,22 @@ struct CachedKey {
     usable_until: Instant,
 }
 
+/// The managed identity's token and the last failed fetch.
+#[derive(Default)]
+struct TokenCache {
+    token: Option<CachedToken>,
+    /// When the last fetch failed and why. Callers that were waiting while it ran get this
+    /// answer instead of each fetching in turn: with the endpoint hanging, a queue of REST calls
+    /// would otherwise wait one timeout each, one after another.
+    failed: Option<(Instant, ServiceAuthError)>,
+}
+
 struct CachedToken {
     token: SecretString,
+    /// When to fetch a new one: a few minutes before `expires_on`.
     refresh_after: u64,
+    /// When it stops being valid; until then it stands in if a refresh fails.
+    expires_on: u64,
 }
 
 /// The identity endpoint's answer (`expires_on` is a string of Unix seconds; a number is
@@ -272,7 +285,7 @@ impl ServiceAuth {
                     key_url,
                     key_refresh: settings.key_refresh,
                     key: RwLock::new(None),
-                    token: tokio::sync::Mutex::new(None),
+                    token: tokio::sync::Mutex::new(TokenCache::default()),
                     refusing: AtomicBool::new(false),
                 }))
             }
@@ -392,7 +405,7 @@ impl Keyless {
                         // identity token goes too: it may be the wrong one (another resource),
                         // and a fresh one is the only way to find out.
                         self.store_key(None);
-                        *self.token.lock().await = None;
+                        self.token.lock().await.token = None;
                     }
                     if failures == 0 {
                         tracing::error!("managed identity: {error}; retrying in the background");
@@ -449,19 +462,39 @@ impl Keyless {
     }
 
     /// The managed identity's token for the SignalR resource, cached until a few minutes before
-    /// it expires. One fetch at a time: concurrent callers wait for it and share the answer.
+    /// it expires. One fetch at a time: concurrent callers wait for it and share its answer, a
+    /// failure included. When a refresh fails, the cached token serves until it expires.
     async fn identity_token(&self) -> Result<SecretString, ServiceAuthError> {
-        let mut cached = self.token.lock().await;
+        let asked = Instant::now();
+        let mut cache = self.token.lock().await;
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(token) = cached.as_ref()
+        if let Some(token) = cache.token.as_ref()
             && now < token.refresh_after
         {
             return Ok(token.token.clone());
         }
-        let fresh = self.fetch_identity_token(now).await?;
-        let token = fresh.token.clone();
-        *cached = Some(fresh);
-        Ok(token)
+        // A fetch that failed while this caller waited for the lock is its answer too.
+        let error = match &cache.failed {
+            Some((failed_at, error)) if *failed_at >= asked => error.clone(),
+            _ => match self.fetch_identity_token(now).await {
+                Ok(fresh) => {
+                    let token = fresh.token.clone();
+                    *cache = TokenCache {
+                        token: Some(fresh),
+                        failed: None,
+                    };
+                    return Ok(token);
+                }
+                Err(error) => {
+                    cache.failed = Some((Instant::now(), error.clone()));
+                    error
+                }
+            },
+        };
+        match cache.token.as_ref() {
+            Some(token) if now < token.expires_on => Ok(token.token.clone()),
+            _ => Err(error),
+        }
     }
 
     async fn fetch_identity_token(&self, now: u64) -> Result<CachedToken, ServiceAuthError> {
@@ -510,6 +543,7 @@ impl Keyless {
         Ok(CachedToken {
             token: SecretString::from(answer.access_token),
             refresh_after: expires_on - margin,
+            expires_on,
         })
     }
 }
@@ -583,6 +617,10 @@ mod tests {
         identity_answer: Mutex<Option<Value>>,
         /// The key endpoint's status: 200 with a key, or anything else with no body.
         key_status: AtomicU16,
+        /// The identity endpoint's status when not 0 (then with no body).
+        identity_status: AtomicU16,
+        /// How long the identity endpoint takes to answer, in milliseconds.
+        identity_delay_ms: std::sync::atomic::AtomicU64,
     }
 
     /// The identity endpoint and the service's key endpoint over real HTTP on 127.0.0.1, one
@@ -630,6 +668,13 @@ mod tests {
             *self.state.identity_answer.lock().expect("not poisoned") = Some(body);
         }
 
+        /// The identity endpoint answers `status` (0: a token again) after `delay`.
+        fn fail_identity_with(&self, status: u16, delay: Duration) {
+            self.state.identity_status.store(status, Ordering::SeqCst);
+            let delay = u64::try_from(delay.as_millis()).expect("a short delay");
+            self.state.identity_delay_ms.store(delay, Ordering::SeqCst);
+        }
+
         fn answer_keys_with(&self, status: u16) {
             self.state.key_status.store(status, Ordering::SeqCst);
         }
@@ -670,9 +715,16 @@ mod tests {
                 }
             }
         }
+        let path_is_identity = path == IDENTITY_PATH;
         let (status, body) = {
             let mut seen = state.seen.lock().expect("not poisoned");
             let (status, body) = match path.as_str() {
+                IDENTITY_PATH
+                    if identity_header.as_deref() == Some(IDENTITY_HEADER)
+                        && state.identity_status.load(Ordering::SeqCst) != 0 =>
+                {
+                    (state.identity_status.load(Ordering::SeqCst), String::new())
+                }
                 IDENTITY_PATH if identity_header.as_deref() == Some(IDENTITY_HEADER) => {
                     let n = 1 + seen.iter().filter(|s| s.path == IDENTITY_PATH).count();
                     let body = state
@@ -710,6 +762,10 @@ mod tests {
             });
             (status, body)
         };
+        if path_is_identity {
+            let delay = state.identity_delay_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         let response = format!(
             "HTTP/1.1 {status} Stand-in\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
@@ -786,6 +842,7 @@ mod tests {
                 .token
                 .lock()
                 .await
+                .token
                 .as_ref()
                 .map(|cached| cached.refresh_after)
                 .expect("the token is cached");
@@ -811,6 +868,7 @@ mod tests {
             .token
             .lock()
             .await
+            .token
             .as_ref()
             .map(|cached| cached.refresh_after);
         assert_eq!(
@@ -874,7 +932,7 @@ mod tests {
                 }
                 other => panic!("{case}: {:?}", other.map(|_| "a token")),
             }
-            assert!(keyless.token.lock().await.is_none(), "{case}: cached");
+            assert!(keyless.token.lock().await.token.is_none(), "{case}: cached");
         }
         assert_eq!(
             stand_in.seen().len(),
@@ -962,6 +1020,78 @@ mod tests {
         assert!(
             checked.iter().all(|&count| count >= 2),
             "too few of (200, 401, 403) followed by a key request: {checked:?}"
+        );
+    }
+
+    /// Callers that queue behind a fetch of the identity token share its failure: one request
+    /// reaches the (slow, failing) endpoint, not one per caller, one timeout after another.
+    #[tokio::test]
+    async fn callers_waiting_for_a_failing_identity_fetch_share_its_failure() {
+        let stand_in = StandIn::start().await;
+        let auth = stand_in.service_auth(Duration::from_secs(DEFAULT_KEY_REFRESH_SECONDS));
+        let keyless = keyless(&auth);
+        stand_in.fail_identity_with(500, Duration::from_millis(300));
+        let answers = tokio::join!(
+            keyless.identity_token(),
+            keyless.identity_token(),
+            keyless.identity_token(),
+            keyless.identity_token(),
+            keyless.identity_token(),
+        );
+        for answer in [answers.0, answers.1, answers.2, answers.3, answers.4] {
+            assert!(
+                matches!(answer, Err(ServiceAuthError::IdentityEndpoint(ref reason)) if reason.contains("500")),
+                "{:?}",
+                answer.map(|_| "a token")
+            );
+        }
+        let fetches = stand_in
+            .seen()
+            .iter()
+            .filter(|s| s.path == IDENTITY_PATH)
+            .count();
+        assert_eq!(fetches, 1, "one fetch for five waiting callers");
+        // A caller that comes after the failure tries again.
+        stand_in.fail_identity_with(0, Duration::ZERO);
+        keyless
+            .identity_token()
+            .await
+            .expect("a token once the endpoint answers");
+    }
+
+    /// A refresh that fails while the cached token is still valid keeps serving that token; once
+    /// it has expired, the failure is the answer.
+    #[tokio::test]
+    async fn a_failed_refresh_serves_the_cached_token_until_it_expires() {
+        let stand_in = StandIn::start().await;
+        let auth = stand_in.service_auth(Duration::from_secs(DEFAULT_KEY_REFRESH_SECONDS));
+        let keyless = keyless(&auth);
+        let first = keyless.identity_token().await.expect("a token");
+        let now = jsonwebtoken::get_current_timestamp();
+        // Due for refresh, still valid for a minute.
+        let due = |expires_on: u64| async move {
+            let mut cache = keyless.token.lock().await;
+            let cached = cache.token.as_mut().expect("cached");
+            cached.refresh_after = now - 1;
+            cached.expires_on = expires_on;
+        };
+        due(now + 60).await;
+        stand_in.fail_identity_with(503, Duration::ZERO);
+        let served = keyless.identity_token().await.expect("the cached token");
+        assert_eq!(served.expose_secret(), first.expose_secret());
+        due(now - 1).await;
+        assert!(matches!(
+            keyless.identity_token().await,
+            Err(ServiceAuthError::IdentityEndpoint(_))
+        ));
+        let fetches = stand_in
+            .seen()
+            .iter()
+            .filter(|s| s.path == IDENTITY_PATH)
+            .count();
+        assert_eq!(
+            fetches, 3,
+            "the first fetch, then one refresh attempt per call"
         );
     }
 
