@@ -436,6 +436,7 @@ impl HttpRequestData {
     /// produce: an object, or JSON text of one. Invocations are read by
     /// [`InvocationRequest::parse`]; this is the same reading for requests built in tests and fuzz
     /// targets.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn from_value(value: &Value) -> Result<Self, InvocationError> {
         let decoded = decode_embedded_json_borrowed(value)?;
         let Value::Object(object) = &*decoded else {
