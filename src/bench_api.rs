@@ -26,9 +26,8 @@ pub fn parse_negotiate(body: &[u8]) -> usize {
         .http_request("req")
         .map_or(0, |request| request.header_values("Authorization").len());
     let token = invocation
-        .input("connectionInfo")
+        .input_as::<ConnectionInfo>("connectionInfo")
         .and_then(Result::ok)
-        .and_then(|value| <ConnectionInfo as serde::Deserialize>::deserialize(&*value).ok())
         .map_or(0, |info| info.access_token.len());
     headers + token
 }

@@ -150,6 +150,41 @@ impl InvocationRequest {
     pub fn input(&self, name: &str) -> Option<Result<Cow<'_, Value>, InvocationError>> {
         self.data.get(name).map(decode_embedded_json_borrowed)
     }
+
+    /// An input binding's value read as `T`: what [`Self::input`] then `T::deserialize` give,
+    /// without building the decoded value first when the host sent JSON text (its usual, twice
+    /// encoded form). `None` when the input is absent.
+    pub fn input_as<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Option<Result<T, InputFault>> {
+        let value = self.data.get(name)?;
+        if let Value::String(text) = value {
+            let inner = if text.trim_start().starts_with('"') {
+                serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+            } else {
+                Some(Cow::Borrowed(text.as_str()))
+            };
+            if let Some(Ok(typed)) = inner.map(|inner| serde_json::from_str::<T>(&inner)) {
+                return Some(Ok(typed));
+            }
+        }
+        // Anything else (an object, or text `T` does not read): the general path, which also
+        // tells text that is not JSON from JSON that is not a `T`.
+        Some(match decode_embedded_json_borrowed(value) {
+            Err(_) => Err(InputFault::NotJson),
+            Ok(decoded) => T::deserialize(&*decoded).map_err(|_| InputFault::NotAT),
+        })
+    }
+}
+
+/// Why an input binding's value could not be read as the type asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFault {
+    /// Its text is not JSON.
+    NotJson,
+    /// It is JSON, but not of the type asked for.
+    NotAT,
 }
 
 /// Reads the envelope's top level: the last `Data` member through [`DataSeed`], every other
@@ -867,6 +902,54 @@ mod tests {
         ] {
             assert_eq!(body_for(text).as_deref(), Some(&b"aGk="[..]), "{text}");
         }
+    }
+
+    /// `input_as` reads what `input` + `deserialize` read, for every form the value can take.
+    #[test]
+    fn input_as_agrees_with_input_then_deserialize() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)] // read through `Debug` only
+        struct Info {
+            url: String,
+            #[serde(rename = "accessToken")]
+            access_token: String,
+        }
+        let object = json!({"url": "u", "accessToken": "t", "extra": 1});
+        let values = [
+            object.clone(),
+            Value::String(object.to_string()),
+            Value::String(Value::String(object.to_string()).to_string()),
+            Value::String(format!("  {}", Value::String(object.to_string()))),
+            Value::String(r#"{"url": "u", "accessToken": "a", "accessToken": "b"}"#.into()),
+            Value::String(
+                Value::String(r#"{"url": "u", "accessToken": "a", "accessToken": "b"}"#.into())
+                    .to_string(),
+            ),
+            Value::String(r#"{"url": "u"}"#.into()),
+            Value::String("{not json".into()),
+            Value::String(r#""{not json""#.into()),
+            Value::String(r#""\"twice a string\"""#.into()),
+            json!({"url": "u"}),
+            json!(3),
+        ];
+        for value in values {
+            let invocation = InvocationRequest {
+                trigger: ("req".into(), Err(TriggerFault::Missing)),
+                data: [("in".to_owned(), value.clone())].into_iter().collect(),
+            };
+            let general = match invocation.input("in").expect("present") {
+                Err(_) => Err(InputFault::NotJson),
+                Ok(decoded) => <Info as serde::Deserialize>::deserialize(&*decoded)
+                    .map_err(|_| InputFault::NotAT),
+            };
+            let typed = invocation.input_as::<Info>("in").expect("present");
+            assert_eq!(format!("{typed:?}"), format!("{general:?}"), "{value}");
+        }
+        let empty = InvocationRequest {
+            trigger: ("req".into(), Err(TriggerFault::Missing)),
+            data: Map::new(),
+        };
+        assert!(empty.input_as::<Info>("in").is_none());
     }
 
     mod streaming_equals_a_full_parse {

@@ -7,12 +7,12 @@
 //! the handler mints the token itself from the connection string; with a managed identity this
 //! is the only style (config refuses the input), and the key is the cached temporary key.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::bindings::FunctionBindings;
 use crate::error::{ConfigurationError, HandlerError};
 use crate::functions::{AppState, FunctionOutcome, InvocationLog, verified_request};
-use crate::invocation::{CallerResponse, InvocationRequest};
+use crate::invocation::{CallerResponse, InputFault, InvocationRequest};
 use crate::signalr::access_token::ConnectionInfo;
 
 /// Runs negotiate.
@@ -31,12 +31,13 @@ pub async fn run(
 
     let (url, access_token) = match &bindings.connection_info {
         Some(binding) => {
-            let value = invocation
-                .input(&binding.name)
+            let info = invocation
+                .input_as::<ConnectionInfo>(&binding.name)
                 .ok_or_else(|| ConfigurationError::InputMissing(binding.name.clone()))?
-                .map_err(|_| ConfigurationError::InputNotJson(binding.name.clone()))?;
-            let info = ConnectionInfo::deserialize(&*value)
-                .map_err(|_| ConfigurationError::InputIncomplete(binding.name.clone()))?;
+                .map_err(|fault| match fault {
+                    InputFault::NotJson => ConfigurationError::InputNotJson(binding.name.clone()),
+                    InputFault::NotAT => ConfigurationError::InputIncomplete(binding.name.clone()),
+                })?;
             let base = signer
                 .verify_binding_token(&info.access_token)
                 .map_err(|error| ConfigurationError::BindingToken {
