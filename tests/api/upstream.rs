@@ -585,6 +585,57 @@ async fn connected_joins_the_team_from_the_forwarded_claims() {
 }
 
 #[tokio::test]
+async fn connected_logs_each_on_connect_template_it_cannot_fill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = claims_app(&dir).await;
+    let skipped = |template: &str| format!("onConnect group {template:?} skipped");
+    // No team claim, several teams, or a team that is not a valid group name: the team group
+    // is skipped, and the log says which template.
+    for claims in [
+        "asrs.s.uid: alice",
+        "team: red, team: blue",
+        "team: red/admins",
+    ] {
+        let call = UpstreamCall::connected("conn-1", Some("alice"))
+            .with_header("X-ASRS-User-Claims", Some(claims));
+        let outcome = app.upstream(&call).await;
+        assert_eq!(
+            outcome.signalr_items(),
+            vec![json!({"action": "add", "userId": "alice", "groupName": "user.alice"})],
+            "{claims}"
+        );
+        let logs = outcome.logs_text();
+        assert!(
+            logs.contains(&skipped("team.{claim:team}")),
+            "{claims}: {logs}"
+        );
+        assert!(
+            !logs.contains(&skipped("user.{userId}")),
+            "{claims}: {logs}"
+        );
+        assert!(!logs.contains("red/admins"), "never the value: {logs}");
+    }
+    // A user id with a dot is a valid id but not one group-name segment: its own group is
+    // skipped; the team group still joins.
+    let call = UpstreamCall::connected("conn-1", Some("alice.smith"))
+        .with_header("X-ASRS-User-Claims", Some("team: red"));
+    let outcome = app.upstream(&call).await;
+    assert_eq!(
+        outcome.signalr_items(),
+        vec![json!({"action": "add", "userId": "alice.smith", "groupName": "team.red"})]
+    );
+    let logs = outcome.logs_text();
+    assert!(logs.contains(&skipped("user.{userId}")), "{logs}");
+    assert!(!logs.contains(&skipped("team.{claim:team}")), "{logs}");
+    // Every template filled: nothing logged as skipped.
+    let call = UpstreamCall::connected("conn-1", Some("alice"))
+        .with_header("X-ASRS-User-Claims", Some("team: red"));
+    let outcome = app.upstream(&call).await;
+    assert_eq!(outcome.signalr_items().len(), 2, "{outcome:#?}");
+    assert!(!outcome.logs_text().contains("skipped"), "{outcome:#?}");
+}
+
+#[tokio::test]
 async fn duplicate_types_are_arrays_and_invoke_requires_the_forwarded_role() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = claims_app(&dir).await;
