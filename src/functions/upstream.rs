@@ -79,17 +79,26 @@ pub async fn run(
     );
     match authenticated.event {
         UpstreamEvent::Connected => {
-            let groups = caller
+            let joins = caller
                 .as_ref()
                 .map(|user| state.policy.on_connect_groups(user))
                 .unwrap_or_default();
             log.info(&format!(
                 "connection {:?} ({who}) connected; joins {} onConnect group(s)",
                 authenticated.connection_id,
-                groups.len()
+                joins.groups.len()
             ));
+            // Skipped is safe (default deny) but otherwise invisible: the operator sees which
+            // template, never the user's value that broke it (`who` above is quoted).
+            for template in &joins.skipped {
+                log.warn(&format!(
+                    "onConnect group {template:?} skipped for connection {:?} ({who}): the template yields no valid group name (a claim it reads is missing or has several values, or a value is not one plain group-name segment)",
+                    authenticated.connection_id
+                ));
+            }
             let items: Vec<Value> = match &caller {
-                Some(user) => groups
+                Some(user) => joins
+                    .groups
                     .into_iter()
                     .map(|group| GroupAction::Add(user.as_target(), group).to_item())
                     .collect(),

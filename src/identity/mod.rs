@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 
 use crate::invocation::HttpRequestData;
 pub use crate::names::ANONYMOUS_PREFIX;
-use crate::names::{TargetUser, UserId};
+use crate::names::{NameError, TargetUser, UserId};
 use jwt::ServiceAudience;
 use sources::{AuthSettings, SourceKind};
 
@@ -253,6 +253,11 @@ pub enum IdentityError {
         "token rejected: claim `{0}` (the user id) is missing, not a string, empty or malformed"
     )]
     BadUserId(String),
+    /// An upstream request's `X-ASRS-User-Id` breaks the user-id rules. Not [`Self::BadUserId`],
+    /// which names a token claim: the header is the service's, so the operator needs to know it
+    /// was the header, and which rule.
+    #[error("the X-ASRS-User-Id header is not a valid user id: {0}")]
+    ConnectionUserId(NameError),
     /// No keys could be loaded to verify with (fail closed).
     #[error("no verification keys available: {0}")]
     KeysUnavailable(String),

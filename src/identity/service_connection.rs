@@ -150,8 +150,7 @@ impl VerifiedUser {
         user_id: &str,
         claims: ConnectionClaims,
     ) -> Result<Self, IdentityError> {
-        let id = UserId::parse(user_id)
-            .map_err(|_| IdentityError::BadUserId("X-ASRS-User-Id".to_owned()))?;
+        let id = UserId::parse(user_id).map_err(IdentityError::ConnectionUserId)?;
         let source = if id.is_anonymous() {
             IdentitySource::AnonymousVisitor
         } else {

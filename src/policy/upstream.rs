@@ -206,20 +206,39 @@ impl Policy {
     }
 
     /// The groups a newly connected user joins (`onConnect.groups`, filled from the user; a
-    /// template that yields no valid group name is skipped). Anonymous visitors join only when
+    /// template that yields no valid group name is skipped, and returned among
+    /// [`OnConnectGroups::skipped`] so the caller can log it). Anonymous visitors join only when
     /// `onConnect.allowAnonymous` is true.
-    pub fn on_connect_groups(&self, user: &VerifiedUser) -> Vec<GroupName> {
+    pub fn on_connect_groups(&self, user: &VerifiedUser) -> OnConnectGroups<'_> {
         let on_connect = &self.upstream.on_connect;
+        let mut joins = OnConnectGroups::default();
         if !user.is_signed_in() && !on_connect.allow_anonymous {
-            return Vec::new();
+            return joins;
         }
-        on_connect
-            .groups
-            .iter()
-            .filter_map(|pattern| pattern.fill(user)?.concrete_value())
-            .filter_map(|group| GroupName::parse(&group).ok())
-            .collect()
+        for pattern in &on_connect.groups {
+            match pattern
+                .fill(user)
+                .and_then(|filled| filled.concrete_value())
+                .and_then(|group| GroupName::parse(&group).ok())
+            {
+                Some(group) => joins.groups.push(group),
+                None => joins.skipped.push(pattern.as_str()),
+            }
+        }
+        joins
     }
+}
+
+/// What [`Policy::on_connect_groups`] decided for one connection.
+#[derive(Debug, Default)]
+pub struct OnConnectGroups<'p> {
+    /// The groups the user joins, in the policy's order.
+    pub groups: Vec<GroupName>,
+    /// The templates that yielded no valid group name for this user (a claim missing or with
+    /// several values, or a value that breaks the name rules). Skipping is the safe answer, but
+    /// silently it looks like a join that never happened, so the caller logs each one. These are
+    /// the policy's own text, never the user's value.
+    pub skipped: Vec<&'p str>,
 }
 
 #[cfg(test)]
@@ -266,12 +285,10 @@ mod tests {
     #[test]
     fn on_connect_fills_groups_from_the_user() {
         let policy = Policy::parse(UPSTREAM, "test").expect("valid");
-        let groups: Vec<String> = policy
-            .on_connect_groups(&user("alice", json!({"team": "red"})))
-            .iter()
-            .map(|group| group.as_str().to_owned())
-            .collect();
+        let joins = policy.on_connect_groups(&user("alice", json!({"team": "red"})));
+        let groups: Vec<&str> = joins.groups.iter().map(|group| group.as_str()).collect();
         assert_eq!(groups, vec!["user.alice", "lobby"]);
+        assert!(joins.skipped.is_empty(), "{joins:?}");
     }
 
     #[test]
@@ -281,18 +298,35 @@ mod tests {
             "test",
         )
         .expect("valid");
-        let groups = |claims| -> Vec<String> {
-            policy
-                .on_connect_groups(&user("alice", claims))
-                .iter()
-                .map(|group| group.as_str().to_owned())
-                .collect()
+        let groups = |claims| -> (Vec<String>, Vec<String>) {
+            let joins = policy.on_connect_groups(&user("alice", claims));
+            (
+                joins
+                    .groups
+                    .iter()
+                    .map(|group| group.as_str().to_owned())
+                    .collect(),
+                joins
+                    .skipped
+                    .iter()
+                    .map(|&template| template.to_owned())
+                    .collect(),
+            )
         };
-        assert_eq!(groups(json!({"team": "red"})), ["team.red", "user.alice"]);
-        // No team, several teams, or a value that is not one plain segment: no team group.
-        assert_eq!(groups(json!({})), ["user.alice"]);
-        assert_eq!(groups(json!({"team": ["red", "blue"]})), ["user.alice"]);
-        assert_eq!(groups(json!({"team": "red.admins"})), ["user.alice"]);
+        let no_team = (
+            vec!["user.alice".to_owned()],
+            vec!["team.{claim:team}".to_owned()],
+        );
+        assert_eq!(
+            groups(json!({"team": "red"})),
+            (vec!["team.red".to_owned(), "user.alice".to_owned()], vec![])
+        );
+        // No team, several teams, or a value that is not one plain segment (nor a valid group
+        // name): no team group, and the template is reported as skipped.
+        assert_eq!(groups(json!({})), no_team);
+        assert_eq!(groups(json!({"team": ["red", "blue"]})), no_team);
+        assert_eq!(groups(json!({"team": "red.admins"})), no_team);
+        assert_eq!(groups(json!({"team": "red/admins"})), no_team);
         assert_eq!(
             policy.upstream_claims(),
             [(

@@ -495,6 +495,49 @@ async fn malformed_requests_are_refused_before_anything_is_emitted() {
     }
 }
 
+#[tokio::test]
+async fn a_malformed_user_id_header_is_refused_with_its_exact_reason_in_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let cases = [
+        ("..", "`userId` must not be made only of dots"),
+        ("a/b", "`userId` must not contain `/`"),
+        ("100%", "`userId` must not contain `/`, `\\` or `%`"),
+    ];
+    for (user, rule) in cases {
+        for call in [
+            UpstreamCall::connected("conn-1", Some(user)),
+            UpstreamCall::invocation(
+                "conn-1",
+                Some(user),
+                Some("1"),
+                "joinGroup",
+                json!(["room-1"]),
+            ),
+        ] {
+            let outcome = app.upstream(&call).await;
+            // The caller sees the refusal it always got, nothing internal.
+            assert_eq!(outcome.status, 401, "{user:?}: {outcome:#?}");
+            assert_error_body(&outcome.body);
+            assert_eq!(outcome.body["error"], "invalid_token", "{user:?}");
+            assert_eq!(outcome.body["message"], "The access token is invalid.");
+            assert_eq!(
+                outcome.header("WWW-Authenticate"),
+                Some("Bearer error=\"invalid_token\"")
+            );
+            assert!(outcome.signalr_items().is_empty(), "{user:?}");
+            // The operator sees which header and which rule.
+            let logs = outcome.logs_text();
+            assert!(
+                logs.contains(&format!(
+                    "the X-ASRS-User-Id header is not a valid user id: {rule}"
+                )),
+                "{user:?}: {logs}"
+            );
+        }
+    }
+}
+
 /// Forwards `team` and `roles`: `onConnect` joins `team.{claim:team}`, `invoke` needs the
 /// `member` role for `joinGroup`, and the per-operation rules read `team` and `roles`.
 async fn claims_app(dir: &tempfile::TempDir) -> TestApp {
@@ -582,6 +625,57 @@ async fn connected_joins_the_team_from_the_forwarded_claims() {
             "{claims:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn connected_logs_each_on_connect_template_it_cannot_fill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = claims_app(&dir).await;
+    let skipped = |template: &str| format!("onConnect group {template:?} skipped");
+    // No team claim, several teams, or a team that is not a valid group name: the team group
+    // is skipped, and the log says which template.
+    for claims in [
+        "asrs.s.uid: alice",
+        "team: red, team: blue",
+        "team: red/admins",
+    ] {
+        let call = UpstreamCall::connected("conn-1", Some("alice"))
+            .with_header("X-ASRS-User-Claims", Some(claims));
+        let outcome = app.upstream(&call).await;
+        assert_eq!(
+            outcome.signalr_items(),
+            vec![json!({"action": "add", "userId": "alice", "groupName": "user.alice"})],
+            "{claims}"
+        );
+        let logs = outcome.logs_text();
+        assert!(
+            logs.contains(&skipped("team.{claim:team}")),
+            "{claims}: {logs}"
+        );
+        assert!(
+            !logs.contains(&skipped("user.{userId}")),
+            "{claims}: {logs}"
+        );
+        assert!(!logs.contains("red/admins"), "never the value: {logs}");
+    }
+    // A user id with a dot is a valid id but not one group-name segment: its own group is
+    // skipped; the team group still joins.
+    let call = UpstreamCall::connected("conn-1", Some("alice.smith"))
+        .with_header("X-ASRS-User-Claims", Some("team: red"));
+    let outcome = app.upstream(&call).await;
+    assert_eq!(
+        outcome.signalr_items(),
+        vec![json!({"action": "add", "userId": "alice.smith", "groupName": "team.red"})]
+    );
+    let logs = outcome.logs_text();
+    assert!(logs.contains(&skipped("user.{userId}")), "{logs}");
+    assert!(!logs.contains(&skipped("team.{claim:team}")), "{logs}");
+    // Every template filled: nothing logged as skipped.
+    let call = UpstreamCall::connected("conn-1", Some("alice"))
+        .with_header("X-ASRS-User-Claims", Some("team: red"));
+    let outcome = app.upstream(&call).await;
+    assert_eq!(outcome.signalr_items().len(), 2, "{outcome:#?}");
+    assert!(!outcome.logs_text().contains("skipped"), "{outcome:#?}");
 }
 
 #[tokio::test]

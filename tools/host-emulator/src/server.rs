@@ -67,6 +67,8 @@ struct Shared {
     service_client: reqwest::Client,
     server_name: String,
     port: u16,
+    /// Whether the handler serves its demo page, read once at start as the handler reads it.
+    demo_page: bool,
 }
 
 impl HostEmulator {
@@ -149,6 +151,7 @@ impl HostEmulator {
                 .build()?,
             server_name: format!("host-emulator_{}", new_guid().replace('-', "")),
             port: self.port,
+            demo_page: demo_page_enabled(app_setting(&self.app, DEMO_PAGE_SETTING).as_deref()),
         });
         let router = axum::Router::new().fallback(handle).with_state(shared);
         let mut server_stop = stop_receiver.clone();
@@ -226,12 +229,18 @@ fn handler_environment(app: &AppDefinition) -> Vec<(String, String)> {
     environment
 }
 
+/// An app setting: the environment first, then `Values` (the handler inherits the environment
+/// and gets only the `Values` it does not override; see [`handler_environment`]).
+fn app_setting(app: &AppDefinition, name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .or_else(|| app.settings.values.get(name).cloned())
+}
+
 impl Shared {
     /// An app setting: the environment first, then `Values`.
     fn setting(&self, name: &str) -> Option<String> {
-        std::env::var(name)
-            .ok()
-            .or_else(|| self.app.settings.values.get(name).cloned())
+        app_setting(&self.app, name)
     }
 
     /// A connection string setting: `ConnectionStrings:{name}` first, then `{name}`, then the
@@ -274,7 +283,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         return preflight(&shared, origin, &parts.headers);
     }
     let Some((function, route_values)) = shared.app.route(parts.method.as_str(), &path) else {
-        if let Some(location) = root_redirect(&shared.app, &parts.method, &path) {
+        if let Some(location) = root_redirect(&shared.app, shared.demo_page, &parts.method, &path) {
             return Response::builder()
                 .status(StatusCode::FOUND)
                 .header(header::LOCATION, location)
@@ -329,12 +338,29 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     response
 }
 
+/// The handler's app setting that turns its demo page on; off, its `index` function answers 404.
+const DEMO_PAGE_SETTING: &str = "DEMO_PAGE_ENABLED";
+
+/// Whether `DEMO_PAGE_ENABLED` turns the demo page on, parsed as the handler parses it: trimmed,
+/// `true` in any case. Unset, empty and `false` are off (the handler's default), and so is
+/// anything else (the handler refuses to start with it). The emulator cannot ask the handler, and
+/// shares no code with it, so it mirrors the rule.
+fn demo_page_enabled(value: Option<&str>) -> bool {
+    value.is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+}
+
 /// Where `GET /` sends a person who typed only the host's address: the demo page
-/// (`/{routePrefix}/app/`), when the app serves it and no function owns `/` itself. The real
-/// host shows its own landing page there; a developer wants the app. Only GET and HEAD, so no
-/// API call is ever redirected.
-fn root_redirect(app: &AppDefinition, method: &Method, path: &str) -> Option<String> {
-    if path != "/" || !(method == Method::GET || method == Method::HEAD) {
+/// (`/{routePrefix}/app/`), when the app routes it, the handler serves it (`demo_page`; a
+/// redirect to its 404 would lead nowhere), and no function owns `/` itself. The real host shows
+/// its own landing page there; a developer wants the app. Only GET and HEAD, so no API call is
+/// ever redirected.
+fn root_redirect(
+    app: &AppDefinition,
+    demo_page: bool,
+    method: &Method,
+    path: &str,
+) -> Option<String> {
+    if !demo_page || path != "/" || !(method == Method::GET || method == Method::HEAD) {
         return None;
     }
     let demo = if app.route_prefix.is_empty() {
@@ -687,6 +713,52 @@ fn preflight(shared: &Shared, origin: &str, request_headers: &HeaderMap) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_page_enabled_reads_true_and_false_as_the_handler_does() {
+        for on in ["true", "TRUE", " True "] {
+            assert!(demo_page_enabled(Some(on)), "{on:?}");
+        }
+        for off in [
+            None,
+            Some(""),
+            Some("false"),
+            Some("FALSE"),
+            Some("yes"),
+            Some("1"),
+        ] {
+            assert!(!demo_page_enabled(off), "{off:?}");
+        }
+    }
+
+    #[test]
+    fn the_root_redirects_only_when_the_handler_serves_the_demo_page() {
+        let files = crate::app::parse_function_json(
+            "files",
+            r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","methods":["get"],"route":"app/{*path}"},
+                {"type":"http","direction":"out","name":"res"}]}"#,
+        )
+        .expect("valid")
+        .expect("enabled");
+        let app = AppDefinition {
+            root: PathBuf::from("/app"),
+            route_prefix: "api".to_owned(),
+            handler: crate::app::HandlerDescription {
+                executable: PathBuf::from("handler"),
+                arguments: Vec::new(),
+                working_directory: PathBuf::from("/app"),
+            },
+            function_timeout: None,
+            functions: vec![files],
+            settings: crate::app::LocalSettings::default(),
+        };
+        assert_eq!(
+            root_redirect(&app, true, &Method::GET, "/").as_deref(),
+            Some("/api/app/")
+        );
+        assert_eq!(root_redirect(&app, false, &Method::GET, "/"), None);
+        assert_eq!(root_redirect(&app, false, &Method::HEAD, "/"), None);
+    }
 
     #[test]
     fn header_names_are_title_cased() {

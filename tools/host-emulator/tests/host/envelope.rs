@@ -408,10 +408,29 @@ async fn http_outputs_follow_the_expando_rules() {
     let _: Value = json!(null);
 }
 
+/// The [`fixture`] app with `DEMO_PAGE_ENABLED` set to `value` (absent for `None`) in
+/// local.settings.json.
+async fn demo_page_fixture(value: Option<&str>) -> (AppRoot, FakeHandler, TestHost) {
+    let app = AppRoot::with_handler("handler", &[]);
+    app.function(
+        "sendToGroup",
+        &http_function("groups/{group}/send", &["post"], json!([])),
+    );
+    app.function("files", &http_function("app/{*path}", &["get"], json!([])));
+    let values = match value {
+        Some(value) => json!({"DEMO_PAGE_ENABLED": value}),
+        None => json!({}),
+    };
+    app.settings(json!({"IsEncrypted": false, "Values": values}));
+    let handler =
+        FakeHandler::start(HandlerAnswer::outputs(json!({"res": {"statusCode": 200}}))).await;
+    let host = TestHost::start(&app, HandlerLaunch::Attach { port: handler.port }).await;
+    (app, handler, host)
+}
+
 #[tokio::test]
 async fn the_root_redirects_to_the_demo_page_and_nothing_else_does() {
-    let (_app, handler, host) =
-        fixture(HandlerAnswer::outputs(json!({"res": {"statusCode": 200}}))).await;
+    let (_app, handler, host) = demo_page_fixture(Some(" True ")).await;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -443,6 +462,23 @@ async fn the_root_redirects_to_the_demo_page_and_nothing_else_does() {
         handler.received().is_empty(),
         "no invocation for a redirect"
     );
+}
+
+#[tokio::test]
+async fn the_root_is_not_redirected_when_the_handler_turns_the_demo_page_off() {
+    // `false`, or unset (the handler's default): `/api/app/` would be the handler's 404, so a
+    // redirect there would lead nowhere.
+    for value in [Some("false"), Some("FALSE"), None] {
+        let (_app, handler, host) = demo_page_fixture(value).await;
+        let root = host
+            .http
+            .get(host.url("/"))
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(root.status(), 404, "{value:?}");
+        assert!(handler.received().is_empty(), "{value:?}");
+    }
 }
 
 #[tokio::test]
