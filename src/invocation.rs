@@ -147,11 +147,12 @@ impl InvocationRequest {
     /// An input binding's value, decoded from its once- or twice-encoded JSON form.
     /// Decoded once and borrowed when the host sent an object, so the caller deserializes its
     /// typed view straight from it.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn input(&self, name: &str) -> Option<Result<Cow<'_, Value>, InvocationError>> {
         self.data.get(name).map(decode_embedded_json_borrowed)
     }
 
-    /// An input binding's value read as `T`: what [`Self::input`] then `T::deserialize` give,
+    /// An input binding's value read as `T`: what `input` then `T::deserialize` give,
     /// without building the decoded value first when the host sent JSON text (its usual, twice
     /// encoded form). `None` when the input is absent.
     pub fn input_as<T: serde::de::DeserializeOwned>(
