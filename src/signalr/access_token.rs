@@ -99,19 +99,6 @@ struct BindingClaims {
     iss: Option<Value>,
 }
 
-impl BindingClaims {
-    fn get(&self, name: &str) -> Option<&Value> {
-        match name {
-            "aud" => self.aud.as_ref(),
-            "exp" => self.exp.as_ref(),
-            "nbf" => self.nbf.as_ref(),
-            "iat" => self.iat.as_ref(),
-            "iss" => self.iss.as_ref(),
-            _ => None,
-        }
-    }
-}
-
 /// The binding token's header: only `alg` is read.
 #[derive(serde::Deserialize)]
 struct BindingHeader {
@@ -121,7 +108,7 @@ struct BindingHeader {
 impl BindingToken {
     /// The token's `aud`, when it is a string.
     pub fn audience(&self) -> Option<&str> {
-        self.claims.get("aud").and_then(Value::as_str)
+        self.claims.aud.as_ref().and_then(Value::as_str)
     }
 }
 
@@ -186,34 +173,29 @@ impl<'a> ServiceTokenSigner<'a> {
         forward_claims: &[String],
         deadline: Option<u64>,
     ) -> Result<IssuedToken, ServiceTokenError> {
-        let numeric = |name: &'static str| {
-            binding
-                .claims
-                .get(name)
-                .and_then(Value::as_u64)
-                .ok_or(ServiceTokenError::MissingClaim(name))
-        };
-        let exp = numeric("exp")?
+        let kept = &binding.claims;
+        let exp = kept
+            .exp
+            .as_ref()
+            .and_then(Value::as_u64)
+            .ok_or(ServiceTokenError::MissingClaim("exp"))?
             .min(user.expires_at())
             .min(deadline.unwrap_or(u64::MAX));
+        let aud = kept
+            .aud
+            .clone()
+            .ok_or(ServiceTokenError::MissingClaim("aud"))?;
         let (mut claims, dropped_claims) = user_claims(user, forward_claims);
         insert_deadline(&mut claims, deadline);
-        for name in ["nbf"] {
-            if let Some(value) = binding.claims.get(name) {
-                claims.insert(name.to_owned(), value.clone());
-            }
+        if let Some(nbf) = &kept.nbf {
+            claims.insert("nbf".into(), nbf.clone());
         }
         claims.insert("exp".into(), exp.into());
-        for name in ["iat", "iss"] {
-            if let Some(value) = binding.claims.get(name) {
-                claims.insert(name.to_owned(), value.clone());
+        for (name, value) in [("iat", &kept.iat), ("iss", &kept.iss)] {
+            if let Some(value) = value {
+                claims.insert(name.into(), value.clone());
             }
         }
-        let aud = binding
-            .claims
-            .get("aud")
-            .cloned()
-            .ok_or(ServiceTokenError::MissingClaim("aud"))?;
         claims.insert("aud".into(), aud);
         Ok(IssuedToken {
             token: self.sign(&binding.header_segment, &claims)?,
