@@ -23,7 +23,7 @@ pub fn parse_negotiate(body: &[u8]) -> usize {
         return 0;
     };
     let headers = invocation
-        .http_request("req")
+        .http_request()
         .map_or(0, |request| request.header_values("Authorization").len());
     let token = invocation
         .input_as::<ConnectionInfo>("connectionInfo")

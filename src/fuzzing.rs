@@ -50,7 +50,7 @@ pub fn invocation(body: &[u8]) -> bool {
     if let Some(Ok(value)) = envelope.input("connectionInfo") {
         let _ = decode_embedded_json(&value);
     }
-    let Ok(request) = envelope.http_request("req") else {
+    let Ok(request) = envelope.http_request() else {
         return false;
     };
     let _ = request.header_values("authorization");
@@ -65,7 +65,7 @@ pub fn bearer(body: &[u8]) -> bool {
     let Ok(envelope) = InvocationRequest::parse(body, "req") else {
         return false;
     };
-    let Ok(request) = envelope.http_request("req") else {
+    let Ok(request) = envelope.http_request() else {
         return false;
     };
     let _ = credential::bearer_presented(request);

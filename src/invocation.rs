@@ -132,13 +132,10 @@ impl InvocationRequest {
     }
 
     /// The HTTP trigger's request, `Data.<trigger>` (the trigger named at [`Self::parse`]).
-    pub fn http_request(&self, trigger: &str) -> Result<&HttpRequestData, InvocationError> {
+    pub fn http_request(&self) -> Result<&HttpRequestData, InvocationError> {
         let (name, request) = &self.trigger;
-        if name != trigger {
-            return Err(InvocationError::MissingTrigger(trigger.to_owned()));
-        }
         request.as_ref().map_err(|fault| match fault {
-            TriggerFault::Missing => InvocationError::MissingTrigger(trigger.to_owned()),
+            TriggerFault::Missing => InvocationError::MissingTrigger(name.clone()),
             TriggerFault::EmbeddedNotJson => InvocationError::EmbeddedNotJson,
             TriggerFault::Request(fault) => InvocationError::Request(*fault),
         })
@@ -174,7 +171,7 @@ impl InvocationRequest {
         // tells text that is not JSON from JSON that is not a `T`.
         Some(match decode_embedded_json_borrowed(value) {
             Err(_) => Err(InputFault::NotJson),
-            Ok(decoded) => T::deserialize(&*decoded).map_err(|_| InputFault::NotAT),
+            Ok(decoded) => T::deserialize(&*decoded).map_err(|_| InputFault::WrongShape),
         })
     }
 }
@@ -185,7 +182,7 @@ pub enum InputFault {
     /// Its text is not JSON.
     NotJson,
     /// It is JSON, but not of the type asked for.
-    NotAT,
+    WrongShape,
 }
 
 /// Reads the envelope's top level: the last `Data` member through [`DataSeed`], every other
@@ -941,7 +938,7 @@ mod tests {
             let general = match invocation.input("in").expect("present") {
                 Err(_) => Err(InputFault::NotJson),
                 Ok(decoded) => <Info as serde::Deserialize>::deserialize(&*decoded)
-                    .map_err(|_| InputFault::NotAT),
+                    .map_err(|_| InputFault::WrongShape),
             };
             let typed = invocation.input_as::<Info>("in").expect("present");
             assert_eq!(format!("{typed:?}"), format!("{general:?}"), "{value}");
@@ -1034,7 +1031,7 @@ mod tests {
                 r#"{{"Data": {{"req": {trigger_text}, "connectionInfo": "x"}}, "Metadata": {{}}}}"#
             );
             match InvocationRequest::parse(envelope.as_bytes(), "req") {
-                Ok(invocation) => format!("{:?}", invocation.http_request("req")),
+                Ok(invocation) => format!("{:?}", invocation.http_request()),
                 Err(error) => format!("envelope: {error:?}"),
             }
         }

@@ -17,7 +17,6 @@
 
 use serde_json::json;
 
-use crate::bindings::FunctionBindings;
 use crate::error::{HandlerError, NotFound};
 use crate::functions::{AppState, FunctionOutcome, InvocationLog};
 use crate::identity::client_cert::CertificateError;
@@ -36,7 +35,6 @@ pub const APP_TOKEN_HEADER: &str = "X-App-Token";
 /// Runs connect.
 pub async fn run(
     state: &AppState,
-    bindings: &FunctionBindings,
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
@@ -44,7 +42,7 @@ pub async fn run(
         .web_pubsub
         .as_ref()
         .ok_or_else(|| HandlerError::NotFound(NotFound::ConnectOff))?;
-    let request = invocation.http_request(&bindings.trigger)?;
+    let request = invocation.http_request()?;
     match request.method.as_str() {
         "OPTIONS" => {
             let host = webpubsub::allowed_origin(settings, request)?;

@@ -8,7 +8,6 @@
 //! Off unless `DEMO_PAGE_ENABLED=true`: the page signs in at whatever issuer its URL names and is
 //! a teaching aid, not part of a deployed app, so a deployment that forgets about it serves 404.
 
-use crate::bindings::FunctionBindings;
 use crate::error::{HandlerError, NotFound};
 use crate::functions::{AppState, FunctionOutcome};
 use crate::invocation::{CallerResponse, InvocationRequest};
@@ -24,13 +23,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
 /// Runs `index`.
 pub async fn run(
     state: &AppState,
-    bindings: &FunctionBindings,
     invocation: &InvocationRequest,
 ) -> Result<FunctionOutcome, HandlerError> {
     if !state.demo_page {
         return Err(HandlerError::NotFound(NotFound::DemoPageOff));
     }
-    let request = invocation.http_request(&bindings.trigger)?;
+    let request = invocation.http_request()?;
     let requested = request
         .params
         .get("path")

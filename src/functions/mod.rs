@@ -205,8 +205,8 @@ pub async fn invoke(
             Function::SendToUser => {
                 messages::send(state, bindings, &request, &mut log, messages::To::User).await
             }
-            Function::Index => index::run(state, bindings, &request).await,
-            Function::Connect => connect::run(state, bindings, &request, &mut log).await,
+            Function::Index => index::run(state, &request).await,
+            Function::Connect => connect::run(state, &request, &mut log).await,
             Function::Refresh => refresh::run(state, bindings, &request, &mut log).await,
             Function::Upstream => upstream::run(state, bindings, &request, &mut log).await,
         },
@@ -249,7 +249,7 @@ pub async fn verified_request<'a>(
         !bindings.function.needs().json_body,
         "use verified_json_request"
     );
-    let request = invocation.http_request(&bindings.trigger)?;
+    let request = invocation.http_request()?;
     let query_token = query_token(bindings.function);
     let user = state
         .authenticator
@@ -268,7 +268,7 @@ pub async fn verified_json_request<'a, T: DeserializeOwned>(
     invocation: &'a InvocationRequest,
 ) -> Result<(&'a HttpRequestData, VerifiedUser, T), HandlerError> {
     debug_assert!(bindings.function.needs().json_body, "use verified_request");
-    let request = invocation.http_request(&bindings.trigger)?;
+    let request = invocation.http_request()?;
     browser::require_json_content_type(request)?;
     let query_token = query_token(bindings.function);
     let user = state

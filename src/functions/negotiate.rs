@@ -36,7 +36,9 @@ pub async fn run(
                 .ok_or_else(|| ConfigurationError::InputMissing(binding.name.clone()))?
                 .map_err(|fault| match fault {
                     InputFault::NotJson => ConfigurationError::InputNotJson(binding.name.clone()),
-                    InputFault::NotAT => ConfigurationError::InputIncomplete(binding.name.clone()),
+                    InputFault::WrongShape => {
+                        ConfigurationError::InputIncomplete(binding.name.clone())
+                    }
                 })?;
             let base = signer
                 .verify_binding_token(&info.access_token)

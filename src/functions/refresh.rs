@@ -43,7 +43,7 @@ pub async fn run(
     invocation: &InvocationRequest,
     log: &mut InvocationLog,
 ) -> Result<FunctionOutcome, HandlerError> {
-    let request = invocation.http_request(&bindings.trigger)?;
+    let request = invocation.http_request()?;
     if request.method != "POST" {
         return Err(RefreshRefusal::Method(request.method.clone()).into());
     }

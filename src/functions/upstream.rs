@@ -54,7 +54,7 @@ pub async fn run(
         .upstream
         .as_ref()
         .ok_or(HandlerError::NotFound(NotFound::UpstreamOff))?;
-    let request = invocation.http_request(&bindings.trigger)?;
+    let request = invocation.http_request()?;
     let output = signalr_output(bindings)?;
     // Checked at start-up (`bindings::check_signalr_outputs`); parsed again for the type.
     let hub = HubName::parse(output.hub_name.as_deref().unwrap_or_default())
