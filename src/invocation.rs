@@ -13,7 +13,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::telemetry::is_unsafe_in_log;
+use crate::telemetry::{has_unsafe_in_log, is_unsafe_in_log};
 
 /// Why the host's invocation could not be read. Every kind is the host's (or a broken proxy's)
 /// fault, never the caller's: the caller gets one generic 400 for all of them
@@ -705,10 +705,7 @@ impl Serialize for CallerResponse {
 /// JSON text with DEL, C1 controls and U+2028/U+2029 written as `\uXXXX` escapes (serde_json
 /// escapes only C0 controls); they can only occur inside strings, where the escape means the same.
 fn escape_json_text(text: String) -> String {
-    // Printable ASCII (the usual answer: URLs, tokens, ids) has nothing to escape; checking bytes
-    // first spares the per-character test.
-    if text.bytes().all(|byte| (0x20..0x7f).contains(&byte)) || !text.chars().any(is_unsafe_in_log)
-    {
+    if !has_unsafe_in_log(&text) {
         return text;
     }
     let mut escaped = String::with_capacity(text.len() + 12);

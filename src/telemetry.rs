@@ -47,10 +47,16 @@ pub fn is_unsafe_in_log(character: char) -> bool {
         )
 }
 
+/// Whether `text` has any [`is_unsafe_in_log`] character. Printable ASCII (most ids, URLs and
+/// tokens) is answered from its bytes, without the per-character test.
+pub fn has_unsafe_in_log(text: &str) -> bool {
+    !text.bytes().all(|byte| (0x20..0x7f).contains(&byte)) && text.chars().any(is_unsafe_in_log)
+}
+
 /// `text` with every [`is_unsafe_in_log`] character written as `\u{XX}`, so it stays on one
 /// line and shows what was sent. Borrowed when there is nothing to escape.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe_in_log) {
+    if !has_unsafe_in_log(text) {
         return Cow::Borrowed(text);
     }
     let mut escaped = String::with_capacity(text.len() + 8);
@@ -141,6 +147,17 @@ impl<W: Write> Write for EscapingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The byte shortcut answers what the per-character test answers, for any text.
+        #[test]
+        fn the_ascii_shortcut_agrees_with_the_full_check(text in "\\PC*|[\\x00-\\x7f]*|.*") {
+            proptest::prop_assert_eq!(
+                has_unsafe_in_log(&text),
+                text.chars().any(is_unsafe_in_log)
+            );
+        }
+    }
 
     #[test]
     fn escape_controls_keeps_every_line_breaking_character_off_the_line() {
