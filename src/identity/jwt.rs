@@ -131,6 +131,9 @@ impl JwtVerifier {
         }
         .map_err(|error| self.replayed_or(token, self.explain(error.into_kind(), token)))?;
         let claims = data.claims;
+        if self.verified_audience_names_the_service(&claims) {
+            return Err(IdentityError::ServiceTokenReplayed);
+        }
         // jsonwebtoken accepts an `iss` array that contains the expected issuer; an issuer is one
         // string (RFC 7519 §4.1.1), so anything else is refused.
         if !matches!(claims.get("iss"), Some(Value::String(_))) {
@@ -185,15 +188,30 @@ impl JwtVerifier {
     }
 
     /// `error`, unless the refused token's (unverified) `aud` names the SignalR Service: then
-    /// the precise reason, a service token replayed at negotiate. Asked only once a token is
-    /// refused: a verified token never carries that audience (its `aud` must be one of
-    /// `AUTH_AUDIENCE`, which may not name the service), so the accepted path does not decode
-    /// the payload a second time for it (BENCHMARKS.md, "Negotiate against the floor").
+    /// the precise reason, a service token replayed at negotiate. A verified token is checked
+    /// on its verified claims instead ([`Self::verified_audience_names_the_service`]), so the
+    /// accepted path does not decode the payload a second time (BENCHMARKS.md, "Negotiate
+    /// against the floor").
     fn replayed_or(&self, token: &str, error: IdentityError) -> IdentityError {
         if self.names_the_signalr_service(token) {
             IdentityError::ServiceTokenReplayed
         } else {
             error
+        }
+    }
+
+    /// True when a verified token's `aud` also names the SignalR Service. One of its audiences
+    /// is in `AUTH_AUDIENCE`, which may not name the service (start-up check), but an `aud` array
+    /// may carry others beside it; only those are parsed, so a token whose audiences are all
+    /// configured ones (the usual case) costs no URL parse.
+    fn verified_audience_names_the_service(&self, claims: &Map<String, Value>) -> bool {
+        let names_it = |aud: &str| {
+            !self.audiences.iter().any(|ours| ours == aud) && self.service.contains(aud)
+        };
+        match claims.get("aud") {
+            Some(Value::String(aud)) => names_it(aud),
+            Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(names_it),
+            _ => false,
         }
     }
 

@@ -108,6 +108,31 @@ async fn negotiate_returns_401_for_a_service_token_replayed_at_the_app() {
     }
 }
 
+/// A token signed by the app's own key whose `aud` array names this app *and* the SignalR
+/// Service (found by an outside review: the signature and the app audience both check out, so
+/// only the verified claims can refuse it).
+#[tokio::test]
+async fn negotiate_returns_401_when_an_audience_array_also_names_the_service() {
+    let app = spawn_app(AppConfig::hs256()).await;
+    let mut both = claims("mallory");
+    both.insert(
+        "aud".into(),
+        json!(["http://localhost:8888/client/?hub=chat", AUDIENCE]),
+    );
+    app.negotiate(&hs256_token(&both))
+        .await
+        .assert_unauthorized(
+            "its audience is the SignalR Service (a service token replayed at the app)",
+        );
+    // Extra audiences that are not the service stay accepted (Auth0 issues `[api, userinfo]`).
+    let mut extra = claims("alice");
+    extra.insert(
+        "aud".into(),
+        json!([AUDIENCE, "https://tenant.example/userinfo"]),
+    );
+    assert_eq!(app.negotiate(&hs256_token(&extra)).await.status, 200);
+}
+
 #[tokio::test]
 async fn negotiate_returns_401_when_exp_iss_or_aud_is_missing() {
     let app = spawn_app(AppConfig::hs256()).await;
