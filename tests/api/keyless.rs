@@ -28,16 +28,25 @@ struct Idp {
 }
 
 async fn spawn_idp(port: u16, roles: &[&str]) -> Idp {
+    start_idp(
+        port,
+        ManagedIdentityOptions {
+            identity_header: Some(IDENTITY_HEADER.to_owned()),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            ..ManagedIdentityOptions::default()
+        },
+    )
+    .await
+}
+
+/// A dev-idp on `port` (0: any) whose identity endpoint answers as `managed_identity` says.
+async fn start_idp(port: u16, managed_identity: ManagedIdentityOptions) -> Idp {
     let idp = DevIdp::bind(DevIdpOptions {
         port,
         audience: DEFAULT_AUDIENCE.to_owned(),
         issuer: None,
         key_file: None,
-        managed_identity: ManagedIdentityOptions {
-            identity_header: Some(IDENTITY_HEADER.to_owned()),
-            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
-            ..ManagedIdentityOptions::default()
-        },
+        managed_identity,
     })
     .await
     .expect("dev-idp binds");
@@ -96,21 +105,7 @@ impl Service {
 
     /// Expires every temporary key the service has issued (a forced rotation).
     async fn expire_keys(&self, idp: &Idp) {
-        let body: Value = self
-            .http
-            .get(&idp.identity_endpoint)
-            .query(&[
-                ("resource", SIGNALR_RESOURCE),
-                ("api-version", "2019-08-01"),
-            ])
-            .header("X-IDENTITY-HEADER", IDENTITY_HEADER)
-            .send()
-            .await
-            .expect("dev-idp answers")
-            .json()
-            .await
-            .expect("JSON");
-        let token = body["access_token"].as_str().expect("a token");
+        let token = mi_token(idp, SIGNALR_RESOURCE).await;
         let response = self
             .http
             .post(format!("{}/emulator/temporary-keys/expire", self.base))
@@ -146,6 +141,20 @@ fn keyless_config(
     config.set("AzureSignalRConnectionString__serviceUri", &service.base);
     config.set("IDENTITY_ENDPOINT", identity_endpoint);
     config.set("IDENTITY_HEADER", IDENTITY_HEADER);
+    config.set("SIGNALR_HUB_NAME", "chat");
+    config
+}
+
+/// The handler in `root` with a connection string of `AuthType=azure.msi` and a hub, and no
+/// identity variables: start-up checks what else keyless needs.
+fn managed_identity_connection_string_config(root: &tempfile::TempDir) -> AppConfig {
+    let mut config = AppConfig::hs256();
+    config.app_root = root.path().to_path_buf();
+    config.unset("AzureSignalRConnectionString");
+    config.set(
+        "AzureSignalRConnectionString",
+        "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;Version=1.0;",
+    );
     config.set("SIGNALR_HUB_NAME", "chat");
     config
 }
@@ -350,14 +359,7 @@ async fn keyless_refusal_by_the_key_endpoint_answers_503_and_names_the_role_once
 #[tokio::test]
 async fn keyless_settings_without_the_identity_variables_stop_start_up_naming_them() {
     let root = minting_app_root();
-    let mut config = AppConfig::hs256();
-    config.app_root = root.path().to_path_buf();
-    config.unset("AzureSignalRConnectionString");
-    config.set(
-        "AzureSignalRConnectionString",
-        "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;Version=1.0;",
-    );
-    config.set("SIGNALR_HUB_NAME", "chat");
+    let config = managed_identity_connection_string_config(&root);
     let stderr = start_expecting_failure(&config);
     assert!(stderr.contains("IDENTITY_ENDPOINT"), "{stderr}");
     assert!(stderr.contains("system-assigned identity"), "{stderr}");
@@ -562,29 +564,15 @@ const UPSTREAM_RESOURCE: &str = "api://insecure-test-signalr-upstream";
 
 /// A dev-idp whose managed-identity tokens live `lifetime_seconds` (negative: already expired).
 async fn spawn_idp_with_lifetime(lifetime_seconds: i64) -> Idp {
-    let idp = DevIdp::bind(DevIdpOptions {
-        port: 0,
-        audience: DEFAULT_AUDIENCE.to_owned(),
-        issuer: None,
-        key_file: None,
-        managed_identity: ManagedIdentityOptions {
+    start_idp(
+        0,
+        ManagedIdentityOptions {
             identity_header: Some(IDENTITY_HEADER.to_owned()),
             lifetime_seconds,
             ..ManagedIdentityOptions::default()
         },
-    })
+    )
     .await
-    .expect("dev-idp binds");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let spawned = Idp {
-        identity_endpoint: idp.identity_endpoint(),
-        tenant_issuer: idp.tenant_issuer(),
-        _stop: stop,
-    };
-    tokio::spawn(idp.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    spawned
 }
 
 /// An app root with a minting negotiate and the repository's `upstream` function.
@@ -758,16 +746,9 @@ async fn keyless_upstream_without_managed_identity_settings_is_off() {
 fn keyless_upstream_configuration_errors_name_the_setting() {
     let root = upstream_app_root();
     let base = || {
-        let mut config = AppConfig::hs256();
-        config.app_root = root.path().to_path_buf();
-        config.unset("AzureSignalRConnectionString");
-        config.set(
-            "AzureSignalRConnectionString",
-            "Endpoint=https://x.service.signalr.net;AuthType=azure.msi;Version=1.0;",
-        );
+        let mut config = managed_identity_connection_string_config(&root);
         config.set("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token");
         config.set("IDENTITY_HEADER", IDENTITY_HEADER);
-        config.set("SIGNALR_HUB_NAME", "chat");
         config
     };
     let tenant = "11111111-1111-4111-8111-111111111111";

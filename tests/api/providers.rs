@@ -146,6 +146,27 @@ fn rs256_token(kid: &str, claims: &Map<String, Value>) -> String {
     sign(header, claims, &TestKeys::rsa_a())
 }
 
+/// The Entra ID v1.0 recipe of docs/providers.md.
+const ENTRA_V1_RECIPE: &[(&str, &str)] = &[
+    ("AUTH_ISSUER", ENTRA_V1_ISSUER),
+    ("AUTH_AUDIENCE", ENTRA_API_URI),
+    ("AUTH_USER_ID_CLAIM", "oid"),
+];
+
+/// The Entra ID v2.0 recipe of docs/providers.md.
+const ENTRA_V2_RECIPE: &[(&str, &str)] = &[
+    ("AUTH_ISSUER", ENTRA_V2_ISSUER),
+    ("AUTH_AUDIENCE", API_CLIENT_ID),
+    ("AUTH_USER_ID_CLAIM", "oid"),
+];
+
+/// The Keycloak recipe of docs/providers.md, its issuer and audience (an audience mapper adds
+/// `chat-api`).
+const KEYCLOAK_RECIPE: &[(&str, &str)] = &[
+    ("AUTH_ISSUER", KEYCLOAK_ISSUER),
+    ("AUTH_AUDIENCE", "chat-api"),
+];
+
 /// The handler configured as a recipe of docs/providers.md says, with keys from `idp`.
 fn recipe(idp: &IdentityProvider, settings: &[(&str, &str)]) -> AppConfig {
     let mut config = AppConfig::jwks(&idp.jwks_url(), "RS256");
@@ -153,6 +174,14 @@ fn recipe(idp: &IdentityProvider, settings: &[(&str, &str)]) -> AppConfig {
         config.set(name, value);
     }
     config
+}
+
+/// A provider publishing one key under `kid`, and the handler configured with `settings`
+/// against it. Keep the provider alive as long as the app.
+async fn provider_and_app(kid: &str, settings: &[(&str, &str)]) -> (IdentityProvider, TestApp) {
+    let idp = IdentityProvider::start(key_set(kid)).await;
+    let app = spawn_app(recipe(&idp, settings)).await;
+    (idp, app)
 }
 
 fn issued_user(outcome: &Outcome) -> String {
@@ -167,16 +196,7 @@ fn issued_user(outcome: &Outcome) -> String {
 
 #[tokio::test]
 async fn entra_v2_tokens_are_accepted_with_the_v2_recipe_and_v1_tokens_are_refused_by_issuer() {
-    let idp = IdentityProvider::start(key_set(ENTRA_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
-        &[
-            ("AUTH_ISSUER", ENTRA_V2_ISSUER),
-            ("AUTH_AUDIENCE", API_CLIENT_ID),
-            ("AUTH_USER_ID_CLAIM", "oid"),
-        ],
-    ))
-    .await;
+    let (_idp, app) = provider_and_app(ENTRA_KID, ENTRA_V2_RECIPE).await;
     let outcome = app.negotiate(&entra_token(&entra_v2_claims())).await;
     assert_eq!(issued_user(&outcome), USER_OID);
 
@@ -189,16 +209,7 @@ async fn entra_v2_tokens_are_accepted_with_the_v2_recipe_and_v1_tokens_are_refus
 
 #[tokio::test]
 async fn entra_v1_tokens_are_accepted_with_the_v1_recipe_and_v2_tokens_are_refused_by_issuer() {
-    let idp = IdentityProvider::start(key_set(ENTRA_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
-        &[
-            ("AUTH_ISSUER", ENTRA_V1_ISSUER),
-            ("AUTH_AUDIENCE", ENTRA_API_URI),
-            ("AUTH_USER_ID_CLAIM", "oid"),
-        ],
-    ))
-    .await;
+    let (_idp, app) = provider_and_app(ENTRA_KID, ENTRA_V1_RECIPE).await;
     let outcome = app.negotiate(&entra_token(&entra_v1_claims())).await;
     assert_eq!(issued_user(&outcome), USER_OID);
 
@@ -213,15 +224,14 @@ async fn entra_v1_tokens_are_accepted_with_the_v1_recipe_and_v2_tokens_are_refus
 async fn the_old_entra_example_pairing_the_v2_issuer_with_an_api_uri_refuses_by_audience() {
     // docs/deploy.md used to pair the v2.0 issuer with `api://<client-id>`: a v2 token's `aud`
     // is the bare client id, so every caller got 401 with only `InvalidAudience` in the log.
-    let idp = IdentityProvider::start(key_set(ENTRA_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
+    let (_idp, app) = provider_and_app(
+        ENTRA_KID,
         &[
             ("AUTH_ISSUER", ENTRA_V2_ISSUER),
             ("AUTH_AUDIENCE", ENTRA_API_URI),
             ("AUTH_USER_ID_CLAIM", "oid"),
         ],
-    ))
+    )
     .await;
     app.negotiate(&entra_token(&entra_v2_claims()))
         .await
@@ -232,9 +242,8 @@ async fn the_old_entra_example_pairing_the_v2_issuer_with_an_api_uri_refuses_by_
 
 #[tokio::test]
 async fn listing_both_entra_forms_accepts_v1_and_v2_tokens_of_the_same_app() {
-    let idp = IdentityProvider::start(key_set(ENTRA_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
+    let (_idp, app) = provider_and_app(
+        ENTRA_KID,
         &[
             (
                 "AUTH_ISSUER",
@@ -246,7 +255,7 @@ async fn listing_both_entra_forms_accepts_v1_and_v2_tokens_of_the_same_app() {
             ),
             ("AUTH_USER_ID_CLAIM", "oid"),
         ],
-    ))
+    )
     .await;
     for (version, claims) in [("v1", entra_v1_claims()), ("v2", entra_v2_claims())] {
         let outcome = app.negotiate(&entra_token(&claims)).await;
@@ -267,16 +276,7 @@ async fn listing_both_entra_forms_accepts_v1_and_v2_tokens_of_the_same_app() {
 
 #[tokio::test]
 async fn a_token_signed_by_another_tenants_key_names_the_unknown_key_id_and_the_known_ones() {
-    let idp = IdentityProvider::start(key_set(ENTRA_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
-        &[
-            ("AUTH_ISSUER", ENTRA_V2_ISSUER),
-            ("AUTH_AUDIENCE", API_CLIENT_ID),
-            ("AUTH_USER_ID_CLAIM", "oid"),
-        ],
-    ))
-    .await;
+    let (_idp, app) = provider_and_app(ENTRA_KID, ENTRA_V2_RECIPE).await;
     app.negotiate(&rs256_token("k1-other-tenant", &entra_v2_claims()))
         .await
         .assert_unauthorized(&format!(
@@ -286,11 +286,10 @@ async fn a_token_signed_by_another_tenants_key_names_the_unknown_key_id_and_the_
 
 #[tokio::test]
 async fn auth0_access_tokens_are_accepted_with_the_trailing_slash_issuer_and_the_api_identifier() {
-    let idp = IdentityProvider::start(key_set(AUTH0_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
+    let (_idp, app) = provider_and_app(
+        AUTH0_KID,
         &[("AUTH_ISSUER", AUTH0_ISSUER), ("AUTH_AUDIENCE", AUTH0_API)],
-    ))
+    )
     .await;
     let outcome = app
         .negotiate(&rs256_token(AUTH0_KID, &auth0_claims()))
@@ -309,14 +308,13 @@ async fn auth0_access_tokens_are_accepted_with_the_trailing_slash_issuer_and_the
 
 #[tokio::test]
 async fn auth0_without_the_issuers_trailing_slash_refuses_by_issuer() {
-    let idp = IdentityProvider::start(key_set(AUTH0_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
+    let (_idp, app) = provider_and_app(
+        AUTH0_KID,
         &[
             ("AUTH_ISSUER", "https://chat-example.eu.auth0.com"),
             ("AUTH_AUDIENCE", AUTH0_API),
         ],
-    ))
+    )
     .await;
     app.negotiate(&rs256_token(AUTH0_KID, &auth0_claims()))
         .await
@@ -328,15 +326,7 @@ async fn auth0_without_the_issuers_trailing_slash_refuses_by_issuer() {
 #[tokio::test]
 async fn keycloak_tokens_are_accepted_with_an_audience_mapper_and_refused_with_the_default_account_audience()
  {
-    let idp = IdentityProvider::start(key_set(KEYCLOAK_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
-        &[
-            ("AUTH_ISSUER", KEYCLOAK_ISSUER),
-            ("AUTH_AUDIENCE", "chat-api"),
-        ],
-    ))
-    .await;
+    let (_idp, app) = provider_and_app(KEYCLOAK_KID, KEYCLOAK_RECIPE).await;
     let mapped = keycloak_claims(json!(["chat-api", "account"]));
     let outcome = app.negotiate(&rs256_token(KEYCLOAK_KID, &mapped)).await;
     assert_eq!(issued_user(&outcome), KEYCLOAK_SUB);
@@ -349,15 +339,7 @@ async fn keycloak_tokens_are_accepted_with_an_audience_mapper_and_refused_with_t
 
 #[tokio::test]
 async fn an_expired_provider_token_names_how_long_ago_and_the_skew() {
-    let idp = IdentityProvider::start(key_set(KEYCLOAK_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
-        &[
-            ("AUTH_ISSUER", KEYCLOAK_ISSUER),
-            ("AUTH_AUDIENCE", "chat-api"),
-        ],
-    ))
-    .await;
+    let (_idp, app) = provider_and_app(KEYCLOAK_KID, KEYCLOAK_RECIPE).await;
     let mut expired = keycloak_claims(json!("chat-api"));
     expired.insert("exp".into(), json!(now() - 93));
     let outcome = app.negotiate(&rs256_token(KEYCLOAK_KID, &expired)).await;
@@ -375,14 +357,13 @@ async fn an_expired_provider_token_names_how_long_ago_and_the_skew() {
 
 #[tokio::test]
 async fn no_refusal_log_line_contains_the_token_or_its_signature() {
-    let idp = IdentityProvider::start(key_set(ENTRA_KID)).await;
-    let app = spawn_app(recipe(
-        &idp,
+    let (_idp, app) = provider_and_app(
+        ENTRA_KID,
         &[
             ("AUTH_ISSUER", ENTRA_V2_ISSUER),
             ("AUTH_AUDIENCE", ENTRA_API_URI),
         ],
-    ))
+    )
     .await;
     let token = entra_token(&entra_v2_claims());
     let outcome = app.negotiate(&token).await;

@@ -46,6 +46,17 @@ fn assert_completion(outcome: &Outcome, expected: &str) {
     assert_eq!(outcome.header("Content-Type"), Some("application/json"));
 }
 
+/// `target(arguments)` invoked by alice on `conn-1`; with no `invocation_id` it is a send,
+/// answered with no Completion.
+fn by_alice(invocation_id: Option<&str>, target: &str, arguments: Value) -> UpstreamCall {
+    UpstreamCall::invocation("conn-1", Some("alice"), invocation_id, target, arguments)
+}
+
+/// alice's `joinGroup("room-1")`, invocation `1`: allowed by [`policy`].
+fn alice_joins_room_1() -> UpstreamCall {
+    by_alice(Some("1"), "joinGroup", json!(["room-1"]))
+}
+
 fn completion(outcome: &Outcome) -> Value {
     assert_eq!(outcome.status, 200, "{outcome:#?}");
     let text = outcome
@@ -59,15 +70,6 @@ fn completion(outcome: &Outcome) -> Value {
 async fn a_missing_or_bad_signature_is_401_and_emits_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
-    let join = || {
-        UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("1"),
-            "joinGroup",
-            json!(["room-1"]),
-        )
-    };
     let other_connection = wps_signature(&[ACCESS_KEY], "conn-2");
     let wrong_key = wps_signature(&["INSECURE-NOT-THE-KEY"], "conn-1");
     let cases = [
@@ -83,7 +85,7 @@ async fn a_missing_or_bad_signature_is_401_and_emits_nothing() {
     ];
     for (signature, description) in cases {
         let outcome = app
-            .upstream(&join().with_header("X-ASRS-Signature", signature))
+            .upstream(&alice_joins_room_1().with_header("X-ASRS-Signature", signature))
             .await;
         assert_eq!(outcome.status, 401, "{description}: {outcome:#?}");
         assert_eq!(outcome.body["error"], "invalid_signature", "{description}");
@@ -107,14 +109,7 @@ async fn the_signature_is_accepted_in_upper_case_and_among_other_entries() {
     let upper = format!("sha256={}", good["sha256=".len()..].to_ascii_uppercase());
     let rotated = format!("{},{good}", wps_signature(&["INSECURE-OLD-KEY"], "conn-1"));
     for signature in [upper, rotated] {
-        let call = UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("1"),
-            "joinGroup",
-            json!(["room-1"]),
-        )
-        .with_header("X-ASRS-Signature", Some(&signature));
+        let call = alice_joins_room_1().with_header("X-ASRS-Signature", Some(&signature));
         let outcome = app.upstream(&call).await;
         assert!(
             completion(&outcome).get("result").is_some(),
@@ -146,14 +141,7 @@ async fn the_secondary_key_authenticates_during_rotation() {
 async fn a_foreign_hub_is_refused_and_emits_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
-    let call = UpstreamCall::invocation(
-        "conn-1",
-        Some("alice"),
-        Some("1"),
-        "joinGroup",
-        json!(["room-1"]),
-    )
-    .with_header("X-ASRS-Hub", Some("admin"));
+    let call = alice_joins_room_1().with_header("X-ASRS-Hub", Some("admin"));
     let outcome = app.upstream(&call).await;
     assert_eq!(outcome.status, 403, "{outcome:#?}");
     assert_eq!(outcome.body["error"], "foreign_hub");
@@ -183,15 +171,7 @@ async fn upstream_is_off_without_a_way_to_authenticate_the_service() {
 async fn an_allowed_invocation_emits_the_group_action_and_completes_with_its_result() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
-    let outcome = app
-        .upstream(&UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("1"),
-            "joinGroup",
-            json!(["room-1"]),
-        ))
-        .await;
+    let outcome = app.upstream(&alice_joins_room_1()).await;
     assert_completion(
         &outcome,
         r#"{"type":3,"invocationId":"1","result":{"action":"add","group":"room-1","userId":"alice"}}"#,
@@ -207,9 +187,7 @@ async fn send_to_group_stamps_the_verified_sender_before_the_callers_arguments()
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
     let outcome = app
-        .upstream(&UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
+        .upstream(&by_alice(
             Some("2"),
             "sendToGroup",
             json!(["room-1", "newMessage", {"text": "hi", "sender": "mallory"}]),
@@ -231,13 +209,7 @@ async fn a_target_without_an_invoke_rule_is_a_forbidden_completion() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
     let outcome = app
-        .upstream(&UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("3"),
-            "leaveGroup",
-            json!(["room-1"]),
-        ))
+        .upstream(&by_alice(Some("3"), "leaveGroup", json!(["room-1"])))
         .await;
     assert_completion(
         &outcome,
@@ -268,15 +240,7 @@ async fn an_invokable_method_is_still_decided_by_its_operation_rules() {
         ),
     ];
     for (target, arguments, error) in cases {
-        let outcome = app
-            .upstream(&UpstreamCall::invocation(
-                "conn-1",
-                Some("alice"),
-                Some("4"),
-                target,
-                arguments,
-            ))
-            .await;
+        let outcome = app.upstream(&by_alice(Some("4"), target, arguments)).await;
         assert_eq!(
             completion(&outcome),
             json!({"type": 3, "invocationId": "4", "error": error}),
@@ -285,9 +249,7 @@ async fn an_invokable_method_is_still_decided_by_its_operation_rules() {
         assert!(outcome.signalr_items().is_empty(), "{target}");
     }
     let outcome = app
-        .upstream(&UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
+        .upstream(&by_alice(
             Some("5"),
             "sendToUser",
             json!(["bob", "newMessage", "hi"]),
@@ -306,13 +268,7 @@ async fn an_unknown_target_is_refused_even_when_invoke_allows_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
     let outcome = app
-        .upstream(&UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("6"),
-            "echo",
-            json!(["x"]),
-        ))
+        .upstream(&by_alice(Some("6"), "echo", json!(["x"])))
         .await;
     let error = completion(&outcome)["error"]
         .as_str()
@@ -330,25 +286,13 @@ async fn a_denied_send_without_an_invocation_id_is_200_with_no_body_and_nothing_
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
     let outcome = app
-        .upstream(&UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            None,
-            "joinGroup",
-            json!(["admins"]),
-        ))
+        .upstream(&by_alice(None, "joinGroup", json!(["admins"])))
         .await;
     assert_eq!(outcome.status, 200, "{outcome:#?}");
     assert_eq!(outcome.body_text, "");
     assert!(outcome.signalr_items().is_empty());
     let outcome = app
-        .upstream(&UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            None,
-            "joinGroup",
-            json!(["room-1"]),
-        ))
+        .upstream(&by_alice(None, "joinGroup", json!(["room-1"])))
         .await;
     assert_eq!(outcome.body_text, "");
     assert_eq!(outcome.signalr_items().len(), 1, "{outcome:#?}");
@@ -423,14 +367,8 @@ async fn user_claims_with_commas_and_duplicate_types_do_not_change_the_decision(
         "roles: admin",
     ];
     for claims in forged {
-        let call = UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("8"),
-            "joinGroup",
-            json!(["admins"]),
-        )
-        .with_header("X-ASRS-User-Claims", Some(claims));
+        let call = by_alice(Some("8"), "joinGroup", json!(["admins"]))
+            .with_header("X-ASRS-User-Claims", Some(claims));
         let outcome = app.upstream(&call).await;
         assert_eq!(
             completion(&outcome)["error"],
@@ -439,14 +377,7 @@ async fn user_claims_with_commas_and_duplicate_types_do_not_change_the_decision(
         );
         assert!(outcome.signalr_items().is_empty(), "{claims}");
         // Nor does a claim name another user: the id is X-ASRS-User-Id.
-        let call = UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("9"),
-            "joinGroup",
-            json!(["room-1"]),
-        )
-        .with_header(
+        let call = by_alice(Some("9"), "joinGroup", json!(["room-1"])).with_header(
             "X-ASRS-User-Claims",
             Some(&format!("{claims}, asrs.s.uid: bob")),
         );
@@ -459,32 +390,27 @@ async fn user_claims_with_commas_and_duplicate_types_do_not_change_the_decision(
 async fn malformed_requests_are_refused_before_anything_is_emitted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = app(&dir).await;
-    let join = || {
-        UpstreamCall::invocation(
-            "conn-1",
-            Some("alice"),
-            Some("1"),
-            "joinGroup",
-            json!(["room-1"]),
-        )
-    };
-    let mut msgpack = join();
+    let mut msgpack = alice_joins_room_1();
     msgpack.content_type = "application/x-msgpack".into();
-    let mut stream = join();
+    let mut stream = alice_joins_room_1();
     stream.body =
         r#"{"type":4,"invocationId":"1","target":"joinGroup","arguments":["room-1"]}"#.into();
     let cases = [
         (
-            join().with_header("X-ASRS-Event", Some("sendToGroup")),
+            alice_joins_room_1().with_header("X-ASRS-Event", Some("sendToGroup")),
             400,
             "event is not the target",
         ),
         (
-            join().with_header("X-ASRS-Category", Some("admin")),
+            alice_joins_room_1().with_header("X-ASRS-Category", Some("admin")),
             400,
             "unknown category",
         ),
-        (join().with_header("X-ASRS-Hub", None), 400, "no hub"),
+        (
+            alice_joins_room_1().with_header("X-ASRS-Hub", None),
+            400,
+            "no hub",
+        ),
         (msgpack, 415, "MessagePack"),
         (stream, 400, "a stream invocation"),
     ];
@@ -566,14 +492,7 @@ async fn claims_app(dir: &tempfile::TempDir) -> TestApp {
 
 /// `joinGroup(group)` by alice, with `claims` as `X-ASRS-User-Claims`.
 fn join_with_claims(group: &str, claims: &str) -> UpstreamCall {
-    UpstreamCall::invocation(
-        "conn-1",
-        Some("alice"),
-        Some("1"),
-        "joinGroup",
-        json!([group]),
-    )
-    .with_header("X-ASRS-User-Claims", Some(claims))
+    by_alice(Some("1"), "joinGroup", json!([group])).with_header("X-ASRS-User-Claims", Some(claims))
 }
 
 /// `X-ASRS-User-Claims` as the service builds it from a connection token's claims: each

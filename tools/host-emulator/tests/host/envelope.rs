@@ -5,16 +5,51 @@ use serde_json::{Value, json};
 
 use crate::helpers::{AppRoot, FakeHandler, HandlerAnswer, TestHost, http_function};
 
-async fn fixture(answer: HandlerAnswer) -> (AppRoot, FakeHandler, TestHost) {
+/// An app with `sendToGroup` (POST `groups/{group}/send`) and, with `files`, the catch-all
+/// `files` (GET `app/{*path}`).
+fn app_root(files: bool) -> AppRoot {
     let app = AppRoot::with_handler("handler", &[]);
     app.function(
         "sendToGroup",
         &http_function("groups/{group}/send", &["post"], json!([])),
     );
-    app.function("files", &http_function("app/{*path}", &["get"], json!([])));
+    if files {
+        app.function("files", &http_function("app/{*path}", &["get"], json!([])));
+    }
+    app
+}
+
+/// A fake handler answering `answer`, and a host serving `app` attached to it.
+async fn attach(app: &AppRoot, answer: HandlerAnswer) -> (FakeHandler, TestHost) {
     let handler = FakeHandler::start(answer).await;
-    let host = TestHost::start(&app, HandlerLaunch::Attach { port: handler.port }).await;
+    let host = TestHost::start(app, HandlerLaunch::Attach { port: handler.port }).await;
+    (handler, host)
+}
+
+async fn fixture(answer: HandlerAnswer) -> (AppRoot, FakeHandler, TestHost) {
+    let app = app_root(true);
+    let (handler, host) = attach(&app, answer).await;
     (app, handler, host)
+}
+
+/// Sends `request` to the host, which is up and answers.
+async fn reachable(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("reachable")
+}
+
+/// POSTs `body` as `content_type` to `sendToGroup` for group `g`.
+async fn send_to_g(
+    host: &TestHost,
+    content_type: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    reachable(
+        host.http
+            .post(host.url("/api/groups/g/send"))
+            .header("Content-Type", content_type)
+            .body(body),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -23,15 +58,14 @@ async fn the_invocation_carries_data_metadata_and_host_headers() {
         json!({"res": {"statusCode": 202, "body": "ok"}}),
     ))
     .await;
-    let response = host
-        .http
-        .post(host.url("/api/groups/room%201/send?code=k&x=1&x=2"))
-        .header("Authorization", "Bearer real")
-        .header("Content-Type", "application/json")
-        .body(r#"{"text":"hi","n":2,"flag":true,"nested":{"a":1},"list":[1]}"#)
-        .send()
-        .await
-        .expect("reachable");
+    let response = reachable(
+        host.http
+            .post(host.url("/api/groups/room%201/send?code=k&x=1&x=2"))
+            .header("Authorization", "Bearer real")
+            .header("Content-Type", "application/json")
+            .body(r#"{"text":"hi","n":2,"flag":true,"nested":{"a":1},"list":[1]}"#),
+    )
+    .await;
     assert_eq!(response.status(), 202);
     assert_eq!(response.text().await.expect("text"), "ok");
     let invocation = handler.last();
@@ -85,14 +119,14 @@ async fn the_invocation_carries_data_metadata_and_host_headers() {
 #[tokio::test]
 async fn a_body_headers_object_replaces_the_headers_in_metadata_only() {
     let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
-    host.http
-        .post(host.url("/api/groups/g/send"))
-        .header("Authorization", "Bearer real")
-        .header("Content-Type", "application/json")
-        .body(r#"{"headers":{"Authorization":"Bearer forged"},"query":{"q":"forged"}}"#)
-        .send()
-        .await
-        .expect("reachable");
+    reachable(
+        host.http
+            .post(host.url("/api/groups/g/send"))
+            .header("Authorization", "Bearer real")
+            .header("Content-Type", "application/json")
+            .body(r#"{"headers":{"Authorization":"Bearer forged"},"query":{"q":"forged"}}"#),
+    )
+    .await;
     let invocation = handler.last();
     let metadata = &invocation.body["Metadata"];
     assert_eq!(
@@ -112,12 +146,7 @@ async fn a_body_headers_object_replaces_the_headers_in_metadata_only() {
 async fn catch_all_routes_methods_and_empty_bodies() {
     let (_app, handler, host) =
         fixture(HandlerAnswer::outputs(json!({"res": {"body": "x"}}))).await;
-    let response = host
-        .http
-        .get(host.url("/api/app/css/site.css"))
-        .send()
-        .await
-        .expect("reachable");
+    let response = reachable(host.http.get(host.url("/api/app/css/site.css"))).await;
     assert_eq!(response.status(), 200);
     let req = handler.last().body["Data"]["req"].clone();
     assert_eq!(req["Params"], json!({"path": "css/site.css"}));
@@ -125,39 +154,18 @@ async fn catch_all_routes_methods_and_empty_bodies() {
         req.get("Body").is_none(),
         "no Body without Content-Length > 0"
     );
-    let wrong_method = host
-        .http
-        .post(host.url("/api/app/x"))
-        .send()
-        .await
-        .expect("reachable");
+    let wrong_method = reachable(host.http.post(host.url("/api/app/x"))).await;
     assert_eq!(wrong_method.status(), 404);
-    let unknown = host
-        .http
-        .get(host.url("/api/nothing"))
-        .send()
-        .await
-        .expect("reachable");
+    let unknown = reachable(host.http.get(host.url("/api/nothing"))).await;
     assert_eq!(unknown.status(), 404);
-    let no_prefix = host
-        .http
-        .get(host.url("/app/x"))
-        .send()
-        .await
-        .expect("reachable");
+    let no_prefix = reachable(host.http.get(host.url("/app/x"))).await;
     assert_eq!(no_prefix.status(), 404);
 }
 
 #[tokio::test]
 async fn binary_bodies_are_sent_as_base64() {
     let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
-    host.http
-        .post(host.url("/api/groups/g/send"))
-        .header("Content-Type", "application/octet-stream")
-        .body(vec![0u8, 1, 2, 255])
-        .send()
-        .await
-        .expect("reachable");
+    send_to_g(&host, "application/octet-stream", vec![0u8, 1, 2, 255]).await;
     assert_eq!(
         handler.last().body["Data"]["req"]["Body"],
         json!("AAEC/w==")
@@ -171,26 +179,14 @@ async fn octet_stream_v2_and_json_with_a_multipart_boundary_arrive_as_text() {
         "application/octet-stream-v2",
         "application/json; boundary=multipart",
     ] {
-        host.http
-            .post(host.url("/api/groups/g/send"))
-            .header("Content-Type", content_type)
-            .body(r#"{"a":1}"#)
-            .send()
-            .await
-            .expect("reachable");
+        send_to_g(&host, content_type, r#"{"a":1}"#).await;
         assert_eq!(
             handler.last().body["Data"]["req"]["Body"],
             json!(r#"{"a":1}"#),
             "{content_type}"
         );
     }
-    host.http
-        .post(host.url("/api/groups/g/send"))
-        .header("Content-Type", "multipart/form-data; boundary=x")
-        .body("hi")
-        .send()
-        .await
-        .expect("reachable");
+    send_to_g(&host, "multipart/form-data; boundary=x", "hi").await;
     assert_eq!(handler.last().body["Data"]["req"]["Body"], json!("aGk="));
 }
 
@@ -199,13 +195,7 @@ async fn a_utf8_bom_is_stripped_from_text_bodies() {
     let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
     let mut body = vec![0xEF, 0xBB, 0xBF];
     body.extend_from_slice(br#"{"text":"hi"}"#);
-    host.http
-        .post(host.url("/api/groups/g/send"))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("reachable");
+    send_to_g(&host, "application/json", body).await;
     let invocation = handler.last();
     assert_eq!(
         invocation.body["Data"]["req"]["Body"],
@@ -221,11 +211,7 @@ async fn an_absent_catch_all_route_parameter_arrives_as_null() {
         ("/api/app/", json!({"path": null})),
         ("/api/app/css/site.css", json!({"path": "css/site.css"})),
     ] {
-        host.http
-            .get(host.url(path))
-            .send()
-            .await
-            .expect("reachable");
+        reachable(host.http.get(host.url(path))).await;
         assert_eq!(
             handler.last().body["Data"]["req"]["Params"],
             expected,
@@ -238,12 +224,7 @@ async fn an_absent_catch_all_route_parameter_arrives_as_null() {
 async fn the_caller_gets_a_utf8_charset_text_plain_by_default_and_the_first_of_repeated_headers() {
     let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
     let send = || async {
-        let response = host
-            .http
-            .post(host.url("/api/groups/g/send"))
-            .send()
-            .await
-            .expect("reachable");
+        let response = reachable(host.http.post(host.url("/api/groups/g/send"))).await;
         response.headers().clone()
     };
     handler.answer(HandlerAnswer::outputs(json!({"res": {
@@ -328,12 +309,7 @@ async fn invalid_handler_answers_give_the_caller_500() {
     ];
     for (answer, reason) in cases {
         handler.answer(answer);
-        let response = host
-            .http
-            .post(host.url("/api/groups/g/send"))
-            .send()
-            .await
-            .expect("reachable");
+        let response = reachable(host.http.post(host.url("/api/groups/g/send"))).await;
         assert_eq!(response.status(), 500, "{reason}");
     }
 }
@@ -342,12 +318,7 @@ async fn invalid_handler_answers_give_the_caller_500() {
 async fn http_outputs_follow_the_expando_rules() {
     let (_app, handler, host) = fixture(HandlerAnswer::outputs(json!({}))).await;
     let send = || async {
-        let response = host
-            .http
-            .post(host.url("/api/groups/g/send"))
-            .send()
-            .await
-            .expect("reachable");
+        let response = reachable(host.http.post(host.url("/api/groups/g/send"))).await;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         (status, headers, response.text().await.expect("text"))
@@ -411,20 +382,17 @@ async fn http_outputs_follow_the_expando_rules() {
 /// The [`fixture`] app with `DEMO_PAGE_ENABLED` set to `value` (absent for `None`) in
 /// local.settings.json.
 async fn demo_page_fixture(value: Option<&str>) -> (AppRoot, FakeHandler, TestHost) {
-    let app = AppRoot::with_handler("handler", &[]);
-    app.function(
-        "sendToGroup",
-        &http_function("groups/{group}/send", &["post"], json!([])),
-    );
-    app.function("files", &http_function("app/{*path}", &["get"], json!([])));
+    let app = app_root(true);
     let values = match value {
         Some(value) => json!({"DEMO_PAGE_ENABLED": value}),
         None => json!({}),
     };
     app.settings(json!({"IsEncrypted": false, "Values": values}));
-    let handler =
-        FakeHandler::start(HandlerAnswer::outputs(json!({"res": {"statusCode": 200}}))).await;
-    let host = TestHost::start(&app, HandlerLaunch::Attach { port: handler.port }).await;
+    let (handler, host) = attach(
+        &app,
+        HandlerAnswer::outputs(json!({"res": {"statusCode": 200}})),
+    )
+    .await;
     (app, handler, host)
 }
 
@@ -435,28 +403,16 @@ async fn the_root_redirects_to_the_demo_page_and_nothing_else_does() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    let root = no_redirects
-        .get(host.url("/"))
-        .send()
-        .await
-        .expect("reachable");
+    let root = reachable(no_redirects.get(host.url("/"))).await;
     assert_eq!(root.status(), 302);
     assert_eq!(
         root.headers().get("location").and_then(|v| v.to_str().ok()),
         Some("/api/app/")
     );
     // Only a person's GET of `/` is redirected: a POST, or another unknown path, stays 404.
-    let post = no_redirects
-        .post(host.url("/"))
-        .send()
-        .await
-        .expect("reachable");
+    let post = reachable(no_redirects.post(host.url("/"))).await;
     assert_eq!(post.status(), 404);
-    let other = no_redirects
-        .get(host.url("/nothing"))
-        .send()
-        .await
-        .expect("reachable");
+    let other = reachable(no_redirects.get(host.url("/nothing"))).await;
     assert_eq!(other.status(), 404);
     assert!(
         handler.received().is_empty(),
@@ -470,12 +426,7 @@ async fn the_root_is_not_redirected_when_the_handler_turns_the_demo_page_off() {
     // redirect there would lead nowhere.
     for value in [Some("false"), Some("FALSE"), None] {
         let (_app, handler, host) = demo_page_fixture(value).await;
-        let root = host
-            .http
-            .get(host.url("/"))
-            .send()
-            .await
-            .expect("reachable");
+        let root = reachable(host.http.get(host.url("/"))).await;
         assert_eq!(root.status(), 404, "{value:?}");
         assert!(handler.received().is_empty(), "{value:?}");
     }
@@ -483,18 +434,8 @@ async fn the_root_is_not_redirected_when_the_handler_turns_the_demo_page_off() {
 
 #[tokio::test]
 async fn the_root_is_not_redirected_when_the_app_has_no_demo_page() {
-    let app = AppRoot::with_handler("handler", &[]);
-    app.function(
-        "sendToGroup",
-        &http_function("groups/{group}/send", &["post"], json!([])),
-    );
-    let handler = FakeHandler::start(HandlerAnswer::outputs(json!({}))).await;
-    let host = TestHost::start(&app, HandlerLaunch::Attach { port: handler.port }).await;
-    let root = host
-        .http
-        .get(host.url("/"))
-        .send()
-        .await
-        .expect("reachable");
+    let app = app_root(false);
+    let (_handler, host) = attach(&app, HandlerAnswer::outputs(json!({}))).await;
+    let root = reachable(host.http.get(host.url("/"))).await;
     assert_eq!(root.status(), 404);
 }
