@@ -65,7 +65,9 @@ pub enum RequestFault {
 /// Read in one pass for the function it is sent to: the trigger's request is read straight into
 /// [`HttpRequestData`] (the members the handler uses, nothing else kept), the other `Data` members
 /// (input bindings) become values, and `Metadata` is skipped (BENCHMARKS.md, "Negotiate against the
-/// floor").
+/// floor"). Skipped members are checked for syntax only: a number out of `f64` range or a lone
+/// surrogate escape there no longer refuses the envelope (a map-based read did); what is read is
+/// read exactly as before.
 #[derive(Debug)]
 pub struct InvocationRequest {
     /// The trigger's name and its request, or why it could not be read.
@@ -151,7 +153,8 @@ impl InvocationRequest {
 
     /// An input binding's value read as `T`: what `input` then `T::deserialize` give,
     /// without building the decoded value first when the host sent JSON text (its usual, twice
-    /// encoded form). `None` when the input is absent.
+    /// encoded form). `None` when the input is absent. One leniency: members `T` skips are
+    /// checked for syntax only, so a number out of `f64` range there no longer refuses the value.
     pub fn input_as<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,
