@@ -1,14 +1,20 @@
 //! Criterion micro-benchmarks of negotiate's pure parts: envelope parsing, HS256 app-token
-//! verification, the binding token's verify-and-re-issue, and the RSA-2048 check an RS256 app
+//! verification, the binding token's verify-and-re-issue, the RSA-2048 check an RS256 app
 //! token costs (jsonwebtoken's own `decode`, which the handler's JWKS path calls with a cached
-//! key). They show a regression without a load generator
-//! (`cargo bench --features bench --bench pure`); they assert nothing about time.
+//! key), and the whole invocation in-process (the body `scripts/bench-negotiate` sends, through
+//! the handler's own state and `invoke`, to the envelope's bytes: everything but HTTP). They
+//! show a regression without a load generator (`cargo bench --features bench --bench pure`);
+//! they assert nothing about time.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use handler::bench_api::{Negotiate, parse_negotiate};
+use handler::bench_api::{Invoker, Negotiate, parse_negotiate};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::json;
 use std::hint::black_box;
+
+/// The allocator the `handler` binary uses (src/main.rs), so the figures are the shipped code's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ISSUER: &str = "https://issuer.test.example/";
 const AUDIENCE: &str = "api://signalr-test-app";
@@ -88,6 +94,54 @@ fn pure(c: &mut Criterion) {
         "the RS256 token verifies"
     );
 
+    // The wrk scenario's body: the fixture with an app token carrying the kit's claims and the
+    // binding token the extension would mint (tools/negotiate-bench, `bodies`).
+    let kit_app_token = sign(
+        &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "bench-user-1", "iat": now, "nbf": now - 5,
+                "exp": now + 7200, "name": "User bench-user-1", "email": "bench-user-1@contoso.example"}),
+        SECRET,
+    );
+    let kit_binding_token = jsonwebtoken::encode(
+        &Header {
+            kid: Some("-1419827734".into()),
+            ..Header::default()
+        },
+        &json!({"asrs.s.uid": "spoofed-by-binding-expression", "name": "unverified claim from idToken",
+                "nbf": now, "exp": now + 7200, "iat": now, "aud": "http://localhost/client/?hub=chat"}),
+        &EncodingKey::from_secret(ACCESS_KEY.as_bytes()),
+    )
+    .expect("signs");
+    let kit_body = include_str!("../tests/fixtures/negotiate-binding.json")
+        .replace("{{APP_TOKEN}}", &kit_app_token)
+        .replace("{{BINDING_TOKEN}}", &kit_binding_token);
+    let kit_body = serde_json::from_str::<serde_json::Value>(&kit_body)
+        .expect("the fixture is JSON")
+        .to_string()
+        .into_bytes();
+    let invoker = Invoker::new(
+        &[
+            ("FUNCTIONS_CUSTOMHANDLER_PORT", "0"),
+            ("AUTH_ISSUER", ISSUER),
+            ("AUTH_AUDIENCE", AUDIENCE),
+            ("AUTH_HS256_SECRET", SECRET),
+            (
+                "AzureSignalRConnectionString",
+                &format!("Endpoint=http://localhost;Port=8888;AccessKey={ACCESS_KEY};Version=1.0;"),
+            ),
+        ],
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+    .expect("the handler's state");
+    let answer = invoker.invoke("negotiate", &kit_body).expect("never waits");
+    assert!(
+        String::from_utf8_lossy(&answer).contains(r#""statusCode":200"#),
+        "negotiate answers 200: {}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    c.bench_function("invoke negotiate (whole, in-process, HS256)", |b| {
+        b.iter(|| invoker.invoke("negotiate", black_box(&kit_body)))
+    });
     c.bench_function("envelope parse (negotiate)", |b| {
         b.iter(|| parse_negotiate(black_box(&body)))
     });

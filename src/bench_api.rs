@@ -91,3 +91,44 @@ impl Negotiate {
             .map(|issued| issued.token)
     }
 }
+
+/// The handler's whole work for one invocation, in-process: the host's body in, the envelope's
+/// bytes out, through the same state and code `POST /{function}` uses (no HTTP, no socket).
+/// The difference between this and the load-generator figures is the HTTP server's share.
+pub struct Invoker {
+    state: crate::functions::AppState,
+}
+
+impl Invoker {
+    /// The state start-up builds, from `variables` (exact names) and the app root's
+    /// `function.json` files.
+    pub fn new(variables: &[(&str, &str)], app_root: &std::path::Path) -> anyhow::Result<Self> {
+        let variables: Vec<(String, String)> = variables
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let lookup = move |name: &str| {
+            variables
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let settings = crate::config::Settings::from_lookup(&lookup, Some(app_root))
+            .map_err(|error| anyhow::anyhow!("{}: {}", error.setting(), error.message()))?;
+        Ok(Self {
+            state: crate::startup::app_state(settings)?,
+        })
+    }
+
+    /// Invokes `function` with the host's `body` and returns the envelope's JSON. `None` if the
+    /// invocation had to wait (it never does for negotiate with an AccessKey and HS256).
+    pub fn invoke(&self, function: &str, body: &[u8]) -> Option<Vec<u8>> {
+        let envelope = futures_util::FutureExt::now_or_never(crate::functions::invoke(
+            &self.state,
+            function,
+            Ok(body.to_vec()),
+            "bench",
+        ))?;
+        Some(crate::startup::envelope_json(&envelope))
+    }
+}

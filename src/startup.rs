@@ -14,7 +14,7 @@ use crate::function::Function;
 use crate::functions::{self, AppState};
 use crate::identity::Authenticator;
 use crate::identity::service_identity::ServiceTokenVerifier;
-use crate::invocation::InvocationError;
+use crate::invocation::{InvocationError, InvocationResponse};
 use crate::signalr::output::SenderStamp;
 use crate::signalr::rest::ServiceClient;
 use crate::signalr::service_auth::ServiceAuth;
@@ -37,93 +37,11 @@ pub struct Application {
 impl Application {
     /// Binds `127.0.0.1:{settings.port}` (0 picks a free port) and prepares the server.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let authenticator =
-            Authenticator::new(&settings.auth, &settings.signalr.service_audience())?;
-        let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
-        let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;
-        let web_pubsub_events = match settings.web_pubsub.as_ref().map(|wps| &wps.event_auth) {
-            Some(EventAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
-                identity,
-                &settings.signalr.service_audience(),
-            )?),
-            _ => None,
-        };
-        let upstream_service = match settings.upstream.as_ref().map(|upstream| &upstream.auth) {
-            Some(UpstreamAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
-                identity,
-                &settings.signalr.service_audience(),
-            )?),
-            _ => None,
-        };
-        if service_auth.is_keyless() {
-            tracing::info!(
-                setting = %settings.signalr_setting,
-                "SignalR Service: managed identity, no AccessKey. negotiate mints client tokens itself with temporary keys \
-                 (negotiate/function.json without a signalRConnectionInfo input, hub from SIGNALR_HUB_NAME); \
-                 the identity needs the `SignalR App Server` role for tokens and `SignalR REST API Reader` for membership \
-                 checks (or `SignalR Service Owner` for both)"
-            );
-        }
-        service_auth.start_refresh();
-        tracing::info!(policy = %settings.policy.origin, "authorization policy loaded");
-        if settings.function(Function::Connect).is_some() && settings.web_pubsub.is_none() {
-            tracing::info!(
-                "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
-            );
-        }
-        if settings.function(Function::Upstream).is_some() && settings.upstream.is_none() {
-            tracing::info!(
-                "the SignalR upstream is off (404): SIGNALR_UPSTREAM_AUTH is `off`, or the connection is keyless and \
-                 SIGNALR_UPSTREAM_AUTH is not `managedIdentity`"
-            );
-        }
-        if settings.sender_stamp == SenderStamp::Off {
-            tracing::warn!(
-                "MESSAGE_SENDER_STAMP=false: messages carry only the caller's arguments, so receivers cannot tell who sent them"
-            );
-        }
-        if settings.function(Function::Index).is_some() && !settings.demo_page {
-            tracing::info!(
-                "the demo page (index) is off: DEMO_PAGE_ENABLED is not true, so /api/app/ answers 404"
-            );
-        }
-        let listener = TcpListener::bind(("127.0.0.1", settings.port))?;
+        let bind_port = settings.port;
+        let state = web::Data::new(app_state(settings)?);
+        let listener = TcpListener::bind(("127.0.0.1", bind_port))?;
         let port = listener.local_addr()?.port();
-        let Settings {
-            port: _,
-            functions,
-            signalr,
-            signalr_setting,
-            managed_identity: _,
-            mint_hub,
-            auth,
-            web_pubsub,
-            upstream,
-            policy,
-            sender_stamp,
-            auth_expiry,
-            app_root,
-            demo_page,
-        } = settings;
-        let state = web::Data::new(AppState {
-            functions,
-            signalr,
-            signalr_setting,
-            mint_hub,
-            auth,
-            web_pubsub,
-            upstream,
-            web_pubsub_events,
-            upstream_service,
-            policy,
-            sender_stamp,
-            auth_expiry,
-            app_root,
-            demo_page,
-            authenticator,
-            service,
-            service_auth,
-        });
+        state.service_auth.start_refresh();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -146,6 +64,95 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// The functions' shared state from validated settings: the verifiers, the REST client and the
+/// signing key built once, the start-up notes logged. Shared by [`Application::build`] and the
+/// in-process benchmark (`bench_api`), so both serve invocations from the same state.
+pub(crate) fn app_state(settings: Settings) -> anyhow::Result<AppState> {
+    let authenticator = Authenticator::new(&settings.auth, &settings.signalr.service_audience())?;
+    let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
+    let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;
+    let web_pubsub_events = match settings.web_pubsub.as_ref().map(|wps| &wps.event_auth) {
+        Some(EventAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
+            identity,
+            &settings.signalr.service_audience(),
+        )?),
+        _ => None,
+    };
+    let upstream_service = match settings.upstream.as_ref().map(|upstream| &upstream.auth) {
+        Some(UpstreamAuth::ManagedIdentity(identity)) => Some(ServiceTokenVerifier::new(
+            identity,
+            &settings.signalr.service_audience(),
+        )?),
+        _ => None,
+    };
+    if service_auth.is_keyless() {
+        tracing::info!(
+            setting = %settings.signalr_setting,
+            "SignalR Service: managed identity, no AccessKey. negotiate mints client tokens itself with temporary keys \
+             (negotiate/function.json without a signalRConnectionInfo input, hub from SIGNALR_HUB_NAME); \
+             the identity needs the `SignalR App Server` role for tokens and `SignalR REST API Reader` for membership \
+             checks (or `SignalR Service Owner` for both)"
+        );
+    }
+    tracing::info!(policy = %settings.policy.origin, "authorization policy loaded");
+    if settings.function(Function::Connect).is_some() && settings.web_pubsub.is_none() {
+        tracing::info!(
+            "the Web PubSub connect handler is off: WEBPUBSUB_CONNECTION_STRING is not set"
+        );
+    }
+    if settings.function(Function::Upstream).is_some() && settings.upstream.is_none() {
+        tracing::info!(
+            "the SignalR upstream is off (404): SIGNALR_UPSTREAM_AUTH is `off`, or the connection is keyless and \
+                 SIGNALR_UPSTREAM_AUTH is not `managedIdentity`"
+        );
+    }
+    if settings.sender_stamp == SenderStamp::Off {
+        tracing::warn!(
+            "MESSAGE_SENDER_STAMP=false: messages carry only the caller's arguments, so receivers cannot tell who sent them"
+        );
+    }
+    if settings.function(Function::Index).is_some() && !settings.demo_page {
+        tracing::info!(
+            "the demo page (index) is off: DEMO_PAGE_ENABLED is not true, so /api/app/ answers 404"
+        );
+    }
+    let Settings {
+        port: _,
+        functions,
+        signalr,
+        signalr_setting,
+        managed_identity: _,
+        mint_hub,
+        auth,
+        web_pubsub,
+        upstream,
+        policy,
+        sender_stamp,
+        auth_expiry,
+        app_root,
+        demo_page,
+    } = settings;
+    Ok(AppState {
+        functions,
+        signalr,
+        signalr_setting,
+        mint_hub,
+        auth,
+        web_pubsub,
+        upstream,
+        web_pubsub_events,
+        upstream_service,
+        policy,
+        sender_stamp,
+        auth_expiry,
+        app_root,
+        demo_page,
+        authenticator,
+        service,
+        service_auth,
+    })
 }
 
 /// Readiness and health: cheap and unauthenticated, as the host polls it every 25 ms at start.
@@ -174,16 +181,19 @@ async fn invoke(
         .and_then(|value| value.parse::<usize>().ok());
     let body = read_capped(payload, declared_length).await;
     let envelope = functions::invoke(&state, &function, body, &invocation_id).await;
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(envelope_json(&envelope))
+}
+
+/// The envelope as the host reads it.
+pub(crate) fn envelope_json(envelope: &InvocationResponse) -> Vec<u8> {
     // Sized for a typical answer (negotiate's is ≈550 bytes) so the buffer is not regrown.
     let mut json = Vec::with_capacity(1024);
-    match serde_json::to_writer(&mut json, &envelope) {
-        Ok(()) => HttpResponse::Ok()
-            .content_type("application/json")
-            .body(json),
+    match serde_json::to_writer(&mut json, envelope) {
+        Ok(()) => json,
         // Serializing a map of JSON values cannot fail; answer an empty envelope regardless.
-        Err(_) => HttpResponse::Ok()
-            .content_type("application/json")
-            .body(r#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#),
+        Err(_) => br#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#.to_vec(),
     }
 }
 
