@@ -48,9 +48,16 @@ pub fn is_unsafe_in_log(character: char) -> bool {
 }
 
 /// Whether `text` has any [`is_unsafe_in_log`] character. Printable ASCII (most ids, URLs and
-/// tokens) is answered from its bytes, without the per-character test.
+/// tokens) is answered from its bytes, without the per-character test: 64 bytes at a time with
+/// no early exit inside a block, which the compiler turns into vector compares (an early-exit
+/// byte loop over a negotiate answer was 2 % of the in-process negotiate profile).
 pub fn has_unsafe_in_log(text: &str) -> bool {
-    !text.bytes().all(|byte| (0x20..0x7f).contains(&byte)) && text.chars().any(is_unsafe_in_log)
+    let printable_ascii = text.as_bytes().chunks(64).all(|block| {
+        block
+            .iter()
+            .fold(true, |all, &byte| all & (byte.wrapping_sub(0x20) < 0x5f))
+    });
+    !printable_ascii && text.chars().any(is_unsafe_in_log)
 }
 
 /// `text` with every [`is_unsafe_in_log`] character written as `\u{XX}`, so it stays on one
@@ -156,6 +163,20 @@ mod tests {
                 has_unsafe_in_log(&text),
                 text.chars().any(is_unsafe_in_log)
             );
+        }
+
+        /// Texts longer than one 64-byte block: a control byte anywhere, also at or beside a
+        /// block boundary, is found; printable ASCII of any length is not flagged.
+        #[test]
+        fn the_shortcut_checks_every_block(
+            prefix in "[ -~]{0,200}",
+            unsafe_byte in "[\\x00-\\x1f\\x7f]",
+            suffix in "[ -~]{0,130}",
+        ) {
+            let clean = format!("{prefix}{suffix}");
+            let dirty = format!("{prefix}{unsafe_byte}{suffix}");
+            proptest::prop_assert!(!has_unsafe_in_log(&clean));
+            proptest::prop_assert!(has_unsafe_in_log(&dirty));
         }
     }
 

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::identity::jwks::{HostClass, JwksCache};
-use crate::identity::{IdentityError, IdentitySource, VerifiedUser};
+use crate::identity::{Claims, IdentityError, IdentitySource, VerifiedUser};
 use crate::names::UserId;
 use crate::settings::{ConfigError, Env, MIN_HS256_SECRET_BYTES, comma_list};
 
@@ -120,13 +120,13 @@ impl JwtVerifier {
         // jsonwebtoken wants one key family per `Validation`; the header's algorithm is already
         // known to be allowed, so validate against exactly that one.
         let data = match &self.keys {
-            Keys::Secret(key) => jsonwebtoken::decode::<Map<String, Value>>(token, key, validation),
+            Keys::Secret(key) => jsonwebtoken::decode::<Claims>(token, key, validation),
             Keys::Jwks(cache) => {
                 let key = cache
                     .key_for(header.kid.as_deref(), header.alg)
                     .await
                     .map_err(|error| self.replayed_or(token, error))?;
-                jsonwebtoken::decode::<Map<String, Value>>(token, &key, validation)
+                jsonwebtoken::decode::<Claims>(token, &key, validation)
             }
         }
         .map_err(|error| self.replayed_or(token, self.explain(error.into_kind(), token)))?;
@@ -204,7 +204,7 @@ impl JwtVerifier {
     /// is in `AUTH_AUDIENCE`, which may not name the service (start-up check), but an `aud` array
     /// may carry others beside it; only those are parsed, so a token whose audiences are all
     /// configured ones (the usual case) costs no URL parse.
-    fn verified_audience_names_the_service(&self, claims: &Map<String, Value>) -> bool {
+    fn verified_audience_names_the_service(&self, claims: &Claims) -> bool {
         let names_it = |aud: &str| {
             !self.audiences.iter().any(|ours| ours == aud) && self.service.contains(aud)
         };

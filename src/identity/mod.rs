@@ -19,6 +19,7 @@
 //! - [`sources`]: `AUTH_SOURCES` and the identity settings (each source's own beside its verifier).
 
 pub mod anonymous;
+mod claims;
 pub mod client_cert;
 pub mod credential;
 pub mod easy_auth;
@@ -28,7 +29,9 @@ pub mod service_connection;
 pub mod service_identity;
 pub mod sources;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use claims::Claims;
 
 use crate::invocation::HttpRequestData;
 pub use crate::names::ANONYMOUS_PREFIX;
@@ -72,7 +75,7 @@ impl IdentitySource {
 #[derive(Debug, Clone)]
 pub struct VerifiedUser {
     user_id: UserId,
-    claims: Map<String, Value>,
+    claims: Claims,
     expires_at: u64,
     source: IdentitySource,
 }
@@ -81,13 +84,13 @@ impl VerifiedUser {
     /// Builds a user from verified claims. Private to `identity` and its submodules.
     fn new(
         user_id: UserId,
-        claims: Map<String, Value>,
+        claims: impl Into<Claims>,
         expires_at: u64,
         source: IdentitySource,
     ) -> Self {
         Self {
             user_id,
-            claims,
+            claims: claims.into(),
             expires_at,
             source,
         }
@@ -149,7 +152,7 @@ impl VerifiedUser {
     pub(crate) fn for_tests(user_id: &str, claims: Value) -> Self {
         let claims = match claims {
             Value::Object(claims) => claims,
-            _ => Map::new(),
+            _ => serde_json::Map::new(),
         };
         let user_id = UserId::parse(user_id).expect("test user ids follow the name rules");
         Self::new(user_id, claims, u64::MAX, IdentitySource::Jwt)
