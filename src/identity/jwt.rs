@@ -98,12 +98,11 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(IdentityError::TooLarge(token.len()));
         }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|error| IdentityError::Rejected(error.into_kind()))?;
-        // jsonwebtoken's `Header` has no `crit` field and ignores it; RFC 7515 §4.1.11 says a
+        let header = JoseHeader::read(token).map_err(IdentityError::Rejected)?;
+        // jsonwebtoken's `Header` reads `crit` but does not act on it; RFC 7515 §4.1.11 says a
         // recipient that does not understand a critical extension must refuse the token, and
         // this handler understands none.
-        if names_critical_extensions(token) {
+        if header.critical {
             return Err(IdentityError::CriticalHeader);
         }
         // Checked before any key lookup, so a token with a foreign algorithm cannot make the
@@ -280,8 +279,77 @@ fn audiences_of(claims: &Map<String, Value>) -> Vec<String> {
     }
 }
 
-/// True when the token's (unverified) header has a `crit` member, whatever its value. Shared
-/// with visitor tokens, which get the same header hardening.
+/// What the handler reads from an app token's header before verifying it, in one pass: the
+/// algorithm (which `Validation`, so which key family), the key id (which JWKS key) and whether
+/// a `crit` member is present, whatever its value. `jsonwebtoken::decode` reads the whole
+/// header again, so anything else wrong with it is still refused there; this pass replaced a
+/// `decode_header` and a separate `crit` scan (two base64 decodes and two parses, one of them
+/// serde's buffered `flatten` of jsonwebtoken's `Header`).
+struct JoseHeader {
+    alg: Algorithm,
+    kid: Option<String>,
+    critical: bool,
+}
+
+impl JoseHeader {
+    /// The header segment as jsonwebtoken finds it (before the last two dots), decoded and read;
+    /// its errors are jsonwebtoken's kinds, so a refusal reads as before. A repeated `alg` or
+    /// `kid` is refused (RFC 7515 §4: names must be unique, or only the last one used).
+    fn read(token: &str) -> Result<Self, jsonwebtoken::errors::ErrorKind> {
+        use jsonwebtoken::errors::ErrorKind;
+        let segment = token
+            .rsplit_once('.')
+            .and_then(|(message, _signature)| message.rsplit_once('.'))
+            .map(|(header, _payload)| header)
+            .ok_or(ErrorKind::InvalidToken)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(segment)
+            .map_err(ErrorKind::Base64)?;
+        serde_json::from_slice(&bytes).map_err(|error| ErrorKind::Json(std::sync::Arc::new(error)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JoseHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = JoseHeader;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a JOSE header object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JoseHeader, A::Error> {
+                use serde::de::Error;
+                let (mut alg, mut kid, mut critical) = (None, None, false);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "alg" if alg.is_some() => return Err(A::Error::duplicate_field("alg")),
+                        "alg" => alg = Some(map.next_value::<Algorithm>()?),
+                        "kid" if kid.is_some() => return Err(A::Error::duplicate_field("kid")),
+                        "kid" => kid = Some(map.next_value::<Option<String>>()?),
+                        other => {
+                            critical |= other == "crit";
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(JoseHeader {
+                    alg: alg.ok_or_else(|| A::Error::missing_field("alg"))?,
+                    kid: kid.flatten(),
+                    critical,
+                })
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// True when the token's (unverified) header has a `crit` member, whatever its value. For
+/// visitor tokens, which get the same header hardening as app tokens ([`JoseHeader`]).
 pub(super) fn names_critical_extensions(token: &str) -> bool {
     let Some(header) = token.split('.').next() else {
         return false;
@@ -512,6 +580,90 @@ fn parse_algorithms(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass header read agrees with jsonwebtoken's `decode_header` (the algorithm and key
+    /// id it finds, or that the header is refused) and with the `crit` check, except that a
+    /// repeated `alg` or `kid` is refused outright.
+    #[test]
+    fn the_one_pass_header_read_agrees_with_jsonwebtoken() {
+        let headers = [
+            r#"{"alg":"HS256"}"#,
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"typ":"JWT","kid":"k1","alg":"RS256"}"#,
+            r#"{"alg":"RS256","kid":null}"#,
+            r#"{"alg":"ES256","kid":"esc"}"#,
+            r#"{"alg":"HS256","crit":["b64"]}"#,
+            r#"{"alg":"HS256","crit":["b64"]}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"hs256"}"#,
+            r#"{"alg":1}"#,
+            r#"{"kid":"k1"}"#,
+            r#"{"alg":"HS256","kid":7}"#,
+            r#"["HS256"]"#,
+            r#"{"alg":"HS256""#,
+            r#"{"alg":"HS256"} trailing"#,
+            "not json",
+        ];
+        for header in headers {
+            let token = format!(
+                "{}.e30.sig",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header)
+            );
+            let ours = JoseHeader::read(&token);
+            match jsonwebtoken::decode_header(&token) {
+                Ok(theirs) => {
+                    let ours = ours.unwrap_or_else(|error| panic!("{header}: {error:?}"));
+                    assert_eq!(ours.alg, theirs.alg, "{header}");
+                    assert_eq!(ours.kid, theirs.kid, "{header}");
+                    assert_eq!(ours.critical, names_critical_extensions(&token), "{header}");
+                }
+                Err(_) => assert!(ours.is_err(), "{header} is refused by jsonwebtoken"),
+            }
+        }
+        // jsonwebtoken's `Header` keeps unknown members as strings only, so it refuses this one;
+        // the one-pass read does not need to, because `decode` reads the header again.
+        let nested = r#"{"alg":"HS256","x":{"alg":"RS256","crit":true}}"#;
+        let secret = b"insecure-unit-test-secret-0123456789";
+        let token = {
+            let message = format!(
+                "{}.{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nested),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"sub":"a"}"#)
+            );
+            let signature = jsonwebtoken::crypto::sign(
+                message.as_bytes(),
+                &jsonwebtoken::EncodingKey::from_secret(secret),
+                Algorithm::HS256,
+            )
+            .expect("signs");
+            format!("{message}.{signature}")
+        };
+        let read = JoseHeader::read(&token).expect("read in one pass");
+        assert!(read.alg == Algorithm::HS256 && !read.critical);
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        assert!(
+            jsonwebtoken::decode::<Claims>(&token, &DecodingKey::from_secret(secret), &validation)
+                .is_err(),
+            "decode refuses the header it cannot hold"
+        );
+        for repeated in [
+            r#"{"alg":"HS256","alg":"none"}"#,
+            r#"{"alg":"RS256","kid":"a","kid":"b"}"#,
+        ] {
+            let token = format!(
+                "{}.e30.sig",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(repeated)
+            );
+            assert!(JoseHeader::read(&token).is_err(), "{repeated}");
+        }
+        for malformed in ["", "abc", "a.b", "!!.e30.sig", "a.b.c.d"] {
+            assert!(JoseHeader::read(malformed).is_err(), "{malformed:?}");
+        }
+    }
 
     /// The streaming `crit` check answers exactly what building the header as a map did.
     #[test]
