@@ -374,17 +374,135 @@ impl<'de> serde::Deserialize<'de> for TriggerValue {
 /// first stood, with its last value). Every other member is skipped unread.
 #[derive(Debug, Default, Clone)]
 struct RequestFields {
-    method: Option<(String, Value)>,
-    query: Option<(String, Value)>,
-    headers: Option<(String, Value)>,
-    params: Option<(String, Value)>,
-    body: Option<(String, Value)>,
+    method: Option<(String, Member)>,
+    query: Option<(String, Member)>,
+    headers: Option<(String, Member)>,
+    params: Option<(String, Member)>,
+    body: Option<(String, Member)>,
+}
+
+/// A request member as read: an object's members in order, or any other value. Headers and
+/// query parameters go from here straight into the request's lists; reading them into a `Map`
+/// first (an index and a SipHash per name, then taken apart again) was a measurable share of
+/// the envelope's parse (BENCHMARKS.md, "Negotiate against the floor").
+#[derive(Debug, Clone)]
+enum Member {
+    /// The members of an object, each name once: where it first stood, with its last value,
+    /// as a JSON object read into a `Map` keeps a repeated name.
+    Object(Vec<(String, Value)>),
+    Other(Value),
+}
+
+impl Member {
+    fn of_value(value: Value) -> Self {
+        match value {
+            // A map's members are already unique.
+            Value::Object(object) => Self::Object(object.into_iter().collect()),
+            other => Self::Other(other),
+        }
+    }
+
+    /// The members read in order, a repeated name reduced as a `Map` reduces it.
+    fn of_members(members: Vec<(String, Value)>) -> Self {
+        // Past a few dozen names the pairwise search would grow quadratically; a map does the
+        // same reduction in linear time.
+        if members.len() > 32 {
+            return Self::Object(
+                members
+                    .into_iter()
+                    .collect::<Map<_, _>>()
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        let mut kept: Vec<(String, Value)> = Vec::with_capacity(members.len());
+        for (name, value) in members {
+            match kept.iter_mut().find(|(known, _)| *known == name) {
+                Some(slot) => slot.1 = value,
+                None => kept.push((name, value)),
+            }
+        }
+        Self::Object(kept)
+    }
+
+    /// The value as a JSON value (an object rebuilt as a map).
+    fn into_value(self) -> Value {
+        match self {
+            Self::Object(members) => Value::Object(members.into_iter().collect()),
+            Self::Other(value) => value,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Member {
+    /// An object member by member; anything else as the `Value` serde_json would build.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Member;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Member, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8).min(32));
+                while let Some(member) = map.next_entry::<String, Value>()? {
+                    members.push(member);
+                }
+                Ok(Member::of_members(members))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Member, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(32));
+                while let Some(item) = seq.next_element::<Value>()? {
+                    items.push(item);
+                }
+                Ok(Member::Other(Value::Array(items)))
+            }
+
+            fn visit_bool<E>(self, value: bool) -> Result<Member, E> {
+                Ok(Member::Other(Value::Bool(value)))
+            }
+
+            fn visit_i64<E>(self, value: i64) -> Result<Member, E> {
+                Ok(Member::Other(Value::from(value)))
+            }
+
+            fn visit_u64<E>(self, value: u64) -> Result<Member, E> {
+                Ok(Member::Other(Value::from(value)))
+            }
+
+            fn visit_f64<E>(self, value: f64) -> Result<Member, E> {
+                Ok(Member::Other(Value::from(value)))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<Member, E> {
+                Ok(Member::Other(Value::String(value.to_owned())))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<Member, E> {
+                Ok(Member::Other(Value::String(value)))
+            }
+
+            fn visit_unit<E>(self) -> Result<Member, E> {
+                Ok(Member::Other(Value::Null))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl RequestFields {
     const NAMES: [&'static str; 5] = ["Method", "Query", "Headers", "Params", "Body"];
 
-    fn slot(&mut self, index: usize) -> &mut Option<(String, Value)> {
+    fn slot(&mut self, index: usize) -> &mut Option<(String, Member)> {
         match index {
             0 => &mut self.method,
             1 => &mut self.query,
@@ -410,7 +528,7 @@ impl RequestFields {
                 Some((chosen, _)) if *chosen != *key => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
-                _ => *slot = Some((key.into_owned(), map.next_value::<Value>()?)),
+                _ => *slot = Some((key.into_owned(), map.next_value::<Member>()?)),
             }
         }
         Ok(fields)
@@ -423,7 +541,7 @@ impl RequestFields {
             *fields.slot(index) = object
                 .iter()
                 .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(key, value)| (key.clone(), value.clone()));
+                .map(|(key, value)| (key.clone(), Member::of_value(value.clone())));
         }
         fields
     }
@@ -494,42 +612,38 @@ impl HttpRequestData {
                 .map_err(|_| TriggerFault::EmbeddedNotJson),
             other => Ok(other),
         };
-        let value = |field: Option<(String, Value)>| field.map(|(_, value)| value);
+        let value = |field: Option<(String, Member)>| field.map(|(_, value)| value);
+        // An object's members; JSON text of an object (older hosts) decoded; null or absent as
+        // none; anything else refused with `fault`.
+        let members = |member: Option<Member>, fault: RequestFault| match member {
+            None | Some(Member::Other(Value::Null)) => Ok(Vec::new()),
+            Some(Member::Object(members)) => Ok(members),
+            Some(Member::Other(other)) => match embedded(other)? {
+                Value::Object(object) => Ok(object.into_iter().collect()),
+                _ => Err(bad(fault)),
+            },
+        };
 
-        let query = match value(fields.query) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(query) => match embedded(query)? {
-                Value::Object(object) => object
-                    .into_iter()
-                    .map(|(key, value)| (key, scalar_into_string(value)))
-                    .collect(),
-                _ => return Err(bad(RequestFault::Query)),
-            },
-        };
-        let headers = match value(fields.headers) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(headers) => match embedded(headers)? {
-                Value::Object(object) => object
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let values = match value {
-                            Value::Array(items) => {
-                                items.into_iter().map(scalar_into_string).collect()
-                            }
-                            other => vec![scalar_into_string(other)],
-                        };
-                        (name, values)
-                    })
-                    .collect(),
-                _ => return Err(bad(RequestFault::Headers)),
-            },
-        };
+        let query = members(value(fields.query), RequestFault::Query)?
+            .into_iter()
+            .map(|(key, value)| (key, scalar_into_string(value)))
+            .collect();
+        let headers = members(value(fields.headers), RequestFault::Headers)?
+            .into_iter()
+            .map(|(name, value)| {
+                let values = match value {
+                    Value::Array(items) => items.into_iter().map(scalar_into_string).collect(),
+                    other => vec![scalar_into_string(other)],
+                };
+                (name, values)
+            })
+            .collect();
         let params = match value(fields.params) {
-            Some(Value::Object(object)) => object,
+            Some(Member::Object(members)) => members.into_iter().collect(),
             _ => Map::new(),
         };
         let method = match value(fields.method) {
-            Some(Value::String(method)) => method.to_ascii_uppercase(),
+            Some(Member::Other(Value::String(method))) => method.to_ascii_uppercase(),
             _ => String::new(),
         };
         let mut this = Self {
@@ -539,7 +653,7 @@ impl HttpRequestData {
             params,
             body: None,
         };
-        this.body = match value(fields.body) {
+        this.body = match value(fields.body).map(Member::into_value) {
             None | Some(Value::Null) => None,
             Some(Value::String(body)) if this.body_is_base64() => Some(
                 base64::engine::general_purpose::STANDARD
@@ -1041,6 +1155,25 @@ mod tests {
                 Ok(value) => format!("{:?}", HttpRequestData::from_value(&value).as_ref()),
                 Err(_) => "not JSON".to_owned(),
             }
+        }
+
+        /// Past 32 members the repeated names are reduced through a map: the same answer.
+        #[test]
+        fn for_many_headers_with_repeated_names() {
+            let headers: Vec<String> = (0..80)
+                .map(|index| format!(r#""X-H{}": ["{index}"]"#, index % 30))
+                .chain([r#""authorization": ["Bearer z"]"#.to_owned()])
+                .collect();
+            let text = format!(
+                r#"{{"Method": "POST", "Headers": {{{}}}}}"#,
+                headers.join(", ")
+            );
+            assert_eq!(streamed(&text), from_tree(&text));
+            assert!(
+                streamed(&text).contains(r#""X-H0", ["60"]"#),
+                "{}",
+                streamed(&text)
+            );
         }
 
         proptest! {
