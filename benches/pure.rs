@@ -7,7 +7,7 @@
 //! they assert nothing about time.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use handler::bench_api::{Invoker, Negotiate, parse_negotiate};
+use handler::bench_api::{Invoker, Negotiate, install_signatures, parse_negotiate};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::json;
 use std::hint::black_box;
@@ -31,6 +31,10 @@ fn sign(claims: &serde_json::Value, secret: &str) -> String {
 }
 
 fn pure(c: &mut Criterion) {
+    assert!(
+        install_signatures(),
+        "ring checks RSA and ECDSA, as in the handler"
+    );
     let now = jsonwebtoken::get_current_timestamp();
     let app_token = sign(
         &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + 7200}),
@@ -160,6 +164,51 @@ fn pure(c: &mut Criterion) {
             )
         })
     });
+
+    // The signature check alone, by the backend the handler uses (ring) and by jsonwebtoken's
+    // RustCrypto backend, which it used before (BENCHMARKS.md).
+    let ec = EncodingKey::from_ec_pem(include_bytes!(
+        "../tests/fixtures/insecure-test-ec-p256.pem"
+    ))
+    .expect("EC key");
+    let ec_public = DecodingKey::from_jwk(
+        &jsonwebtoken::jwk::Jwk::from_encoding_key(&ec, Algorithm::ES256).expect("EC JWK"),
+    )
+    .expect("EC public key");
+    let rsa =
+        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/insecure-test-rsa-a.pem"))
+            .expect("RSA key");
+    let message = rs256_token.rsplit_once('.').expect("a token").0.as_bytes();
+    for (name, algorithm, signing, public) in [
+        ("RS256, RSA-2048", Algorithm::RS256, &rsa, &rsa_public),
+        ("ES256, P-256", Algorithm::ES256, &ec, &ec_public),
+    ] {
+        let signature = jsonwebtoken::crypto::sign(message, signing, algorithm).expect("signs");
+        for (backend, provider) in [
+            ("ring, the handler's", None),
+            (
+                "RustCrypto",
+                Some(&jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER),
+            ),
+        ] {
+            let check = || match provider {
+                None => jsonwebtoken::crypto::verify(&signature, message, public, algorithm),
+                Some(provider) => {
+                    let verifier = (provider.verifier_factory)(&algorithm, public)?;
+                    let bytes = base64::Engine::decode(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                        &signature,
+                    )
+                    .expect("base64url");
+                    Ok(verifier.verify(message, &bytes).is_ok())
+                }
+            };
+            assert!(check().expect("verifies"), "{name} by {backend}");
+            c.bench_function(&format!("signature check ({name}, {backend})"), |b| {
+                b.iter(check)
+            });
+        }
+    }
 }
 
 criterion_group!(benches, pure);

@@ -70,6 +70,10 @@ impl Application {
 /// signing key built once, the start-up notes logged. Shared by [`Application::build`] and the
 /// in-process benchmark (`bench_api`), so both serve invocations from the same state.
 pub(crate) fn app_state(settings: Settings) -> anyhow::Result<AppState> {
+    anyhow::ensure!(
+        crate::identity::signatures::install(),
+        "jsonwebtoken verified a token before start-up chose its signature backend; build the state before any verification"
+    );
     let authenticator = Authenticator::new(&settings.auth, &settings.signalr.service_audience())?;
     let service_auth = ServiceAuth::new(&settings.signalr, settings.managed_identity.as_ref())?;
     let service = ServiceClient::new(&settings.signalr, service_auth.clone())?;

@@ -51,6 +51,8 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     /// Builds the verifier from validated settings.
     pub fn new(settings: &JwtSettings, service: &ServiceAudience) -> anyhow::Result<Self> {
+        // RSA and ECDSA checks by ring (start-up has already done this and checked it took).
+        crate::identity::signatures::install();
         let keys = match &settings.key_source {
             KeySource::SharedSecret(secret) => {
                 Keys::Secret(DecodingKey::from_secret(secret.expose_secret().as_bytes()))

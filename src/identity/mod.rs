@@ -27,6 +27,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod service_connection;
 pub mod service_identity;
+pub mod signatures;
 pub mod sources;
 
 use serde_json::Value;

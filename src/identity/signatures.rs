@@ -1,0 +1,284 @@
+//! The signature checks behind `jsonwebtoken::decode`: RSA (RS256/384/512, PS256/384/512) and
+//! ECDSA (ES256/384) with `ring`, HMAC and EdDSA with jsonwebtoken's RustCrypto backend.
+//!
+//! Why: with RustCrypto's `rsa` 0.9 one RSA-2048 check took 185 µs, so an RS256 app token (the
+//! form Entra ID, Auth0 and every OIDC provider issue) held negotiate at 8 % of the HTTP
+//! server's rate, against 46 % for HS256 (BENCHMARKS.md, "Negotiate against the floor"). `ring`
+//! is already in the handler for TLS (rustls), so this adds no crate; it is the same library
+//! jsonwebtoken's own `aws_lc_rs` backend mirrors, and this module follows that backend's
+//! mapping of keys and algorithms. Nothing else changes: jsonwebtoken still parses the token,
+//! picks the verifier by the header's algorithm only after checking it against the
+//! configured ones, and does every claim check.
+//!
+//! ring is stricter than RustCrypto in two ways, both on purpose: RSA keys must have 2048 to
+//! 8192 bits (a 1024-bit key is refused as a bad signature), and a signature must be exactly the
+//! modulus' length. A JWK modulus or exponent sent with leading zero bytes (RFC 7518 §6.3.1.1
+//! forbids them, some providers add one) is read as the same number.
+
+use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtVerifier, rust_crypto};
+use jsonwebtoken::errors::{Error, ErrorKind};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+use ring::signature::{self as ring_signature, RsaPublicKeyComponents, UnparsedPublicKey};
+
+/// jsonwebtoken's RustCrypto provider with RSA and ECDSA verification done by ring. Signing
+/// (only the tests sign with jsonwebtoken) and JWK helpers stay RustCrypto's.
+static PROVIDER: CryptoProvider = CryptoProvider {
+    signer_factory: |algorithm, key| (rust_crypto::DEFAULT_PROVIDER.signer_factory)(algorithm, key),
+    verifier_factory: new_verifier,
+    jwk_utils: JwkUtils {
+        extract_rsa_public_key_components: |der| {
+            (rust_crypto::DEFAULT_PROVIDER
+                .jwk_utils
+                .extract_rsa_public_key_components)(der)
+        },
+        extract_ec_public_key_coordinates: |der, algorithm| {
+            (rust_crypto::DEFAULT_PROVIDER
+                .jwk_utils
+                .extract_ec_public_key_coordinates)(der, algorithm)
+        },
+        compute_digest: |data, hash| {
+            (rust_crypto::DEFAULT_PROVIDER.jwk_utils.compute_digest)(data, hash)
+        },
+    },
+};
+
+/// Makes [`PROVIDER`] jsonwebtoken's provider for this process; true when it is. jsonwebtoken
+/// keeps the first provider it is given, or its own default once it has verified anything, so
+/// start-up calls this before any token is checked (and fails if it returns false); verifier
+/// constructors call it too, for the library's in-process users.
+pub fn install() -> bool {
+    match PROVIDER.install_default() {
+        Ok(()) => true,
+        Err(installed) => std::ptr::eq(installed, &PROVIDER),
+    }
+}
+
+fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
+    let check = match algorithm {
+        Algorithm::RS256 => Check::Rsa(&ring_signature::RSA_PKCS1_2048_8192_SHA256),
+        Algorithm::RS384 => Check::Rsa(&ring_signature::RSA_PKCS1_2048_8192_SHA384),
+        Algorithm::RS512 => Check::Rsa(&ring_signature::RSA_PKCS1_2048_8192_SHA512),
+        Algorithm::PS256 => Check::Rsa(&ring_signature::RSA_PSS_2048_8192_SHA256),
+        Algorithm::PS384 => Check::Rsa(&ring_signature::RSA_PSS_2048_8192_SHA384),
+        Algorithm::PS512 => Check::Rsa(&ring_signature::RSA_PSS_2048_8192_SHA512),
+        Algorithm::ES256 => Check::Ecdsa(&ring_signature::ECDSA_P256_SHA256_FIXED),
+        Algorithm::ES384 => Check::Ecdsa(&ring_signature::ECDSA_P384_SHA384_FIXED),
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 | Algorithm::EdDSA => {
+            return (rust_crypto::DEFAULT_PROVIDER.verifier_factory)(algorithm, key);
+        }
+    };
+    let family = match check {
+        Check::Rsa(_) => AlgorithmFamily::Rsa,
+        Check::Ecdsa(_) => AlgorithmFamily::Ec,
+    };
+    // As every backend does: a key of another family is a wrong key, not a failed signature.
+    if key.family() != family {
+        return Err(ErrorKind::InvalidKeyFormat.into());
+    }
+    Ok(Box::new(RingVerifier {
+        algorithm: *algorithm,
+        check,
+        key: key.clone(),
+    }))
+}
+
+#[derive(Clone, Copy)]
+enum Check {
+    Rsa(&'static ring_signature::RsaParameters),
+    Ecdsa(&'static ring_signature::EcdsaVerificationAlgorithm),
+}
+
+struct RingVerifier {
+    algorithm: Algorithm,
+    check: Check,
+    key: DecodingKey,
+}
+
+impl jsonwebtoken::signature::Verifier<Vec<u8>> for RingVerifier {
+    fn verify(
+        &self,
+        message: &[u8],
+        signature: &Vec<u8>,
+    ) -> Result<(), jsonwebtoken::signature::Error> {
+        let checked = match (self.check, self.key.kind()) {
+            (Check::Rsa(parameters), DecodingKeyKind::RsaModulusExponent { n, e }) => {
+                RsaPublicKeyComponents {
+                    n: without_leading_zeros(n),
+                    e: without_leading_zeros(e),
+                }
+                .verify(parameters, message, signature)
+            }
+            // A PEM or DER key: jsonwebtoken keeps it as PKCS#1 `RSAPublicKey`, the form ring reads.
+            (Check::Rsa(parameters), DecodingKeyKind::SecretOrDer(der)) => {
+                UnparsedPublicKey::new(parameters, der).verify(message, signature)
+            }
+            // jsonwebtoken keeps an EC key as its uncompressed point, the form ring reads.
+            (Check::Ecdsa(algorithm), DecodingKeyKind::SecretOrDer(point)) => {
+                UnparsedPublicKey::new(algorithm, point).verify(message, signature)
+            }
+            (Check::Ecdsa(_), DecodingKeyKind::RsaModulusExponent { .. }) => {
+                return Err(jsonwebtoken::signature::Error::new());
+            }
+        };
+        checked.map_err(|_| jsonwebtoken::signature::Error::new())
+    }
+}
+
+impl JwtVerifier for RingVerifier {
+    fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+}
+
+/// The same unsigned big-endian number without its leading zero bytes, which ring refuses.
+fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&byte| byte != 0)
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use jsonwebtoken::EncodingKey;
+    use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+    }
+
+    /// A signature by RustCrypto's signer (the backend the handler used before), as bytes.
+    fn signature(message: &[u8], key: &EncodingKey, algorithm: Algorithm) -> Vec<u8> {
+        let encoded = jsonwebtoken::crypto::sign(message, key, algorithm).expect("signs");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .expect("base64url")
+    }
+
+    /// The public key as a JWK's components would give it (what the JWKS cache builds).
+    fn from_jwk(key: &EncodingKey, algorithm: Algorithm) -> DecodingKey {
+        DecodingKey::from_jwk(&Jwk::from_encoding_key(key, algorithm).expect("jwk")).expect("key")
+    }
+
+    /// ring accepts what RustCrypto signed, for every algorithm it takes over and every key
+    /// form the handler builds (JWK components, PEM), and refuses a changed message or
+    /// signature.
+    #[test]
+    fn ring_checks_what_rustcrypto_signed() {
+        let rsa = EncodingKey::from_rsa_pem(&fixture("insecure-test-rsa-a.pem")).expect("rsa");
+        let rsa_pem =
+            DecodingKey::from_rsa_pem(&fixture("insecure-test-rsa-a.pub.pem")).expect("rsa public");
+        let ec = EncodingKey::from_ec_pem(&fixture("insecure-test-ec-p256.pem")).expect("ec");
+        let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
+        let mut cases = Vec::new();
+        for algorithm in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ] {
+            cases.push((algorithm, &rsa, from_jwk(&rsa, algorithm)));
+            cases.push((algorithm, &rsa, rsa_pem.clone()));
+        }
+        cases.push((Algorithm::ES256, &ec, from_jwk(&ec, Algorithm::ES256)));
+        for (algorithm, signing, verifying) in cases {
+            let verifier = new_verifier(&algorithm, &verifying).expect("a verifier");
+            assert_eq!(verifier.algorithm(), algorithm);
+            let good = signature(message, signing, algorithm);
+            assert!(verifier.verify(message, &good).is_ok(), "{algorithm:?}");
+            let mut forged = good.clone();
+            forged[7] ^= 1;
+            assert!(verifier.verify(message, &forged).is_err(), "{algorithm:?}");
+            assert!(
+                verifier.verify(b"eyJ9.changed", &good).is_err(),
+                "{algorithm:?}"
+            );
+            assert!(
+                verifier.verify(message, &good[1..].to_vec()).is_err(),
+                "{algorithm:?}"
+            );
+            assert!(
+                verifier.verify(message, &Vec::new()).is_err(),
+                "{algorithm:?}"
+            );
+        }
+    }
+
+    /// A JWK modulus with a leading zero byte names the same key.
+    #[test]
+    fn a_modulus_with_a_leading_zero_is_the_same_key() {
+        let rsa = EncodingKey::from_rsa_pem(&fixture("insecure-test-rsa-a.pem")).expect("rsa");
+        let jwk = Jwk::from_encoding_key(&rsa, Algorithm::RS256).expect("jwk");
+        let AlgorithmParameters::RSA(parameters) = &jwk.algorithm else {
+            panic!("an RSA JWK");
+        };
+        let decode = |text: &str| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text)
+                .expect("base64url")
+        };
+        let mut n = vec![0u8];
+        n.extend(decode(&parameters.n));
+        let mut e = vec![0u8, 0];
+        e.extend(decode(&parameters.e));
+        let key = DecodingKey::from_rsa_raw_components(&n, &e);
+        let message = b"header.payload";
+        let verifier = new_verifier(&Algorithm::RS256, &key).expect("a verifier");
+        assert!(
+            verifier
+                .verify(message, &signature(message, &rsa, Algorithm::RS256))
+                .is_ok()
+        );
+    }
+
+    /// An RSA key shorter than 2048 bits is refused, though the signature is genuine (RustCrypto
+    /// accepted it).
+    #[test]
+    fn a_1024_bit_rsa_key_is_refused() {
+        let short = EncodingKey::from_rsa_pem(&fixture("insecure-test-rsa-1024.pem")).expect("rsa");
+        let message = b"header.payload";
+        let good = signature(message, &short, Algorithm::RS256);
+        let public = from_jwk(&short, Algorithm::RS256);
+        let rustcrypto =
+            (rust_crypto::DEFAULT_PROVIDER.verifier_factory)(&Algorithm::RS256, &public)
+                .expect("a verifier");
+        assert!(
+            rustcrypto.verify(message, &good).is_ok(),
+            "the signature is genuine"
+        );
+        let verifier = new_verifier(&Algorithm::RS256, &public).expect("a verifier");
+        assert!(verifier.verify(message, &good).is_err());
+    }
+
+    /// A key of another family is a wrong key (jsonwebtoken's `InvalidKeyFormat`), never a
+    /// signature check: the HMAC secret cannot stand in for a public key, nor the reverse.
+    #[test]
+    fn a_key_of_another_family_is_refused() {
+        let rsa = EncodingKey::from_rsa_pem(&fixture("insecure-test-rsa-a.pem")).expect("rsa");
+        let ec = EncodingKey::from_ec_pem(&fixture("insecure-test-ec-p256.pem")).expect("ec");
+        let secret = DecodingKey::from_secret(b"insecure-unit-test-secret-0123456789");
+        let refused = |algorithm: Algorithm, key: &DecodingKey| {
+            matches!(
+                new_verifier(&algorithm, key)
+                    .map(|_| ())
+                    .map_err(Error::into_kind),
+                Err(ErrorKind::InvalidKeyFormat)
+            )
+        };
+        assert!(refused(Algorithm::RS256, &secret));
+        assert!(refused(Algorithm::ES256, &secret));
+        assert!(refused(Algorithm::RS256, &from_jwk(&ec, Algorithm::ES256)));
+        assert!(refused(Algorithm::ES256, &from_jwk(&rsa, Algorithm::RS256)));
+        assert!(refused(Algorithm::HS256, &from_jwk(&rsa, Algorithm::RS256)));
+    }
+}
