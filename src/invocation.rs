@@ -114,17 +114,7 @@ impl InvocationRequest {
             None => Err(TriggerFault::Missing),
             Some(TriggerValue::Object(fields)) => HttpRequestData::from_fields(*fields),
             // Older hosts (and the emulator's string form) encode the request as JSON text.
-            Some(TriggerValue::Text(text)) => {
-                match decode_embedded_json_borrowed(&Value::String(text)) {
-                    Ok(decoded) => match decoded.into_owned() {
-                        Value::Object(object) => {
-                            HttpRequestData::from_fields(RequestFields::of_object(&object))
-                        }
-                        _ => Err(TriggerFault::Request(RequestFault::NotAnObject)),
-                    },
-                    Err(_) => Err(TriggerFault::EmbeddedNotJson),
-                }
-            }
+            Some(TriggerValue::Text(text)) => HttpRequestData::from_text(&text),
             Some(TriggerValue::Other) => Err(TriggerFault::Request(RequestFault::NotAnObject)),
         };
         Ok(Self {
@@ -394,6 +384,7 @@ enum Member {
 }
 
 impl Member {
+    #[cfg(any(test, feature = "fuzzing"))]
     fn of_value(value: Value) -> Self {
         match value {
             // A map's members are already unique.
@@ -534,7 +525,9 @@ impl RequestFields {
         Ok(fields)
     }
 
-    /// The same fields of an object already read into a map (the request sent as JSON text).
+    /// The same fields of an object already read into a map: the reference the streaming reader
+    /// is tested against, and the reading of requests built as values in tests and fuzz targets.
+    #[cfg(any(test, feature = "fuzzing"))]
     fn of_object(object: &Map<String, Value>) -> Self {
         let mut fields = Self::default();
         for (index, name) in Self::NAMES.iter().enumerate() {
@@ -603,25 +596,52 @@ impl HttpRequestData {
         })
     }
 
+    /// The request sent as JSON text of an object (once or twice encoded, as
+    /// [`decode_embedded_json_borrowed`] reads it), read by the same streaming reader as an
+    /// object, so both forms of one request read alike: a `Value` would give serde_json's
+    /// raw-value key (`$serde_json::private::RawValue`, a name a query string can carry) a
+    /// meaning the streaming reader does not.
+    fn from_text(text: &str) -> Result<Self, TriggerFault> {
+        let not_an_object = TriggerFault::Request(RequestFault::NotAnObject);
+        match serde_json::from_str::<TriggerValue>(text) {
+            Ok(TriggerValue::Object(fields)) => Self::from_fields(*fields),
+            // Two rounds cover the host's double encoding; a third layer is not something it
+            // produces.
+            Ok(TriggerValue::Text(inner)) => match serde_json::from_str::<TriggerValue>(&inner) {
+                Ok(TriggerValue::Object(fields)) => Self::from_fields(*fields),
+                Ok(_) => Err(not_an_object),
+                Err(_) => Err(TriggerFault::EmbeddedNotJson),
+            },
+            Ok(TriggerValue::Other) => Err(not_an_object),
+            Err(_) => Err(TriggerFault::EmbeddedNotJson),
+        }
+    }
+
     /// The request from its fields, each taken by value (nothing is copied).
     fn from_fields(fields: RequestFields) -> Result<Self, TriggerFault> {
         let bad = TriggerFault::Request;
-        let embedded = |value: Value| match value {
-            Value::String(_) => decode_embedded_json_borrowed(&value)
-                .map(Cow::into_owned)
-                .map_err(|_| TriggerFault::EmbeddedNotJson),
-            other => Ok(other),
-        };
         let value = |field: Option<(String, Member)>| field.map(|(_, value)| value);
-        // An object's members; JSON text of an object (older hosts) decoded; null or absent as
-        // none; anything else refused with `fault`.
-        let members = |member: Option<Member>, fault: RequestFault| match member {
-            None | Some(Member::Other(Value::Null)) => Ok(Vec::new()),
-            Some(Member::Object(members)) => Ok(members),
-            Some(Member::Other(other)) => match embedded(other)? {
-                Value::Object(object) => Ok(object.into_iter().collect()),
-                _ => Err(bad(fault)),
-            },
+        // An object's members; JSON text of an object (older hosts; once or twice encoded, as
+        // `decode_embedded_json_borrowed` reads it) read by the same reader as an object; null or
+        // absent as none; anything else refused with `fault`.
+        let members = |member: Option<Member>, fault: RequestFault| {
+            let text = match member {
+                None | Some(Member::Other(Value::Null)) => return Ok(Vec::new()),
+                Some(Member::Object(members)) => return Ok(members),
+                Some(Member::Other(Value::String(text))) => text,
+                Some(Member::Other(_)) => return Err(bad(fault)),
+            };
+            let read = |text: &str| {
+                serde_json::from_str::<Member>(text).map_err(|_| TriggerFault::EmbeddedNotJson)
+            };
+            match read(&text)? {
+                Member::Object(members) => Ok(members),
+                Member::Other(Value::String(inner)) => match read(&inner)? {
+                    Member::Object(members) => Ok(members),
+                    Member::Other(_) => Err(bad(fault)),
+                },
+                Member::Other(_) => Err(bad(fault)),
+            }
         };
 
         let query = members(value(fields.query), RequestFault::Query)?
@@ -1155,6 +1175,27 @@ mod tests {
                 Ok(value) => format!("{:?}", HttpRequestData::from_value(&value).as_ref()),
                 Err(_) => "not JSON".to_owned(),
             }
+        }
+
+        /// serde_json's raw-value key (a query parameter name a caller can choose) is an
+        /// ordinary name in every form of the request: an object, JSON text of one, and a
+        /// `Query` given as text. A `Value` would have replaced the object by the key's text.
+        #[test]
+        fn the_raw_value_key_is_an_ordinary_name_in_every_form() {
+            let query = r#"{"$serde_json::private::RawValue": "{\"access_token\":\"x\"}"}"#;
+            let object = format!(r#"{{"Method": "GET", "Query": {query}}}"#);
+            let as_text = Value::String(object.clone()).to_string();
+            let query_as_text = format!(
+                r#"{{"Method": "GET", "Query": {}}}"#,
+                Value::String(query.to_owned())
+            );
+            let read = streamed(&object);
+            assert!(
+                read.contains(r#"("$serde_json::private::RawValue", "{\"access_token\":\"x\"}")"#),
+                "{read}"
+            );
+            assert_eq!(streamed(&as_text), read);
+            assert_eq!(streamed(&query_as_text), read);
         }
 
         /// Past 32 members the repeated names are reduced through a map: the same answer.

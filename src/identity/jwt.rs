@@ -51,8 +51,6 @@ pub struct JwtVerifier {
 impl JwtVerifier {
     /// Builds the verifier from validated settings.
     pub fn new(settings: &JwtSettings, service: &ServiceAudience) -> anyhow::Result<Self> {
-        // RSA and ECDSA checks by ring (start-up has already done this and checked it took).
-        crate::identity::signatures::install();
         let keys = match &settings.key_source {
             KeySource::SharedSecret(secret) => {
                 Keys::Secret(DecodingKey::from_secret(secret.expose_secret().as_bytes()))
@@ -286,7 +284,11 @@ fn audiences_of(claims: &Map<String, Value>) -> Vec<String> {
 /// a `crit` member is present, whatever its value. `jsonwebtoken::decode` reads the whole
 /// header again, so anything else wrong with it is still refused there; this pass replaced a
 /// `decode_header` and a separate `crit` scan (two base64 decodes and two parses, one of them
-/// serde's buffered `flatten` of jsonwebtoken's `Header`).
+/// serde's buffered `flatten` of jsonwebtoken's `Header`). One consequence: a header only
+/// `decode` refuses (a private member that is not a string, a malformed `jwk`) gets as far as
+/// the JWKS key lookup first, so its refusal may name the key (an unknown `kid`, keys
+/// unavailable) rather than the header; the lookup's fetch is rate-limited, and any unknown
+/// `kid` could already cause one.
 struct JoseHeader {
     alg: Algorithm,
     kid: Option<String>,

@@ -1,27 +1,29 @@
-//! The signature checks behind `jsonwebtoken::decode`: RSA (RS256/384/512, PS256/384/512) and
-//! ECDSA (ES256/384) with `ring`, HMAC and EdDSA with jsonwebtoken's RustCrypto backend.
+//! The signature checks behind `jsonwebtoken::decode`: RSA (RS256/384/512, PS256/384/512),
+//! ECDSA (ES256/384) and EdDSA (Ed25519) with `ring`; HMAC with jsonwebtoken's RustCrypto backend.
 //!
-//! Why: with RustCrypto's `rsa` 0.9 one RSA-2048 check took 185 µs, so an RS256 app token (the
-//! form Entra ID, Auth0 and every OIDC provider issue) held negotiate at 8 % of the HTTP
-//! server's rate, against 46 % for HS256 (BENCHMARKS.md, "Negotiate against the floor"). `ring`
-//! is already in the handler for TLS (rustls), so this adds no crate; it is the same library
-//! jsonwebtoken's own `aws_lc_rs` backend mirrors, and this module follows that backend's
-//! mapping of keys and algorithms. Nothing else changes: jsonwebtoken still parses the token,
-//! picks the verifier by the header's algorithm only after checking it against the
-//! configured ones, and does every claim check.
+//! Why: with RustCrypto's `rsa` 0.9 one RSA-2048 check took 181 µs and with `p256` one ES256
+//! check 231 µs, so an RS256 app token (the form Entra ID, Auth0 and every OIDC provider issue)
+//! held negotiate at 8 % of the HTTP server's rate, against 46 % for HS256 (BENCHMARKS.md,
+//! "Negotiate against the floor"); ring takes 21 and 52 µs. `ring` is already in the handler for
+//! TLS (rustls), so this adds no crate; it is the library jsonwebtoken's own `aws_lc_rs` backend
+//! mirrors, and this module follows that backend's mapping of keys and algorithms. Nothing else
+//! changes: jsonwebtoken still parses the token, picks the verifier by the header's algorithm
+//! only after checking it against the configured ones, and does every claim check. Ed25519 is
+//! ring's too because RustCrypto's verifier panics on a key shorter than 32 bytes.
 //!
-//! ring is stricter than RustCrypto in two ways, both on purpose: RSA keys must have 2048 to
-//! 8192 bits (a 1024-bit key is refused as a bad signature), and a signature must be exactly the
-//! modulus' length. A JWK modulus or exponent sent with leading zero bytes (RFC 7518 §6.3.1.1
-//! forbids them, some providers add one) is read as the same number.
+//! ring accepts RSA keys of 2048 to 8192 bits. RustCrypto accepted 1024 to 4096: a key under
+//! 2048 bits is now refused (its tokens fail as a bad signature), and keys of 4097 to 8192 bits,
+//! which no provider here uses, are now accepted. A JWK modulus or exponent sent with leading
+//! zero bytes (RFC 7518 §6.3.1.1 forbids them, some providers add one) is read as the same
+//! number.
 
 use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtVerifier, rust_crypto};
 use jsonwebtoken::errors::{Error, ErrorKind};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use ring::signature::{self as ring_signature, RsaPublicKeyComponents, UnparsedPublicKey};
 
-/// jsonwebtoken's RustCrypto provider with RSA and ECDSA verification done by ring. Signing
-/// (only the tests sign with jsonwebtoken) and JWK helpers stay RustCrypto's.
+/// jsonwebtoken's RustCrypto provider with RSA, ECDSA and EdDSA verification done by ring.
+/// Signing (only the tests sign with jsonwebtoken) and JWK helpers stay RustCrypto's.
 static PROVIDER: CryptoProvider = CryptoProvider {
     signer_factory: |algorithm, key| (rust_crypto::DEFAULT_PROVIDER.signer_factory)(algorithm, key),
     verifier_factory: new_verifier,
@@ -43,14 +45,13 @@ static PROVIDER: CryptoProvider = CryptoProvider {
 };
 
 /// Makes [`PROVIDER`] jsonwebtoken's provider for this process; true when it is. jsonwebtoken
-/// keeps the first provider it is given, or its own default once it has verified anything, so
-/// start-up calls this before any token is checked (and fails if it returns false); verifier
-/// constructors call it too, for the library's in-process users.
+/// keeps the first provider it is given, or its own default once it has signed or verified
+/// anything, so start-up calls this before any token is checked and refuses to run when it
+/// returns false. The first attempt decides for the whole process (jsonwebtoken's refusal hands
+/// back the provider offered, not the one installed, so a later call could not tell).
 pub fn install() -> bool {
-    match PROVIDER.install_default() {
-        Ok(()) => true,
-        Err(installed) => std::ptr::eq(installed, &PROVIDER),
-    }
+    static INSTALLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *INSTALLED.get_or_init(|| PROVIDER.install_default().is_ok())
 }
 
 fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerifier>, Error> {
@@ -63,13 +64,15 @@ fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtV
         Algorithm::PS512 => Check::Rsa(&ring_signature::RSA_PSS_2048_8192_SHA512),
         Algorithm::ES256 => Check::Ecdsa(&ring_signature::ECDSA_P256_SHA256_FIXED),
         Algorithm::ES384 => Check::Ecdsa(&ring_signature::ECDSA_P384_SHA384_FIXED),
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 | Algorithm::EdDSA => {
+        Algorithm::EdDSA => Check::Ed25519,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
             return (rust_crypto::DEFAULT_PROVIDER.verifier_factory)(algorithm, key);
         }
     };
     let family = match check {
         Check::Rsa(_) => AlgorithmFamily::Rsa,
         Check::Ecdsa(_) => AlgorithmFamily::Ec,
+        Check::Ed25519 => AlgorithmFamily::Ed,
     };
     // As every backend does: a key of another family is a wrong key, not a failed signature.
     if key.family() != family {
@@ -86,6 +89,7 @@ fn new_verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtV
 enum Check {
     Rsa(&'static ring_signature::RsaParameters),
     Ecdsa(&'static ring_signature::EcdsaVerificationAlgorithm),
+    Ed25519,
 }
 
 struct RingVerifier {
@@ -116,7 +120,11 @@ impl jsonwebtoken::signature::Verifier<Vec<u8>> for RingVerifier {
             (Check::Ecdsa(algorithm), DecodingKeyKind::SecretOrDer(point)) => {
                 UnparsedPublicKey::new(algorithm, point).verify(message, signature)
             }
-            (Check::Ecdsa(_), DecodingKeyKind::RsaModulusExponent { .. }) => {
+            // jsonwebtoken keeps an Ed25519 key as its 32 bytes; any other length fails here.
+            (Check::Ed25519, DecodingKeyKind::SecretOrDer(key)) => {
+                UnparsedPublicKey::new(&ring_signature::ED25519, key).verify(message, signature)
+            }
+            (Check::Ecdsa(_) | Check::Ed25519, DecodingKeyKind::RsaModulusExponent { .. }) => {
                 return Err(jsonwebtoken::signature::Error::new());
             }
         };
@@ -177,6 +185,10 @@ mod tests {
         let rsa_pem =
             DecodingKey::from_rsa_pem(&fixture("insecure-test-rsa-a.pub.pem")).expect("rsa public");
         let ec = EncodingKey::from_ec_pem(&fixture("insecure-test-ec-p256.pem")).expect("ec");
+        let p384 = EncodingKey::from_ec_pem(&fixture("insecure-test-ec-p384.pem")).expect("p384");
+        let ed = EncodingKey::from_ed_pem(&fixture("insecure-test-ed25519.pem")).expect("ed25519");
+        let ed_pem = DecodingKey::from_ed_pem(&fixture("insecure-test-ed25519.pub.pem"))
+            .expect("ed25519 public");
         let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
         let mut cases = Vec::new();
         for algorithm in [
@@ -191,6 +203,20 @@ mod tests {
             cases.push((algorithm, &rsa, rsa_pem.clone()));
         }
         cases.push((Algorithm::ES256, &ec, from_jwk(&ec, Algorithm::ES256)));
+        cases.push((Algorithm::ES384, &p384, from_jwk(&p384, Algorithm::ES384)));
+        // jsonwebtoken cannot derive an Ed25519 JWK; its `x` is the SPKI's last 32 bytes.
+        let spki = String::from_utf8(fixture("insecure-test-ed25519.pub.pem")).expect("text");
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(
+                spki.lines()
+                    .filter(|line| !line.starts_with("-----"))
+                    .collect::<String>(),
+            )
+            .expect("base64");
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&der[der.len() - 32..]);
+        let ed_jwk = DecodingKey::from_ed_components(&x).expect("x");
+        cases.push((Algorithm::EdDSA, &ed, ed_jwk));
+        cases.push((Algorithm::EdDSA, &ed, ed_pem));
         for (algorithm, signing, verifying) in cases {
             let verifier = new_verifier(&algorithm, &verifying).expect("a verifier");
             assert_eq!(verifier.algorithm(), algorithm);
@@ -258,6 +284,26 @@ mod tests {
         );
         let verifier = new_verifier(&Algorithm::RS256, &public).expect("a verifier");
         assert!(verifier.verify(message, &good).is_err());
+    }
+
+    /// A key the curve does not fit is refused, never a panic: a P-384 key for ES256, an Ed25519
+    /// key of the wrong length (RustCrypto's verifier panicked on one shorter than 32 bytes).
+    #[test]
+    fn a_key_of_the_wrong_size_is_refused() {
+        let p384 = EncodingKey::from_ec_pem(&fixture("insecure-test-ec-p384.pem")).expect("p384");
+        let ec = EncodingKey::from_ec_pem(&fixture("insecure-test-ec-p256.pem")).expect("ec");
+        let message = b"header.payload";
+        let verifier = new_verifier(&Algorithm::ES256, &from_jwk(&p384, Algorithm::ES384))
+            .expect("a verifier");
+        let good = signature(message, &ec, Algorithm::ES256);
+        assert!(verifier.verify(message, &good).is_err());
+        let ed = EncodingKey::from_ed_pem(&fixture("insecure-test-ed25519.pem")).expect("ed25519");
+        let good = signature(message, &ed, Algorithm::EdDSA);
+        for x in ["", "AAAA", &"A".repeat(44), &"A".repeat(48)] {
+            let key = DecodingKey::from_ed_components(x).expect("base64url");
+            let verifier = new_verifier(&Algorithm::EdDSA, &key).expect("a verifier");
+            assert!(verifier.verify(message, &good).is_err(), "x = {x:?}");
+        }
     }
 
     /// A key of another family is a wrong key (jsonwebtoken's `InvalidKeyFormat`), never a

@@ -47,6 +47,27 @@ async fn tokens_of_each_asymmetric_algorithm_verify_against_the_jwks() {
     .assert_unauthorized("InvalidAlgorithm");
 }
 
+/// The handler checks RSA with ring, which refuses keys under 2048 bits (RustCrypto, the
+/// backend it used before, accepted them): a genuine signature by a 1024-bit key in the JWKS
+/// is refused.
+#[tokio::test]
+async fn a_token_signed_with_a_1024_bit_rsa_key_is_refused() {
+    let short = EncodingKey::from_rsa_pem(fixture_text("insecure-test-rsa-1024.pem").as_bytes())
+        .expect("rsa pem");
+    let idp = IdentityProvider::start(
+        json!({"keys": [TestKeys::jwk(&short, Algorithm::RS256, "rsa-1024")]}),
+    )
+    .await;
+    let app = spawn_app(AppConfig::jwks(&idp.jwks_url(), "RS256")).await;
+    app.negotiate(&sign(
+        header_with_kid(Algorithm::RS256, "rsa-1024"),
+        &claims("alice"),
+        &short,
+    ))
+    .await
+    .assert_unauthorized("InvalidSignature");
+}
+
 #[tokio::test]
 async fn an_hs256_token_signed_with_the_rsa_public_key_is_refused() {
     let idp = IdentityProvider::start(rsa_set()).await;
