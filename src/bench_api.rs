@@ -32,6 +32,20 @@ pub fn parse_negotiate(body: &[u8]) -> usize {
     headers + token
 }
 
+/// A settings lookup over `variables` (exact names), as the environment would answer it.
+fn lookup_in(variables: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let variables: Vec<(String, String)> = variables
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
+    move |name: &str| {
+        variables
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    }
+}
+
 /// An HS256 app-token verifier and a service-token signer, built as start-up builds them.
 pub struct Negotiate {
     verifier: JwtVerifier,
@@ -47,17 +61,11 @@ impl Negotiate {
         secret: &str,
         connection_string: &str,
     ) -> anyhow::Result<Self> {
-        let values = [
+        let lookup = lookup_in(&[
             ("AUTH_ISSUER", issuer),
             ("AUTH_AUDIENCE", audience),
             ("AUTH_HS256_SECRET", secret),
-        ];
-        let lookup = move |name: &str| {
-            values
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        };
+        ]);
         let settings = JwtSettings::from_env(&Env::new(&lookup), Duration::from_secs(60))
             .map_err(|error| anyhow::anyhow!("{}: {}", error.setting(), error.message()))?;
         let connection = ConnectionString::parse(connection_string)?;
@@ -103,17 +111,7 @@ impl Invoker {
     /// The state start-up builds, from `variables` (exact names) and the app root's
     /// `function.json` files.
     pub fn new(variables: &[(&str, &str)], app_root: &std::path::Path) -> anyhow::Result<Self> {
-        let variables: Vec<(String, String)> = variables
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
-        let lookup = move |name: &str| {
-            variables
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        };
-        let settings = crate::config::Settings::from_lookup(&lookup, Some(app_root))
+        let settings = crate::config::Settings::from_lookup(&lookup_in(variables), Some(app_root))
             .map_err(|error| anyhow::anyhow!("{}: {}", error.setting(), error.message()))?;
         Ok(Self {
             state: crate::startup::app_state(settings)?,
