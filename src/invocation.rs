@@ -554,13 +554,23 @@ fn decode_embedded_json_borrowed(value: &Value) -> Result<Cow<'_, Value>, Invoca
     let Value::String(text) = value else {
         return Ok(Cow::Borrowed(value));
     };
-    let once: Value = serde_json::from_str(text).map_err(|_| InvocationError::EmbeddedNotJson)?;
-    // Two rounds cover the host's double encoding; a third layer is not something it produces.
-    match once {
-        Value::String(text) => serde_json::from_str(&text)
-            .map(Cow::Owned)
-            .map_err(|_| InvocationError::EmbeddedNotJson),
-        other => Ok(Cow::Owned(other)),
+    read_embedded(text, Value::as_str)
+        .map(Cow::Owned)
+        .map_err(|_| InvocationError::EmbeddedNotJson)
+}
+
+/// `text` read as JSON of a `T`, once or twice encoded: when the first reading is a string
+/// (`as_text` says which `T`s are), that string is read once more. Two rounds cover the host's
+/// double encoding; a third layer is not something it produces. The one rule for every value
+/// that may come as JSON text (inputs, the trigger's request, its `Query` and `Headers`).
+fn read_embedded<T: serde::de::DeserializeOwned>(
+    text: &str,
+    as_text: fn(&T) -> Option<&str>,
+) -> Result<T, serde_json::Error> {
+    let once: T = serde_json::from_str(text)?;
+    match as_text(&once) {
+        Some(inner) => serde_json::from_str(inner),
+        None => Ok(once),
     }
 }
 
@@ -596,23 +606,20 @@ impl HttpRequestData {
         })
     }
 
-    /// The request sent as JSON text of an object (once or twice encoded, as
-    /// [`decode_embedded_json_borrowed`] reads it), read by the same streaming reader as an
-    /// object, so both forms of one request read alike: a `Value` would give serde_json's
-    /// raw-value key (`$serde_json::private::RawValue`, a name a query string can carry) a
-    /// meaning the streaming reader does not.
+    /// The request sent as JSON text of an object ([`read_embedded`]), read by the same streaming
+    /// reader as an object, so both forms of one request read alike: a `Value` would give
+    /// serde_json's raw-value key (`$serde_json::private::RawValue`, a name a query string can
+    /// carry) a meaning the streaming reader does not.
     fn from_text(text: &str) -> Result<Self, TriggerFault> {
-        let not_an_object = TriggerFault::Request(RequestFault::NotAnObject);
-        match serde_json::from_str::<TriggerValue>(text) {
+        let as_text: fn(&TriggerValue) -> Option<&str> = |value| match value {
+            TriggerValue::Text(inner) => Some(inner.as_str()),
+            _ => None,
+        };
+        match read_embedded(text, as_text) {
             Ok(TriggerValue::Object(fields)) => Self::from_fields(*fields),
-            // Two rounds cover the host's double encoding; a third layer is not something it
-            // produces.
-            Ok(TriggerValue::Text(inner)) => match serde_json::from_str::<TriggerValue>(&inner) {
-                Ok(TriggerValue::Object(fields)) => Self::from_fields(*fields),
-                Ok(_) => Err(not_an_object),
-                Err(_) => Err(TriggerFault::EmbeddedNotJson),
-            },
-            Ok(TriggerValue::Other) => Err(not_an_object),
+            Ok(TriggerValue::Text(_) | TriggerValue::Other) => {
+                Err(TriggerFault::Request(RequestFault::NotAnObject))
+            }
             Err(_) => Err(TriggerFault::EmbeddedNotJson),
         }
     }
@@ -621,27 +628,22 @@ impl HttpRequestData {
     fn from_fields(fields: RequestFields) -> Result<Self, TriggerFault> {
         let bad = TriggerFault::Request;
         let value = |field: Option<(String, Member)>| field.map(|(_, value)| value);
-        // An object's members; JSON text of an object (older hosts; once or twice encoded, as
-        // `decode_embedded_json_borrowed` reads it) read by the same reader as an object; null or
-        // absent as none; anything else refused with `fault`.
-        let members = |member: Option<Member>, fault: RequestFault| {
-            let text = match member {
-                None | Some(Member::Other(Value::Null)) => return Ok(Vec::new()),
-                Some(Member::Object(members)) => return Ok(members),
-                Some(Member::Other(Value::String(text))) => text,
-                Some(Member::Other(_)) => return Err(bad(fault)),
-            };
-            let read = |text: &str| {
-                serde_json::from_str::<Member>(text).map_err(|_| TriggerFault::EmbeddedNotJson)
-            };
-            match read(&text)? {
-                Member::Object(members) => Ok(members),
-                Member::Other(Value::String(inner)) => match read(&inner)? {
-                    Member::Object(members) => Ok(members),
-                    Member::Other(_) => Err(bad(fault)),
-                },
-                Member::Other(_) => Err(bad(fault)),
+        // An object's members; JSON text of an object (older hosts; [`read_embedded`]) read by the
+        // same reader as an object; null or absent as none; anything else refused with `fault`.
+        let members = |member: Option<Member>, fault: RequestFault| match member {
+            None | Some(Member::Other(Value::Null)) => Ok(Vec::new()),
+            Some(Member::Object(members)) => Ok(members),
+            Some(Member::Other(Value::String(text))) => {
+                match read_embedded(&text, |member| match member {
+                    Member::Other(Value::String(inner)) => Some(inner.as_str()),
+                    _ => None,
+                }) {
+                    Ok(Member::Object(members)) => Ok(members),
+                    Ok(Member::Other(_)) => Err(bad(fault)),
+                    Err(_) => Err(TriggerFault::EmbeddedNotJson),
+                }
             }
+            Some(Member::Other(_)) => Err(bad(fault)),
         };
 
         let query = members(value(fields.query), RequestFault::Query)?
