@@ -692,6 +692,17 @@ mod tests {
         }
     }
 
+    /// When the cached identity token is due for refresh, if one is cached.
+    async fn cached_refresh_after(keyless: &Keyless) -> Option<u64> {
+        keyless
+            .token
+            .lock()
+            .await
+            .token
+            .as_ref()
+            .map(|cached| cached.refresh_after)
+    }
+
     /// Answers one request as the endpoint its path names and logs it. The identity endpoint
     /// answers 401 without the right `X-IDENTITY-HEADER`, as the platform's does.
     async fn answer(stream: TcpStream, state: Arc<StandInState>) {
@@ -838,13 +849,8 @@ mod tests {
             let token = keyless.identity_token().await.expect("a token");
             let after = jsonwebtoken::get_current_timestamp();
             assert_eq!(token.expose_secret(), "mi-token", "{case}");
-            let refresh_after = keyless
-                .token
-                .lock()
+            let refresh_after = cached_refresh_after(keyless)
                 .await
-                .token
-                .as_ref()
-                .map(|cached| cached.refresh_after)
                 .expect("the token is cached");
             assert!(
                 refresh_after <= after + MAX_IDENTITY_TOKEN_SECONDS,
@@ -864,13 +870,7 @@ mod tests {
             json!({"access_token": "mi-token", "expires_on": in_an_hour.to_string()}),
         );
         keyless.identity_token().await.expect("a token");
-        let refresh_after = keyless
-            .token
-            .lock()
-            .await
-            .token
-            .as_ref()
-            .map(|cached| cached.refresh_after);
+        let refresh_after = cached_refresh_after(keyless).await;
         assert_eq!(
             refresh_after,
             Some(in_an_hour - TOKEN_REFRESH_MARGIN_SECONDS)
