@@ -171,7 +171,7 @@ impl JwtVerifier {
                 expected: self.issuers.clone(),
             },
             ErrorKind::InvalidAudience => IdentityError::WrongAudience {
-                actual: audiences_of(&claims),
+                actual: audiences(claims.get("aud")).map(str::to_owned).collect(),
                 expected: self.audiences.clone(),
             },
             ErrorKind::ExpiredSignature => IdentityError::Expired {
@@ -204,29 +204,15 @@ impl JwtVerifier {
     /// may carry others beside it; only those are parsed, so a token whose audiences are all
     /// configured ones (the usual case) costs no URL parse.
     fn verified_audience_names_the_service(&self, claims: &Claims) -> bool {
-        let names_it = |aud: &str| {
-            !self.audiences.iter().any(|ours| ours == aud) && self.service.contains(aud)
-        };
-        match claims.get("aud") {
-            Some(Value::String(aud)) => names_it(aud),
-            Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(names_it),
-            _ => false,
-        }
+        audiences(claims.get("aud"))
+            .any(|aud| !self.audiences.iter().any(|ours| ours == aud) && self.service.contains(aud))
     }
 
     /// True when the (unverified) payload's `aud` names the SignalR Service.
     fn names_the_signalr_service(&self, token: &str) -> bool {
-        let Some(claims) = unverified_claims(token) else {
-            return false;
-        };
-        match claims.get("aud") {
-            Some(Value::String(aud)) => self.service.contains(aud),
-            Some(Value::Array(auds)) => auds
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|aud| self.service.contains(aud)),
-            _ => false,
-        }
+        unverified_claims(token).is_some_and(|claims| {
+            audiences(claims.get("aud")).any(|aud| self.service.contains(aud))
+        })
     }
 }
 
@@ -266,17 +252,15 @@ fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// A token's `aud` as a list: one string, or an array's strings (RFC 7519 §4.1.3 allows both).
-fn audiences_of(claims: &Map<String, Value>) -> Vec<String> {
-    match claims.get("aud") {
-        Some(Value::String(aud)) => vec![aud.clone()],
-        Some(Value::Array(auds)) => auds
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    }
+/// A token's audiences: its `aud` string, or the strings of its `aud` array (RFC 7519 §4.1.3
+/// allows both).
+fn audiences(aud: Option<&Value>) -> impl Iterator<Item = &str> {
+    let (one, many) = match aud {
+        Some(Value::String(aud)) => (Some(aud.as_str()), None),
+        Some(Value::Array(auds)) => (None, Some(auds.iter().filter_map(Value::as_str))),
+        _ => (None, None),
+    };
+    one.into_iter().chain(many.into_iter().flatten())
 }
 
 /// What the handler reads from an app token's header before verifying it, in one pass: the
