@@ -25,22 +25,16 @@ use ring::signature::{self as ring_signature, RsaPublicKeyComponents, UnparsedPu
 /// jsonwebtoken's RustCrypto provider with RSA, ECDSA and EdDSA verification done by ring.
 /// Signing (only the tests sign with jsonwebtoken) and JWK helpers stay RustCrypto's.
 static PROVIDER: CryptoProvider = CryptoProvider {
-    signer_factory: |algorithm, key| (rust_crypto::DEFAULT_PROVIDER.signer_factory)(algorithm, key),
+    signer_factory: rust_crypto::DEFAULT_PROVIDER.signer_factory,
     verifier_factory: new_verifier,
     jwk_utils: JwkUtils {
-        extract_rsa_public_key_components: |der| {
-            (rust_crypto::DEFAULT_PROVIDER
-                .jwk_utils
-                .extract_rsa_public_key_components)(der)
-        },
-        extract_ec_public_key_coordinates: |der, algorithm| {
-            (rust_crypto::DEFAULT_PROVIDER
-                .jwk_utils
-                .extract_ec_public_key_coordinates)(der, algorithm)
-        },
-        compute_digest: |data, hash| {
-            (rust_crypto::DEFAULT_PROVIDER.jwk_utils.compute_digest)(data, hash)
-        },
+        extract_rsa_public_key_components: rust_crypto::DEFAULT_PROVIDER
+            .jwk_utils
+            .extract_rsa_public_key_components,
+        extract_ec_public_key_coordinates: rust_crypto::DEFAULT_PROVIDER
+            .jwk_utils
+            .extract_ec_public_key_coordinates,
+        compute_digest: rust_crypto::DEFAULT_PROVIDER.jwk_utils.compute_digest,
     },
 };
 
